@@ -1,0 +1,253 @@
+//! The containers provider: testcontainers (async runner) on one network per
+//! run, every container and the network labelled with the run that owns them.
+//! Services are configured only by command line, environment variables of the
+//! public images' contract, and copied config files.
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use testcontainers::bollard::Docker;
+use testcontainers::bollard::models::{HostConfig, NetworkCreateRequest, PortBinding};
+use testcontainers::core::{IntoContainerPort as _, WaitFor};
+use testcontainers::runners::AsyncRunner as _;
+use testcontainers::{ContainerAsync, CopyTargetOptions, GenericImage, ImageExt as _};
+
+use super::images::split_image;
+use super::ownership::{LABEL_SERVICE, RunGuard};
+use super::settings::{DATABASE, PASSWORD, PgBouncerSettings, PgBouncerTopology, USER};
+use super::{InfraConfig, ServiceInfo, ServiceLocation, ServiceName, StackUrls, readiness};
+
+const POSTGRES_PORT: u16 = 5432;
+const PGBOUNCER_PORT: u16 = 6432;
+const REDIS_PORT: u16 = 6379;
+
+/// A running container stack.
+#[derive(Debug)]
+pub struct Running {
+    docker: Docker,
+    network: String,
+    containers: Vec<ContainerAsync<GenericImage>>,
+}
+
+impl Running {
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let removals = self.containers.into_iter().map(|container| async move {
+            let id = container.id().to_owned();
+            container
+                .rm()
+                .await
+                .with_context(|| format!("removing container {id}"))
+        });
+        let results = futures::future::join_all(removals).await;
+        let network = self.docker.remove_network(&self.network).await;
+        for result in results {
+            result?;
+        }
+        network.with_context(|| format!("removing network {}", self.network))?;
+        Ok(())
+    }
+}
+
+/// Starts the three containers in parallel and waits until each answers.
+pub async fn start(
+    config: &InfraConfig,
+    run: &mut RunGuard,
+) -> anyhow::Result<(StackUrls, Vec<ServiceInfo>, Running)> {
+    let started = std::time::Instant::now();
+    let docker = Docker::connect_with_defaults().context("connecting to the Docker daemon")?;
+    run.update(|record| record.docker = true)?;
+    let run_id = run.run_id().to_owned();
+    let labels = run.record().labels();
+    let network = format!("ahsp-perf-{run_id}");
+    docker
+        .create_network(NetworkCreateRequest {
+            name: network.clone(),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("creating network {network}"))?;
+
+    let images = [
+        ServiceName::Postgres,
+        ServiceName::Pgbouncer,
+        ServiceName::Redis,
+    ];
+    let mut resolved = HashMap::new();
+    for service in images {
+        resolved.insert(service, config.images.resolve(&docker, service).await);
+    }
+    let name_of = |service: ServiceName| format!("ahsp-perf-{run_id}-{service}");
+    let request = |service: ServiceName, port: u16| {
+        let (name, tag) = split_image(&resolved[&service]);
+        let mut labels = labels.clone();
+        labels.insert(LABEL_SERVICE.to_owned(), service.as_str().to_owned());
+        GenericImage::new(name, tag)
+            .with_exposed_port(port.tcp())
+            // Readiness is a real connection, polled below.
+            .with_wait_for(WaitFor::Nothing)
+            .with_network(network.clone())
+            .with_container_name(name_of(service))
+            .with_labels(labels)
+            .with_startup_timeout(config.ready_timeout)
+            .with_host_config_modifier(move |host: &mut HostConfig| publish_on_loopback(host, port))
+    };
+
+    let postgres = request(ServiceName::Postgres, POSTGRES_PORT)
+        .with_env_var("POSTGRES_USER", USER)
+        .with_env_var("POSTGRES_PASSWORD", PASSWORD)
+        .with_env_var("POSTGRES_DB", DATABASE)
+        .with_env_var("POSTGRES_HOST_AUTH_METHOD", "scram-sha-256")
+        .with_env_var(
+            "POSTGRES_INITDB_ARGS",
+            "--auth-host=scram-sha-256 --no-sync",
+        )
+        .with_cmd(std::iter::once("postgres".to_owned()).chain(config.postgres.server_args()));
+
+    let ini = config.pgbouncer.ini(&PgBouncerTopology {
+        listen_addr: "0.0.0.0",
+        listen_port: PGBOUNCER_PORT,
+        server_host: &name_of(ServiceName::Postgres),
+        server_port: POSTGRES_PORT,
+        auth_file: "/etc/pgbouncer/userlist.txt",
+        unix_socket_dir: "",
+    });
+    let pgbouncer = request(ServiceName::Pgbouncer, PGBOUNCER_PORT)
+        .with_copy_to(
+            CopyTargetOptions::new("/etc/pgbouncer/pgbouncer.ini").with_mode(0o644),
+            ini.into_bytes(),
+        )
+        .with_copy_to(
+            CopyTargetOptions::new("/etc/pgbouncer/userlist.txt").with_mode(0o644),
+            PgBouncerSettings::userlist().into_bytes(),
+        )
+        .with_cmd(["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]);
+
+    let redis = request(ServiceName::Redis, REDIS_PORT).with_cmd(
+        std::iter::once("redis-server".to_owned())
+            .chain(config.redis.server_args("0.0.0.0", REDIS_PORT)),
+    );
+
+    let (postgres, pgbouncer, redis) = tokio::try_join!(
+        async {
+            postgres
+                .start()
+                .await
+                .context("starting the postgres container")
+        },
+        async {
+            pgbouncer
+                .start()
+                .await
+                .context("starting the pgbouncer container")
+        },
+        async { redis.start().await.context("starting the redis container") },
+    )
+    .map_err(|error| {
+        error.context(format!(
+            "(images: {}, {}, {}; without a registry, build local ones with `cargo xtask images`)",
+            resolved[&ServiceName::Postgres],
+            resolved[&ServiceName::Pgbouncer],
+            resolved[&ServiceName::Redis]
+        ))
+    })?;
+
+    let host = "127.0.0.1";
+    let postgres_port = postgres.get_host_port_ipv4(POSTGRES_PORT).await?;
+    let pgbouncer_port = pgbouncer.get_host_port_ipv4(PGBOUNCER_PORT).await?;
+    let redis_port = redis.get_host_port_ipv4(REDIS_PORT).await?;
+    let urls = StackUrls {
+        database_url: format!("postgres://{USER}:{PASSWORD}@{host}:{postgres_port}/{DATABASE}"),
+        pgbouncer_url: format!("postgres://{USER}:{PASSWORD}@{host}:{pgbouncer_port}/{DATABASE}"),
+        pgbouncer_admin_url: format!(
+            "postgres://{USER}:{PASSWORD}@{host}:{pgbouncer_port}/pgbouncer"
+        ),
+        redis_url: format!("redis://{host}:{redis_port}/0"),
+    };
+
+    let timeout = config.ready_timeout;
+    let ready = tokio::try_join!(
+        readiness::poll(
+            "postgres",
+            started,
+            timeout,
+            || readiness::postgres_answers(&urls.database_url)
+        ),
+        readiness::poll("pgbouncer", started, timeout, || async {
+            readiness::postgres_answers(&urls.pgbouncer_url).await?;
+            readiness::pgbouncer_admin_answers(&urls.pgbouncer_admin_url).await
+        }),
+        readiness::poll("redis", started, timeout, || readiness::redis_answers(
+            &urls.redis_url
+        )),
+    );
+    let containers = vec![postgres, pgbouncer, redis];
+    let ((_, postgres_ready), (_, pgbouncer_ready), (_, redis_ready)) = match ready {
+        Ok(ready) => ready,
+        Err(error) => {
+            let logs = log_tails(&containers).await;
+            return Err(error.context(format!("service logs:\n{logs}")));
+        }
+    };
+    let services = [
+        (ServiceName::Postgres, postgres_ready),
+        (ServiceName::Pgbouncer, pgbouncer_ready),
+        (ServiceName::Redis, redis_ready),
+    ]
+    .into_iter()
+    .zip(&containers)
+    .map(|((name, ready_after), container)| ServiceInfo {
+        name,
+        location: ServiceLocation::Container {
+            id: container.id().to_owned(),
+            name: name_of(name),
+            image: resolved[&name].clone(),
+        },
+        ready_after,
+    })
+    .collect();
+    Ok((
+        urls,
+        services,
+        Running {
+            docker,
+            network,
+            containers,
+        },
+    ))
+}
+
+/// Publishes `port` on 127.0.0.1 only: a test database with a well-known
+/// password is nobody else's business.
+fn publish_on_loopback(host: &mut HostConfig, port: u16) {
+    let binding = PortBinding {
+        host_ip: Some("127.0.0.1".to_owned()),
+        host_port: Some(String::new()),
+    };
+    host.publish_all_ports = Some(false);
+    host.port_bindings = Some(HashMap::from([(
+        format!("{port}/tcp"),
+        Some(vec![binding]),
+    )]));
+}
+
+async fn log_tails(containers: &[ContainerAsync<GenericImage>]) -> String {
+    let mut text = String::new();
+    for container in containers {
+        let stdout = container.stdout_to_vec().await.unwrap_or_default();
+        let stderr = container.stderr_to_vec().await.unwrap_or_default();
+        let all = [stdout, stderr].concat();
+        let all = String::from_utf8_lossy(&all);
+        let tail: Vec<&str> = all.lines().rev().take(15).collect();
+        text.push_str(&format!("--- {} ---\n", container.id()));
+        for line in tail.into_iter().rev() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}

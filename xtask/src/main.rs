@@ -1,0 +1,69 @@
+//! `cargo xtask`: the project's entry points. A flat match over subcommands,
+//! one module per task.
+
+#![allow(clippy::print_stdout)]
+
+mod doctor;
+mod down;
+mod images;
+mod test;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "ahsp-perf tasks", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start PostgreSQL + PgBouncer + Redis, print their URLs, keep them until Ctrl-C.
+    Up(up::Args),
+    /// Remove what runs whose process is gone left behind (containers, networks, processes, directories).
+    Down(down::Args),
+    /// Build the service images locally from Debian packages (no registry needed).
+    Images,
+    /// Say what this machine has and lacks for each provider.
+    Doctor,
+    /// Make sure what the tests need exists, then run the whole test suite.
+    Test(test::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => up::run(args).await,
+            Command::Down(args) => down::run(args).await,
+            Command::Images => images::run().await,
+            Command::Doctor => doctor::run().await,
+            Command::Test(args) => test::run(args).await,
+        }
+    })
+}
+
+/// The workspace root.
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// The cargo that runs us, for nested cargo commands.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
