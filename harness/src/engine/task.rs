@@ -1,0 +1,135 @@
+//! Tasks written in Rust, for what a suite file cannot say. A custom task
+//! gets a [`TaskContext`]: the virtual user's client, variables and random
+//! source, with every request recorded under the task's endpoint.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::LocalBoxFuture;
+use http::HeaderValue;
+
+use super::http::{Response, TransportError};
+use super::vu::{VirtualUser, WorkerShared};
+use crate::metrics::{FailureKind, Outcome};
+
+/// A task implemented in Rust. It runs on the virtual user's worker thread,
+/// so its future need not be `Send`.
+pub trait CustomTask: Send + Sync {
+    fn run<'a>(&'a self, context: &'a mut TaskContext<'_>) -> LocalBoxFuture<'a, ()>;
+}
+
+impl<F> CustomTask for F
+where
+    F: for<'a, 'b> Fn(&'a mut TaskContext<'b>) -> LocalBoxFuture<'a, ()> + Send + Sync,
+{
+    fn run<'a>(&'a self, context: &'a mut TaskContext<'_>) -> LocalBoxFuture<'a, ()> {
+        self(context)
+    }
+}
+
+/// What a custom task may do.
+pub struct TaskContext<'a> {
+    pub(crate) vu: &'a mut VirtualUser,
+    pub(crate) shared: &'a WorkerShared,
+    pub(crate) endpoint: usize,
+}
+
+impl std::fmt::Debug for TaskContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("vu", &self.vu.id)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl TaskContext<'_> {
+    /// Sends a request and records it under the task's endpoint: 2xx is a
+    /// success, anything else a failure of its status.
+    pub async fn request(
+        &mut self,
+        method: http::Method,
+        path: &str,
+        headers: &[(http::HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> Result<Response, TransportError> {
+        let started = Instant::now();
+        let result = self.vu.client.send(method, path, headers, body, true).await;
+        let latency = started.elapsed();
+        let at = self.shared.elapsed_ms();
+        let mut recorder = self.shared.recorder.borrow_mut();
+        match &result {
+            Ok(response) if response.status.is_success() => recorder.record(
+                self.endpoint,
+                latency.as_micros() as u64,
+                response.body_len,
+                Outcome::Success,
+                at,
+            ),
+            Ok(response) => {
+                let kind = FailureKind::Status(response.status.as_u16());
+                let message = format!("{} {path}: {}", response.status, snippet(&response.text()));
+                recorder.record(
+                    self.endpoint,
+                    latency.as_micros() as u64,
+                    response.body_len,
+                    Outcome::Failure {
+                        kind: &kind,
+                        message: &message,
+                    },
+                    at,
+                )
+            }
+            Err(error) => recorder.record(
+                self.endpoint,
+                latency.as_micros() as u64,
+                0,
+                Outcome::Failure {
+                    kind: &error.kind,
+                    message: &error.message,
+                },
+                at,
+            ),
+        }
+        result
+    }
+
+    /// Counts a check (they feed the `checks` metric).
+    pub fn check(&mut self, passed: bool) {
+        let mut recorder = self.shared.recorder.borrow_mut();
+        if passed {
+            recorder.counters().checks_passed += 1;
+        } else {
+            recorder.counters().checks_failed += 1;
+        }
+    }
+
+    /// A variable of the virtual user (extracted, or a single value).
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vu.var(name)
+    }
+
+    pub fn set_var(&mut self, name: &str, value: impl Into<String>) {
+        self.vu.set_var(name, value.into());
+    }
+
+    /// The virtual user's number.
+    pub fn vu(&self) -> u64 {
+        self.vu.id
+    }
+
+    /// The value of a CSRF cookie, for API writes.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.vu.client.cookie(name)
+    }
+
+    pub fn random(&mut self) -> &mut impl rand::Rng {
+        &mut self.vu.rng
+    }
+}
+
+/// The first characters of a body, on one line, for failure samples.
+pub fn snippet(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(160).collect()
+}

@@ -1,0 +1,486 @@
+//! The summary of a run: what the verdict judges and every report writes.
+//! It carries the full histograms in a mergeable, serialisable form, so
+//! summaries from several machines or runs can be combined exactly.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+
+use super::{Counters, EndpointStats, FailureRecord, Interval, new_histogram};
+
+/// What the plan says about an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointMeta {
+    /// The grouping key, e.g. `/detail_project/[id]/rekap-rab/`.
+    pub name: String,
+    pub method: String,
+    pub tags: Vec<String>,
+}
+
+/// A latency histogram that serialises as base64 of HdrHistogram's V2
+/// compressed encoding (readable by every HdrHistogram implementation).
+#[derive(Debug, Clone)]
+pub struct HistogramData(pub Histogram<u64>);
+
+impl Serialize for HistogramData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(&self.0, &mut bytes)
+            .map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+}
+
+impl<'de> Deserialize<'de> for HistogramData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)?;
+        let histogram: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(serde::de::Error::custom)?;
+        Ok(HistogramData(histogram))
+    }
+}
+
+impl PartialEq for HistogramData {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .eq(other
+                    .0
+                    .iter_recorded()
+                    .map(|v| (v.value_iterated_to(), v.count_at_value())))
+    }
+}
+
+/// Latency figures in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p66: f64,
+    pub p75: f64,
+    pub p80: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p98: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub p9999: f64,
+    pub max: f64,
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+impl Latency {
+    pub fn of(histogram: &Histogram<u64>) -> Latency {
+        if histogram.is_empty() {
+            return Latency::default();
+        }
+        let q = |quantile: f64| ms(histogram.value_at_quantile(quantile));
+        Latency {
+            min: ms(histogram.min()),
+            mean: histogram.mean() / 1000.0,
+            p50: q(0.50),
+            p66: q(0.66),
+            p75: q(0.75),
+            p80: q(0.80),
+            p90: q(0.90),
+            p95: q(0.95),
+            p98: q(0.98),
+            p99: q(0.99),
+            p999: q(0.999),
+            p9999: q(0.9999),
+            max: ms(histogram.max()),
+        }
+    }
+}
+
+/// One endpoint over a phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    #[serde(flatten)]
+    pub meta: EndpointMeta,
+    pub requests: u64,
+    pub failures: u64,
+    pub conflicts: u64,
+    pub bytes: u64,
+    pub requests_per_second: f64,
+    pub failures_per_second: f64,
+    pub latency_ms: Latency,
+    pub failure_kinds: Vec<FailureRecord>,
+    pub histogram: HistogramData,
+}
+
+impl EndpointSummary {
+    pub fn of(meta: EndpointMeta, stats: &EndpointStats, seconds: f64) -> EndpointSummary {
+        let per_second = |n: u64| {
+            if seconds > 0.0 {
+                n as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        let mut failure_kinds = stats.failure_kinds.clone();
+        failure_kinds.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)));
+        EndpointSummary {
+            meta,
+            requests: stats.requests,
+            failures: stats.failures,
+            conflicts: stats.conflicts,
+            bytes: stats.bytes,
+            requests_per_second: per_second(stats.requests),
+            failures_per_second: per_second(stats.failures),
+            latency_ms: Latency::of(&stats.latency),
+            failure_kinds,
+            histogram: HistogramData(stats.latency.clone()),
+        }
+    }
+
+    /// Failures as a fraction of requests (0 when nothing ran).
+    pub fn failure_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.failures as f64 / self.requests as f64
+        }
+    }
+
+    pub fn average_bytes(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.bytes as f64 / self.requests as f64
+        }
+    }
+}
+
+/// One failure kind on one endpoint, for the failures table and Locust's
+/// `_failures.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureSummary {
+    pub endpoint: String,
+    pub method: String,
+    #[serde(flatten)]
+    pub record: FailureRecord,
+}
+
+/// One endpoint during one second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSecond {
+    pub requests: u64,
+    pub failures: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Locust's percentile columns: 50, 66, 75, 80, 90, 95, 98, 99, 99.9, 99.99, 100.
+pub const LOCUST_QUANTILES: [f64; 11] = [
+    0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0,
+];
+
+/// Everything up to the end of a second (Locust's "Total …" columns).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunningTotals {
+    pub requests: u64,
+    pub failures: u64,
+    pub median_ms: f64,
+    pub mean_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub average_bytes: f64,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecondPoint {
+    pub second: u64,
+    pub warm_up: bool,
+    pub users: u64,
+    pub requests: u64,
+    pub failures: u64,
+    /// All endpoints in this second, at [`LOCUST_QUANTILES`].
+    pub percentiles_ms: Vec<f64>,
+    pub totals: RunningTotals,
+    /// In the order of [`RunSummary::endpoints`].
+    pub endpoints: Vec<EndpointSecond>,
+}
+
+impl SecondPoint {
+    pub(crate) fn from_interval(
+        second: u64,
+        users: u64,
+        interval: &Interval,
+        running: &EndpointStats,
+    ) -> SecondPoint {
+        let mut all = new_histogram();
+        let mut endpoints = Vec::with_capacity(interval.endpoints.len());
+        for stats in &interval.endpoints {
+            all.add(&stats.latency).expect("same bounds");
+            endpoints.push(EndpointSecond {
+                requests: stats.requests,
+                failures: stats.failures,
+                p50_ms: quantile_ms(&stats.latency, 0.5),
+                p95_ms: quantile_ms(&stats.latency, 0.95),
+                p99_ms: quantile_ms(&stats.latency, 0.99),
+                max_ms: if stats.latency.is_empty() {
+                    0.0
+                } else {
+                    ms(stats.latency.max())
+                },
+            });
+        }
+        let latency = &running.latency;
+        SecondPoint {
+            second,
+            warm_up: interval.phase == super::Phase::WarmUp,
+            users,
+            requests: endpoints.iter().map(|e| e.requests).sum(),
+            failures: endpoints.iter().map(|e| e.failures).sum(),
+            percentiles_ms: LOCUST_QUANTILES
+                .iter()
+                .map(|q| quantile_ms(&all, *q))
+                .collect(),
+            totals: RunningTotals {
+                requests: running.requests,
+                failures: running.failures,
+                median_ms: quantile_ms(latency, 0.5),
+                mean_ms: if latency.is_empty() {
+                    0.0
+                } else {
+                    latency.mean() / 1000.0
+                },
+                min_ms: if latency.is_empty() {
+                    0.0
+                } else {
+                    ms(latency.min())
+                },
+                max_ms: if latency.is_empty() {
+                    0.0
+                } else {
+                    ms(latency.max())
+                },
+                average_bytes: if running.requests == 0 {
+                    0.0
+                } else {
+                    running.bytes as f64 / running.requests as f64
+                },
+            },
+            endpoints,
+        }
+    }
+
+    /// This second's p50, p95 and p99 over all endpoints.
+    pub fn p50_ms(&self) -> f64 {
+        self.percentiles_ms[0]
+    }
+
+    pub fn p95_ms(&self) -> f64 {
+        self.percentiles_ms[5]
+    }
+
+    pub fn p99_ms(&self) -> f64 {
+        self.percentiles_ms[7]
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.percentiles_ms[10]
+    }
+}
+
+fn quantile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+    if histogram.is_empty() {
+        0.0
+    } else {
+        ms(histogram.value_at_quantile(quantile))
+    }
+}
+
+/// Which tasks ran and which the tag filters left out — what ran is reported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskSelection {
+    pub included: Vec<String>,
+    /// Task name and why it was left out.
+    pub excluded: Vec<(String, String)>,
+}
+
+/// Everything measured in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub suite: String,
+    pub profile: String,
+    pub target: String,
+    /// RFC 3339.
+    pub started_at: String,
+    pub warm_up_seconds: f64,
+    /// The measured part of the run (after warm-up).
+    pub measured_seconds: f64,
+    pub max_users: u64,
+    pub selection: TaskSelection,
+    /// Measured phase, one per endpoint in plan order (endpoints that saw no
+    /// request included, so a report shows what did not run).
+    pub endpoints: Vec<EndpointSummary>,
+    /// All endpoints together ("Aggregated" in Locust's files).
+    pub total: EndpointSummary,
+    pub counters: Counters,
+    pub warm_up: Vec<EndpointSummary>,
+    pub warm_up_counters: Counters,
+    pub series: Vec<SecondPoint>,
+    /// Extra named values (probe peaks, query budgets, integrity, coverage)
+    /// that later layers add and thresholds may use.
+    #[serde(default)]
+    pub extra: BTreeMap<String, f64>,
+}
+
+impl RunSummary {
+    /// Builds the summary from the aggregator's phase totals.
+    pub fn build(
+        header: RunHeader,
+        metas: &[EndpointMeta],
+        warm_up: &Interval,
+        measured: &Interval,
+        series: Vec<SecondPoint>,
+    ) -> RunSummary {
+        let endpoints: Vec<EndpointSummary> = metas
+            .iter()
+            .zip(&measured.endpoints)
+            .map(|(meta, stats)| EndpointSummary::of(meta.clone(), stats, header.measured_seconds))
+            .collect();
+        let warm_up_endpoints = metas
+            .iter()
+            .zip(&warm_up.endpoints)
+            .map(|(meta, stats)| EndpointSummary::of(meta.clone(), stats, header.warm_up_seconds))
+            .collect();
+        let mut all = EndpointStats::new();
+        for stats in &measured.endpoints {
+            all.merge(stats);
+        }
+        let total = EndpointSummary::of(
+            EndpointMeta {
+                name: "Aggregated".into(),
+                method: String::new(),
+                tags: Vec::new(),
+            },
+            &all,
+            header.measured_seconds,
+        );
+        RunSummary {
+            suite: header.suite,
+            profile: header.profile,
+            target: header.target,
+            started_at: header.started_at,
+            warm_up_seconds: header.warm_up_seconds,
+            measured_seconds: header.measured_seconds,
+            max_users: header.max_users,
+            selection: header.selection,
+            endpoints,
+            total,
+            counters: measured.counters.clone(),
+            warm_up: warm_up_endpoints,
+            warm_up_counters: warm_up.counters.clone(),
+            series,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Every failure record of the measured phase, most frequent first.
+    pub fn failures(&self) -> Vec<FailureSummary> {
+        let mut all: Vec<FailureSummary> = self
+            .endpoints
+            .iter()
+            .flat_map(|e| {
+                e.failure_kinds.iter().map(|record| FailureSummary {
+                    endpoint: e.meta.name.clone(),
+                    method: e.meta.method.clone(),
+                    record: record.clone(),
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            b.record
+                .count
+                .cmp(&a.record.count)
+                .then(a.endpoint.cmp(&b.endpoint))
+        });
+        all
+    }
+
+    pub fn endpoint(&self, name: &str) -> Option<&EndpointSummary> {
+        self.endpoints.iter().find(|e| e.meta.name == name)
+    }
+
+    /// Merges the named endpoints (e.g. all with a tag) into one.
+    pub fn combined<'a>(
+        &'a self,
+        endpoints: impl Iterator<Item = &'a EndpointSummary>,
+    ) -> EndpointSummary {
+        let mut stats = EndpointStats::new();
+        for endpoint in endpoints {
+            stats
+                .latency
+                .add(&endpoint.histogram.0)
+                .expect("same bounds");
+            stats.requests += endpoint.requests;
+            stats.failures += endpoint.failures;
+            stats.conflicts += endpoint.conflicts;
+            stats.bytes += endpoint.bytes;
+            for record in &endpoint.failure_kinds {
+                super::merge_failure(&mut stats.failure_kinds, record);
+            }
+        }
+        EndpointSummary::of(
+            EndpointMeta {
+                name: "combined".into(),
+                method: String::new(),
+                tags: Vec::new(),
+            },
+            &stats,
+            self.measured_seconds,
+        )
+    }
+}
+
+/// What a summary says about its run besides the measurements.
+#[derive(Debug, Clone)]
+pub struct RunHeader {
+    pub suite: String,
+    pub profile: String,
+    pub target: String,
+    pub started_at: String,
+    pub warm_up_seconds: f64,
+    pub measured_seconds: f64,
+    pub max_users: u64,
+    pub selection: TaskSelection,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_round_trip_through_json() {
+        let mut histogram = new_histogram();
+        for v in [1, 10, 100, 1_000, 123_456, 100_000_000] {
+            histogram.record(v).unwrap();
+        }
+        let data = HistogramData(histogram);
+        let json = serde_json::to_string(&data).unwrap();
+        let back: HistogramData = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(back.0.max(), data.0.max());
+    }
+}

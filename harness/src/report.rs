@@ -1,0 +1,64 @@
+//! Reports for people and tools. Every sink implements [`Reporter`], whose
+//! hooks default to nothing, so adding a sink touches nothing upstream.
+//!
+//! Architecture invariant: reporters only write; they compute nothing the
+//! verdict depends on.
+
+pub mod json;
+pub mod locust;
+pub mod progress;
+pub mod terminal;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::LiveStatus;
+use crate::infra::ServiceInfo;
+use crate::metrics::RunSummary;
+use crate::verdict::ThresholdResult;
+
+/// The identifier of the JSON result format (see `harness/schema/result.schema.json`).
+pub const RESULT_SCHEMA: &str = "ahsp-perf/result/v1";
+
+/// How the stack ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InfraReport {
+    pub provider: String,
+    pub time_to_ready_seconds: f64,
+    pub services: Vec<ServiceInfo>,
+}
+
+/// Everything a reporter may write about a finished run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub schema: String,
+    pub summary: RunSummary,
+    pub thresholds: Vec<ThresholdResult>,
+    pub passed: bool,
+    pub infra: Option<InfraReport>,
+    /// Things a reader should know (a profile the suite does not define, an aborted run).
+    pub notes: Vec<String>,
+}
+
+impl RunReport {
+    pub fn new(summary: RunSummary, thresholds: Vec<ThresholdResult>) -> RunReport {
+        let passed = crate::verdict::all_passed(&thresholds);
+        RunReport {
+            schema: RESULT_SCHEMA.to_owned(),
+            summary,
+            thresholds,
+            passed,
+            infra: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// A sink for run reports.
+pub trait Reporter {
+    /// Once a second while the run goes on.
+    fn progress(&mut self, _status: &LiveStatus) {}
+    /// When the run is over and judged.
+    fn finished(&mut self, _report: &RunReport) -> anyhow::Result<()> {
+        Ok(())
+    }
+}

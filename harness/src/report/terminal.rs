@@ -1,0 +1,202 @@
+//! The end-of-test summary, k6-like: each threshold ✓/✗ with its observed
+//! value, a per-endpoint table with max and p99.9 beside the percentiles
+//! (100-second outliers must not hide behind a fine p95), failures by kind,
+//! and the warm-up apart.
+
+#![allow(clippy::print_stdout)]
+
+use std::fmt::Write as _;
+
+use super::{Reporter, RunReport};
+use crate::metrics::summary::EndpointSummary;
+
+/// Renders the summary as text.
+pub fn render(report: &RunReport) -> String {
+    let summary = &report.summary;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "suite {} (profile {}) against {}",
+        summary.suite, summary.profile, summary.target
+    );
+    let _ = writeln!(
+        out,
+        "  {:.1}s measured after {:.1}s warm-up, up to {} users",
+        summary.measured_seconds, summary.warm_up_seconds, summary.max_users
+    );
+    if let Some(infra) = &report.infra {
+        let _ = writeln!(
+            out,
+            "  stack: {} (ready in {:.1}s)",
+            infra.provider, infra.time_to_ready_seconds
+        );
+    }
+    for note in &report.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+
+    if !report.thresholds.is_empty() {
+        let _ = writeln!(out, "\nthresholds");
+        let width = report
+            .thresholds
+            .iter()
+            .map(|t| t.source.chars().count())
+            .max()
+            .unwrap_or(0);
+        for threshold in &report.thresholds {
+            let mark = if threshold.passed { "✓" } else { "✗" };
+            let dots = ".".repeat(width.saturating_sub(threshold.source.chars().count()) + 2);
+            let _ = write!(
+                out,
+                "  {mark} {} {dots} {}",
+                threshold.source, threshold.observed_text
+            );
+            if !threshold.passed && !threshold.detail.is_empty() {
+                let _ = write!(out, "  ({})", threshold.detail);
+            }
+            out.push('\n');
+            for cause in &threshold.diagnosis {
+                let _ = writeln!(out, "      ↳ {cause}");
+            }
+        }
+    }
+
+    let _ = writeln!(out, "\nendpoints (measured)");
+    endpoint_table(&mut out, &summary.endpoints, Some(&summary.total));
+
+    let failures = summary.failures();
+    if !failures.is_empty() {
+        let _ = writeln!(out, "\nfailures");
+        for failure in failures.iter().take(20) {
+            let record = &failure.record;
+            let _ = writeln!(
+                out,
+                "  {:<44} {:<22} {:>6}×  {:>7.1}s–{:<7.1}s  {}",
+                clip(&failure.endpoint, 44),
+                record.kind.name(),
+                record.count,
+                record.first_seen_ms as f64 / 1000.0,
+                record.last_seen_ms as f64 / 1000.0,
+                clip(&record.sample, 90)
+            );
+        }
+        if failures.len() > 20 {
+            let _ = writeln!(
+                out,
+                "  … and {} more kinds (see result.json)",
+                failures.len() - 20
+            );
+        }
+    }
+
+    let counters = &summary.counters;
+    let checks = counters.checks_passed + counters.checks_failed;
+    let _ = writeln!(
+        out,
+        "\niterations {} ({} dropped, {} skipped for want of data, {} interrupted), checks {}, logins {}/{}",
+        counters.iterations,
+        counters.dropped_iterations,
+        counters.skipped,
+        counters.interrupted,
+        if checks == 0 {
+            "none".to_owned()
+        } else {
+            format!("{}/{}", counters.checks_passed, checks)
+        },
+        counters.login_successes,
+        counters.login_attempts
+    );
+    let warm_requests: u64 = summary.warm_up.iter().map(|e| e.requests).sum();
+    let warm_failures: u64 = summary.warm_up.iter().map(|e| e.failures).sum();
+    if summary.warm_up_seconds > 0.0 {
+        let _ = writeln!(
+            out,
+            "warm-up (not judged): {warm_requests} requests, {warm_failures} failures, {} logins",
+            summary.warm_up_counters.login_successes
+        );
+    }
+    if !summary.selection.excluded.is_empty() {
+        let excluded: Vec<String> = summary
+            .selection
+            .excluded
+            .iter()
+            .map(|(task, why)| format!("{task} ({why})"))
+            .collect();
+        let _ = writeln!(out, "not run: {}", excluded.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if report.passed {
+            "PASSED: every threshold held"
+        } else {
+            "FAILED: a threshold did not hold"
+        }
+    );
+    out
+}
+
+/// Count, failures, percentiles, max and rate per endpoint.
+pub fn endpoint_table(
+    out: &mut String,
+    endpoints: &[EndpointSummary],
+    total: Option<&EndpointSummary>,
+) {
+    let _ = writeln!(
+        out,
+        "  {:<44} {:>7} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7}",
+        "name", "reqs", "fails", "p50 ms", "p95 ms", "p99 ms", "p99.9 ms", "max ms", "rps"
+    );
+    for endpoint in endpoints.iter().chain(total) {
+        let latency = &endpoint.latency_ms;
+        let label = if endpoint.meta.method.is_empty() {
+            endpoint.meta.name.clone()
+        } else {
+            format!("{} {}", endpoint.meta.method, endpoint.meta.name)
+        };
+        if endpoint.requests == 0 {
+            let _ = writeln!(
+                out,
+                "  {:<44} {:>7} {:>6}   (no requests)",
+                clip(&label, 44),
+                0,
+                0
+            );
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {:<44} {:>7} {:>6} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>7.1}",
+            clip(&label, 44),
+            endpoint.requests,
+            endpoint.failures,
+            latency.p50,
+            latency.p95,
+            latency.p99,
+            latency.p999,
+            latency.max,
+            endpoint.requests_per_second
+        );
+    }
+}
+
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        let mut clipped: String = text.chars().take(width - 1).collect();
+        clipped.push('…');
+        clipped
+    }
+}
+
+/// Prints the summary to standard output.
+#[derive(Debug, Default)]
+pub struct TerminalReporter;
+
+impl Reporter for TerminalReporter {
+    fn finished(&mut self, report: &RunReport) -> anyhow::Result<()> {
+        println!("{}", render(report));
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Building a suite in Rust instead of TOML, with custom async tasks.

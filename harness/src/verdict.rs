@@ -1,0 +1,281 @@
+//! The verdict: each threshold judged against the summary. A pure function
+//! of its inputs — no I/O, no clock — so the same summary always gets the
+//! same verdict, and a test can judge a recorded run.
+//!
+//! A threshold over no data fails: a run where nothing was measured must not
+//! pass by default (the history's "silently ran nothing").
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::summary::{EndpointSummary, RunSummary};
+use crate::suite::plan::ThresholdPlan;
+use crate::suite::threshold::{Aggregate, Selector, Unit};
+
+/// How a threshold fared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// As written: `http.duration{name:/dashboard/}: p(95) < 200ms`.
+    pub source: String,
+    pub metric: String,
+    pub passed: bool,
+    /// The observed value in the metric's base unit (ms, fraction, count), if any data.
+    pub observed: Option<f64>,
+    /// The observed value for people: `312.4ms`, `99.50%`, `3`.
+    pub observed_text: String,
+    /// Why it failed, and by how much.
+    pub detail: String,
+    pub abort_on_fail: bool,
+    /// Likely causes, from what the probes saw (filled by the diagnosis layer).
+    #[serde(default)]
+    pub diagnosis: Vec<String>,
+}
+
+/// Judges every threshold.
+pub fn evaluate(summary: &RunSummary, thresholds: &[ThresholdPlan]) -> Vec<ThresholdResult> {
+    thresholds
+        .iter()
+        .map(|threshold| judge(summary, threshold))
+        .collect()
+}
+
+/// Whether every threshold held.
+pub fn all_passed(results: &[ThresholdResult]) -> bool {
+    results.iter().all(|r| r.passed)
+}
+
+/// How a metric's values read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Millis,
+    Fraction,
+    Count,
+    PerSecond,
+    Plain,
+}
+
+fn judge(summary: &RunSummary, threshold: &ThresholdPlan) -> ThresholdResult {
+    let (observed, kind, context) =
+        observe(summary, &threshold.selector, threshold.expression.aggregate);
+    let limit = threshold.expression.limit;
+    let limit_base = limit.base();
+    let passed =
+        observed.is_some_and(|value| threshold.expression.comparison.holds(value, limit_base));
+    let observed_text = match observed {
+        Some(value) => format_value(value, kind),
+        None => "no data".to_owned(),
+    };
+    let detail = match observed {
+        None => format!(
+            "nothing was measured for `{}`{}",
+            threshold.selector,
+            context.map(|c| format!(" ({c})")).unwrap_or_default()
+        ),
+        Some(_) if passed => context.unwrap_or_default(),
+        Some(value) => {
+            let limit_kind = if limit.unit == Unit::Percent {
+                Kind::Fraction
+            } else {
+                kind
+            };
+            let difference = (value - limit_base).abs();
+            let relation = if value > limit_base { "over" } else { "under" };
+            let mut text = format!(
+                "observed {}, {} {relation} the limit of {}",
+                format_value(value, kind),
+                format_value(difference, limit_kind),
+                format_value(limit_base, limit_kind)
+            );
+            if let Some(context) = context {
+                text.push_str(&format!(" ({context})"));
+            }
+            text
+        }
+    };
+    ThresholdResult {
+        source: threshold.source.clone(),
+        metric: threshold.selector.metric.clone(),
+        passed,
+        observed,
+        observed_text,
+        detail,
+        abort_on_fail: threshold.abort_on_fail,
+        diagnosis: Vec::new(),
+    }
+}
+
+fn selected<'a>(summary: &'a RunSummary, selector: &Selector) -> Vec<&'a EndpointSummary> {
+    summary
+        .endpoints
+        .iter()
+        .filter(|e| {
+            selector
+                .filter("name")
+                .is_none_or(|name| e.meta.name == name)
+        })
+        .filter(|e| {
+            selector
+                .filter("tag")
+                .is_none_or(|tag| e.meta.tags.iter().any(|t| t == tag))
+        })
+        .filter(|e| {
+            selector
+                .filter("method")
+                .is_none_or(|method| e.meta.method == method)
+        })
+        .collect()
+}
+
+/// The observed value, how it reads, and a note for the detail.
+fn observe(
+    summary: &RunSummary,
+    selector: &Selector,
+    aggregate: Aggregate,
+) -> (Option<f64>, Kind, Option<String>) {
+    let metric = selector.metric.as_str();
+    match metric {
+        "http.duration" | "auth.duration" => {
+            let endpoints = if metric == "auth.duration" {
+                summary
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.meta.method == "POST" && e.meta.tags.iter().any(|t| t == "auth"))
+                    .collect()
+            } else {
+                selected(summary, selector)
+            };
+            let combined = summary.combined(endpoints.into_iter());
+            if aggregate == Aggregate::Count {
+                return (Some(combined.requests as f64), Kind::Count, None);
+            }
+            if combined.requests == 0 {
+                return (None, Kind::Millis, Some("no requests".into()));
+            }
+            let histogram = &combined.histogram.0;
+            let millis = |micros: u64| micros as f64 / 1000.0;
+            let value = match aggregate {
+                Aggregate::Percentile(p) => millis(histogram.value_at_quantile(p / 100.0)),
+                Aggregate::Avg => histogram.mean() / 1000.0,
+                Aggregate::Min => millis(histogram.min()),
+                Aggregate::Max => millis(histogram.max()),
+                Aggregate::Med => millis(histogram.value_at_quantile(0.5)),
+                Aggregate::Rate | Aggregate::Count | Aggregate::Value => millis(histogram.max()),
+            };
+            (
+                Some(value),
+                Kind::Millis,
+                Some(format!("{} requests", combined.requests)),
+            )
+        }
+        "http.failed" | "http.conflicts" | "http.requests" => {
+            let combined = summary.combined(selected(summary, selector).into_iter());
+            let part = match metric {
+                "http.failed" => combined.failures,
+                "http.conflicts" => combined.conflicts,
+                _ => combined.requests,
+            };
+            match aggregate {
+                Aggregate::Count => (Some(part as f64), Kind::Count, None),
+                Aggregate::Rate if metric == "http.requests" => (
+                    Some(combined.requests_per_second),
+                    Kind::PerSecond,
+                    Some(format!("{} requests", combined.requests)),
+                ),
+                _ if combined.requests == 0 => (None, Kind::Fraction, Some("no requests".into())),
+                _ => (
+                    Some(part as f64 / combined.requests as f64),
+                    Kind::Fraction,
+                    Some(format!("{part} of {} requests", combined.requests)),
+                ),
+            }
+        }
+        "failures" => {
+            let endpoints = selected(summary, selector);
+            let requests: u64 = endpoints.iter().map(|e| e.requests).sum();
+            let count: u64 = endpoints
+                .iter()
+                .flat_map(|e| e.failure_kinds.iter())
+                .filter(|r| {
+                    selector
+                        .filter("kind")
+                        .is_none_or(|kind| r.kind.name() == kind)
+                })
+                .map(|r| r.count)
+                .sum();
+            match aggregate {
+                Aggregate::Count => (
+                    Some(count as f64),
+                    Kind::Count,
+                    Some(format!("of {requests} requests")),
+                ),
+                _ if requests == 0 => (None, Kind::Fraction, Some("no requests".into())),
+                _ => (
+                    Some(count as f64 / requests as f64),
+                    Kind::Fraction,
+                    Some(format!("{count} of {requests} requests")),
+                ),
+            }
+        }
+        "auth.success" => {
+            let (attempts, successes) = (
+                summary.counters.login_attempts,
+                summary.counters.login_successes,
+            );
+            match aggregate {
+                Aggregate::Count => (
+                    Some(successes as f64),
+                    Kind::Count,
+                    Some(format!("of {attempts} logins")),
+                ),
+                _ if attempts == 0 => (None, Kind::Fraction, Some("no login was attempted".into())),
+                _ => (
+                    Some(successes as f64 / attempts as f64),
+                    Kind::Fraction,
+                    Some(format!("{successes} of {attempts} logins")),
+                ),
+            }
+        }
+        "checks" => {
+            let (passed, failed) = (
+                summary.counters.checks_passed,
+                summary.counters.checks_failed,
+            );
+            let total = passed + failed;
+            match aggregate {
+                Aggregate::Count => (Some(total as f64), Kind::Count, None),
+                _ if total == 0 => (None, Kind::Fraction, Some("no checks ran".into())),
+                _ => (
+                    Some(passed as f64 / total as f64),
+                    Kind::Fraction,
+                    Some(format!("{passed} of {total} checks")),
+                ),
+            }
+        }
+        "iterations.dropped" => (
+            Some(summary.counters.dropped_iterations as f64),
+            Kind::Count,
+            None,
+        ),
+        "iterations.completed" => (Some(summary.counters.iterations as f64), Kind::Count, None),
+        other => match summary.extra.get(other) {
+            Some(value) => (Some(*value), Kind::Plain, None),
+            None => (None, Kind::Plain, Some("the run did not measure it".into())),
+        },
+    }
+}
+
+fn format_value(value: f64, kind: Kind) -> String {
+    match kind {
+        Kind::Millis if value >= 10_000.0 => format!("{:.2}s", value / 1000.0),
+        Kind::Millis => format!("{value:.1}ms"),
+        Kind::Fraction => format!("{:.2}%", value * 100.0),
+        Kind::Count => format!("{value:.0}"),
+        Kind::PerSecond => format!("{value:.1}/s"),
+        Kind::Plain => {
+            if value.fract() == 0.0 && value.abs() < 1e15 {
+                format!("{value:.0}")
+            } else {
+                format!("{value:.3}")
+            }
+        }
+    }
+}
