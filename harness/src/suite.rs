@@ -55,6 +55,9 @@ pub struct SuiteSection {
     pub name: Spanned<String>,
     #[serde(default)]
     pub description: String,
+    /// Profiles this suite runs under (all when empty): a soak runs only in `full`.
+    #[serde(default)]
+    pub only_profiles: Vec<String>,
 }
 
 /// What the load runs against. Default: the embedded reference service.

@@ -316,6 +316,9 @@ pub struct TaskSelection {
     pub included: Vec<String>,
     /// Task name and why it was left out.
     pub excluded: Vec<(String, String)>,
+    /// Thresholds not judged because their task was left out.
+    #[serde(default)]
+    pub skipped_thresholds: Vec<String>,
 }
 
 /// Everything measured in a run.

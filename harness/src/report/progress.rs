@@ -51,6 +51,15 @@ fn describe(status: &LiveStatus) -> String {
     )
 }
 
+impl ProgressReporter {
+    /// Removes the bar (lines need no clearing).
+    pub fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 impl Reporter for ProgressReporter {
     fn progress(&mut self, status: &LiveStatus) {
         match &self.bar {
@@ -77,9 +86,7 @@ impl Reporter for ProgressReporter {
     }
 
     fn finished(&mut self, _report: &super::RunReport) -> anyhow::Result<()> {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
+        self.clear();
         Ok(())
     }
 }

@@ -124,6 +124,13 @@ pub fn render(report: &RunReport) -> String {
             .collect();
         let _ = writeln!(out, "not run: {}", excluded.join(", "));
     }
+    if !summary.selection.skipped_thresholds.is_empty() {
+        let _ = writeln!(
+            out,
+            "not judged: {}",
+            summary.selection.skipped_thresholds.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "\n{}",

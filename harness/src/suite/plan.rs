@@ -293,7 +293,8 @@ pub struct Plan {
     pub target: TargetPlan,
     pub allow_hosts: Vec<String>,
     pub infra: InfraConfig,
-    pub data_profile: String,
+    /// The data profile to seed, when the suite or its target asks for seeding.
+    pub data_profile: Option<String>,
     pub data_seed: u64,
     /// Variables from SQL, for targets the harness did not seed.
     pub data_sql: Vec<(String, String)>,
@@ -303,6 +304,15 @@ pub struct Plan {
     pub endpoints: Vec<EndpointMeta>,
     pub thresholds: Vec<ThresholdPlan>,
     pub selection: TaskSelection,
+    /// Profiles the suite runs under (all when empty).
+    pub only_profiles: Vec<String>,
+}
+
+impl Plan {
+    /// Whether the suite runs under its chosen profile.
+    pub fn runs_in_profile(&self) -> bool {
+        self.only_profiles.is_empty() || self.only_profiles.contains(&self.profile)
+    }
 }
 
 /// Metrics thresholds may use, beside the extra ones later layers add.
@@ -656,6 +666,16 @@ fn plan(
                 continue;
             }
         };
+        if let Some(name) = selector.filter("name") {
+            if !endpoints.iter().any(|e| e.name == name)
+                && selection.excluded.iter().any(|(task, _)| task == name)
+            {
+                selection
+                    .skipped_thresholds
+                    .push(format!("{} (its task is excluded)", key.get_ref()));
+                continue;
+            }
+        }
         let metric_ok = check_selector(
             &mut checker,
             key,
@@ -707,7 +727,7 @@ fn plan(
         target,
         allow_hosts,
         infra: file.infra.clone(),
-        data_profile: data_spec.profile.clone().unwrap_or_else(|| "ci".to_owned()),
+        data_profile: data_spec.profile.clone(),
         data_seed: data_spec.seed.unwrap_or(42),
         data_sql,
         auth,
@@ -716,6 +736,7 @@ fn plan(
         endpoints,
         thresholds,
         selection,
+        only_profiles: file.suite.only_profiles.clone(),
     })
 }
 
