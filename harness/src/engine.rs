@@ -545,7 +545,18 @@ async fn vu_main(
         }
         if let Some(auth) = &plan.auth {
             if vu.needs_login(&plan) && !vu.login(&shared, auth).await {
+                // A failed login uses up the iteration: the user tries again
+                // next time, as a person would.
+                done += 1;
                 end_iteration(&mut vu, &shared, &plan, &mode, &state).await;
+                if let VuMode::Closed {
+                    iterations: Some(limit),
+                } = mode
+                {
+                    if done >= limit {
+                        return;
+                    }
+                }
                 continue;
             }
         }
