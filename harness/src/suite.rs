@@ -389,6 +389,10 @@ pub struct TaskSpec {
     pub extract: Vec<ExtractSpec>,
     /// The entity this task writes, for write-integrity checks.
     pub writes: Option<WriteSpec>,
+    /// Values drawn once per request before anything else renders, so the
+    /// body and the write record agree: `vars = { volume = "{random_decimal(1, 500, 2)}" }`.
+    #[serde(default)]
+    pub vars: IndexMap<String, Spanned<String>>,
 }
 
 fn default_weight() -> u32 {

@@ -135,10 +135,16 @@ fn observe(
     match metric {
         "http.duration" | "auth.duration" => {
             let endpoints = if metric == "auth.duration" {
+                // Logins cluster where users start, often in the warm-up, so
+                // auth metrics judge the whole run.
+                let is_login = |e: &&EndpointSummary| {
+                    e.meta.method == "POST" && e.meta.tags.iter().any(|t| t == "auth")
+                };
                 summary
                     .endpoints
                     .iter()
-                    .filter(|e| e.meta.method == "POST" && e.meta.tags.iter().any(|t| t == "auth"))
+                    .filter(is_login)
+                    .chain(summary.warm_up.iter().filter(is_login))
                     .collect()
             } else {
                 selected(summary, selector)
@@ -216,10 +222,11 @@ fn observe(
             }
         }
         "auth.success" => {
-            let (attempts, successes) = (
-                summary.counters.login_attempts,
-                summary.counters.login_successes,
-            );
+            // The whole run, warm-up included: see auth.duration.
+            let attempts =
+                summary.counters.login_attempts + summary.warm_up_counters.login_attempts;
+            let successes =
+                summary.counters.login_successes + summary.warm_up_counters.login_successes;
             match aggregate {
                 Aggregate::Count => (
                     Some(successes as f64),

@@ -764,6 +764,11 @@ fn prepare(
     path: &mut String,
     _auth: Option<&AuthPlan>,
 ) -> Result<Prepared, RenderError> {
+    for (name, template) in &task.vars {
+        let value = template.render_to_string(vars)?;
+        vars.bound.retain(|(bound_name, _)| bound_name != name);
+        vars.bound.push((name.clone(), value));
+    }
     task.path.render(vars, path)?;
     let mut headers = Vec::with_capacity(task.headers.len() + 3);
     let mut buffer = String::new();

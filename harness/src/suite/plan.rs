@@ -259,6 +259,8 @@ pub struct HttpTask {
     pub expect: ExpectPlan,
     pub extract: Vec<ExtractPlan>,
     pub writes: Option<WriteSpec>,
+    /// Rendered first, in order, and bound for the rest of the request.
+    pub vars: Vec<(String, Template)>,
 }
 
 /// A task, checked and compiled.
@@ -839,6 +841,16 @@ fn compile_task(
     endpoints: &mut Vec<EndpointMeta>,
 ) -> Option<TaskPlan> {
     let errors_before = checker.errors.len();
+    let mut local_vars = Vec::new();
+    let mut with_locals = variables.clone();
+    for (name, text) in &task.vars {
+        if let Some(template) = checker.template(text) {
+            check_variables(checker, text, template.variables(), &with_locals);
+            local_vars.push((name.clone(), template));
+        }
+        with_locals.insert(name.clone());
+    }
+    let variables = &with_locals;
     let name = task.name.get_ref().trim().to_owned();
     if name.is_empty() {
         checker.at(
@@ -1020,6 +1032,7 @@ fn compile_task(
             },
             extract,
             writes: task.writes.clone(),
+            vars: local_vars,
         })),
     })
 }
