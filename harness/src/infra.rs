@@ -189,7 +189,19 @@ impl StackUrls {
 }
 
 /// The three services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServiceName {
     Postgres,
@@ -220,7 +232,7 @@ impl fmt::Display for ServiceName {
 }
 
 /// Where a service runs, for probes (CPU, memory) and log capture.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum ServiceLocation {
     Container {
@@ -236,12 +248,13 @@ pub enum ServiceLocation {
 }
 
 /// One running service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServiceInfo {
     pub name: ServiceName,
     pub location: ServiceLocation,
-    /// From the first successful readiness check.
+    /// From the start of the stack to the first successful readiness check.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub ready_after: Duration,
 }
 

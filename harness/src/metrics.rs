@@ -32,7 +32,7 @@ pub type EndpointId = usize;
 
 /// Whether a request belongs to the warm-up (reported apart, kept out of the
 /// verdict) or to the measured part of the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     WarmUp,
@@ -40,7 +40,9 @@ pub enum Phase {
 }
 
 /// Why a request failed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "detail")]
 pub enum FailureKind {
     /// An unexpected HTTP status.
@@ -80,7 +82,7 @@ impl FailureKind {
 }
 
 /// One kind of failure on one endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailureRecord {
     pub kind: FailureKind,
     pub count: u64,
@@ -160,7 +162,7 @@ fn merge_failure(into: &mut Vec<FailureRecord>, record: &FailureRecord) {
 }
 
 /// Counters that are not per endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Counters {
     pub login_attempts: u64,
     pub login_successes: u64,

@@ -20,7 +20,7 @@ use crate::verdict::ThresholdResult;
 pub const RESULT_SCHEMA: &str = "ahsp-perf/result/v1";
 
 /// How the stack ran.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InfraReport {
     pub provider: String,
     pub time_to_ready_seconds: f64,
@@ -28,7 +28,7 @@ pub struct InfraReport {
 }
 
 /// Everything a reporter may write about a finished run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunReport {
     pub schema: String,
     pub summary: RunSummary,
@@ -61,4 +61,9 @@ pub trait Reporter {
     fn finished(&mut self, _report: &RunReport) -> anyhow::Result<()> {
         Ok(())
     }
+}
+
+/// The JSON schema of `result.json`, as committed in `harness/schema/result.schema.json`.
+pub fn result_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RunReport)).expect("a schema serialises")
 }

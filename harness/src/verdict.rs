@@ -12,7 +12,7 @@ use crate::suite::plan::ThresholdPlan;
 use crate::suite::threshold::{Aggregate, Selector, Unit};
 
 /// How a threshold fared.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ThresholdResult {
     /// As written: `http.duration{name:/dashboard/}: p(95) < 200ms`.
     pub source: String,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{Counters, EndpointStats, FailureRecord, Interval, new_histogram};
 
 /// What the plan says about an endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EndpointMeta {
     /// The grouping key, e.g. `/detail_project/[id]/rekap-rab/`.
     pub name: String,
@@ -63,7 +63,7 @@ impl PartialEq for HistogramData {
 }
 
 /// Latency figures in milliseconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Latency {
     pub min: f64,
     pub mean: f64,
@@ -109,7 +109,7 @@ impl Latency {
 }
 
 /// One endpoint over a phase.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EndpointSummary {
     #[serde(flatten)]
     pub meta: EndpointMeta,
@@ -121,6 +121,8 @@ pub struct EndpointSummary {
     pub failures_per_second: f64,
     pub latency_ms: Latency,
     pub failure_kinds: Vec<FailureRecord>,
+    /// Base64 of HdrHistogram's V2 compressed encoding, in microseconds.
+    #[schemars(with = "String")]
     pub histogram: HistogramData,
 }
 
@@ -169,7 +171,7 @@ impl EndpointSummary {
 
 /// One failure kind on one endpoint, for the failures table and Locust's
 /// `_failures.csv`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailureSummary {
     pub endpoint: String,
     pub method: String,
@@ -178,7 +180,7 @@ pub struct FailureSummary {
 }
 
 /// One endpoint during one second.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EndpointSecond {
     pub requests: u64,
     pub failures: u64,
@@ -194,7 +196,7 @@ pub const LOCUST_QUANTILES: [f64; 11] = [
 ];
 
 /// Everything up to the end of a second (Locust's "Total …" columns).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunningTotals {
     pub requests: u64,
     pub failures: u64,
@@ -206,7 +208,7 @@ pub struct RunningTotals {
 }
 
 /// One second of the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecondPoint {
     pub second: u64,
     pub warm_up: bool,
@@ -311,7 +313,7 @@ fn quantile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
 }
 
 /// Which tasks ran and which the tag filters left out — what ran is reported.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskSelection {
     pub included: Vec<String>,
     /// Task name and why it was left out.
@@ -322,7 +324,7 @@ pub struct TaskSelection {
 }
 
 /// Everything measured in a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunSummary {
     pub suite: String,
     pub profile: String,

@@ -71,7 +71,7 @@ pub fn render(report: &RunReport) -> String {
             let record = &failure.record;
             let _ = writeln!(
                 out,
-                "  {:<44} {:<22} {:>6}×  {:>7.1}s–{:<7.1}s  {}",
+                "  {:<44} {:<22} {:>6}×  {:>7.1}s–{:.1}s  {}",
                 clip(&failure.endpoint, 44),
                 record.kind.name(),
                 record.count,

@@ -1,0 +1,190 @@
+//! What people and tools read: the terminal summary (a snapshot), the JSON
+//! result (valid against the committed schema), the Locust CSV files.
+
+use harness::metrics::summary::{EndpointMeta, RunHeader, TaskSelection};
+use harness::metrics::{Aggregator, FailureKind, Outcome, Recorder, RunSummary};
+use harness::report::{RunReport, result_schema};
+use harness::suite::{Plan, PlanOptions};
+
+/// A run of three endpoints over three seconds, one of warm-up, with a
+/// cluster of requests at a shared 100-second timeout.
+fn recorded_summary() -> RunSummary {
+    let metas = vec![
+        EndpointMeta {
+            name: "/dashboard/".into(),
+            method: "GET".into(),
+            tags: vec!["page".into()],
+        },
+        EndpointMeta {
+            name: "/detail_project/[id]/rekap-rab/".into(),
+            method: "GET".into(),
+            tags: vec!["page".into()],
+        },
+        EndpointMeta {
+            name: "[AUTH] login".into(),
+            method: "POST".into(),
+            tags: vec!["auth".into()],
+        },
+    ];
+    let mut recorder = Recorder::new(metas.len());
+    let mut aggregator = Aggregator::new(metas.len(), 1);
+    let server_error = FailureKind::Status(500);
+    for second in 0..3u64 {
+        recorder.set_phase(if second == 0 {
+            harness::metrics::Phase::WarmUp
+        } else {
+            harness::metrics::Phase::Measured
+        });
+        for i in 0..100u64 {
+            recorder.record(
+                0,
+                2_000 + i * 37,
+                5_000,
+                Outcome::Success,
+                second * 1000 + i,
+            );
+            let latency = if i % 25 == 0 {
+                100_000_000 + i * 1000
+            } else {
+                30_000 + i * 200
+            };
+            let outcome = if i % 25 == 0 {
+                Outcome::Failure {
+                    kind: &server_error,
+                    message: "GET /detail_project/7/rekap-rab/: 500 Internal Server Error",
+                }
+            } else {
+                Outcome::Success
+            };
+            recorder.record(1, latency, 40_000, outcome, second * 1000 + i);
+        }
+        recorder.record(2, 45_000, 0, Outcome::Success, second * 1000);
+        recorder.counters().login_attempts += 1;
+        recorder.counters().login_successes += 1;
+        recorder.counters().iterations += 200;
+        let interval = recorder.take_interval();
+        aggregator.add(second as usize, 10, &interval);
+    }
+    aggregator.finish();
+    let header = RunHeader {
+        suite: "core".into(),
+        profile: "ci".into(),
+        target: "http://127.0.0.1:8000".into(),
+        started_at: "2026-11-23T10:00:00Z".into(),
+        warm_up_seconds: 1.0,
+        measured_seconds: 2.0,
+        max_users: 10,
+        selection: TaskSelection {
+            included: vec![
+                "/dashboard/".into(),
+                "/detail_project/[id]/rekap-rab/".into(),
+            ],
+            excluded: vec![(
+                "/api/project/[id]/export/rekap-rab/csv/".into(),
+                "tag `export` is excluded".into(),
+            )],
+            skipped_thresholds: Vec::new(),
+        },
+    };
+    RunSummary::build(
+        header,
+        &metas,
+        aggregator.warm_up(),
+        aggregator.measured(),
+        aggregator.series().to_vec(),
+    )
+}
+
+fn recorded_report() -> RunReport {
+    let suite = r#"
+[suite]
+name = "core"
+[load]
+users = 1
+duration = "3s"
+[[task]]
+name = "/dashboard/"
+get = "/dashboard/"
+[[task]]
+name = "/detail_project/[id]/rekap-rab/"
+get = "/detail_project/1/rekap-rab/"
+[thresholds]
+"http.duration{name:/dashboard/}" = "p(95) < 200ms"
+"http.duration" = ["p(99) < 2s", "max < 100s"]
+"http.failed" = "rate < 1%"
+"auth.success" = "rate > 99%"
+"#;
+    let plan = Plan::from_source(suite, "core.toml", &PlanOptions::default()).unwrap();
+    let summary = recorded_summary();
+    let thresholds = harness::verdict::evaluate(&summary, &plan.thresholds);
+    RunReport::new(summary, thresholds)
+}
+
+#[test]
+fn terminal_summary() {
+    insta::assert_snapshot!(harness::report::terminal::render(&recorded_report()));
+}
+
+#[test]
+fn the_committed_schema_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/result.schema.json");
+    let generated = serde_json::to_string_pretty(&result_schema()).unwrap() + "\n";
+    if std::env::var_os("AHSP_PERF_UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "harness/schema/result.schema.json is stale: rerun with AHSP_PERF_UPDATE_SCHEMA=1"
+    );
+}
+
+#[test]
+fn the_json_result_validates_against_the_committed_schema_and_round_trips() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/result.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let report = recorded_report();
+    let json = serde_json::to_value(&report).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let back: RunReport = serde_json::from_value(json).unwrap();
+    assert_eq!(back, report);
+    // An object missing a required field is refused: the schema can fail.
+    let mut broken = serde_json::to_value(&report).unwrap();
+    broken.as_object_mut().unwrap().remove("summary");
+    assert!(!validator.is_valid(&broken));
+}
+
+#[test]
+fn verdicts_name_the_observed_value_and_the_margin() {
+    let report = recorded_report();
+    let failed: Vec<(&str, &str)> = report
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed)
+        .map(|t| (t.source.as_str(), t.detail.as_str()))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            // 2 % of requests end near 100 s: the p99 catches them, and so does the max.
+            (
+                "http.duration: p(99) < 2s",
+                "observed 100.07s, 98.07s over the limit of 2000.0ms (402 requests)"
+            ),
+            (
+                "http.duration: max < 100s",
+                "observed 100.14s, 139.0ms over the limit of 100.00s (402 requests)"
+            ),
+            (
+                "http.failed: rate < 1%",
+                "observed 1.99%, 0.99% over the limit of 1.00% (8 of 402 requests)"
+            ),
+        ]
+    );
+}
