@@ -6,6 +6,9 @@
 mod doctor;
 mod down;
 mod images;
+mod perf;
+mod seed;
+mod serve;
 mod test;
 mod up;
 
@@ -22,6 +25,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Provision, seed, start the target, run the suites, write the reports.
+    Perf(perf::Args),
     /// Start PostgreSQL + PgBouncer + Redis, print their URLs, keep them until Ctrl-C.
     Up(up::Args),
     /// Remove what runs whose process is gone left behind (containers, networks, processes, directories).
@@ -32,6 +37,10 @@ enum Command {
     Doctor,
     /// Make sure what the tests need exists, then run the whole test suite.
     Test(test::Args),
+    /// Load an AHSP data profile into a running stack's PostgreSQL (COPY) and write its catalog.
+    Seed(seed::Args),
+    /// Run the reference AHSP service against a running stack; prints TARGET_URL once it answers.
+    Serve(serve::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,11 +55,14 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         match cli.command {
+            Command::Perf(args) => perf::run(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Down(args) => down::run(args).await,
             Command::Images => images::run().await,
             Command::Doctor => doctor::run().await,
             Command::Test(args) => test::run(args).await,
+            Command::Seed(args) => seed::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
         }
     })
 }

@@ -1,0 +1,401 @@
+//! One suite, end to end: validate, provision, seed, start the target, run
+//! the load, judge, report — and leave nothing behind.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use harness::catalog::{Catalog, Choice, Scope};
+use harness::engine::vu::EngineUser;
+use harness::engine::{self, EngineInput, LiveStatus};
+use harness::infra::{InfraConfig, Provider, ProviderChoice, Stack};
+use harness::report::json::JsonReporter;
+use harness::report::locust::LocustCsvReporter;
+use harness::report::progress::ProgressReporter;
+use harness::report::terminal::TerminalReporter;
+use harness::report::{InfraReport, Reporter, RunReport};
+use harness::suite::diagnostic::SuiteErrors;
+use harness::suite::plan::{Plan, PlanOptions, TargetPlan, UserPool};
+use harness::verdict::{self, ThresholdResult};
+
+use crate::target::{EmbeddedCommand, RunningTarget};
+
+/// Choices for a run, from the command line or a test.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub profile: Option<String>,
+    pub include_tags: Vec<String>,
+    pub exclude_tags: Vec<String>,
+    pub target_url: Option<String>,
+    pub infra: Option<ProviderChoice>,
+    pub switches: Vec<String>,
+    /// Runs go to `<output_root>/<timestamp>-<suite>/`.
+    pub output_root: PathBuf,
+    /// How to start the embedded reference service.
+    pub embedded: EmbeddedCommand,
+    pub progress: bool,
+    pub print_summary: bool,
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct SuiteRun {
+    pub report: RunReport,
+    pub dir: PathBuf,
+    /// The target's output, when the runner started it.
+    pub target_log: Option<PathBuf>,
+}
+
+/// Why a suite did not produce a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The suite file is wrong: nothing ran.
+    #[error("{0}")]
+    Invalid(#[from] SuiteErrors),
+    /// The suite does not run under this profile.
+    #[error("suite {suite} runs only under profile(s) {only:?}")]
+    NotInProfile { suite: String, only: Vec<String> },
+    /// Infrastructure, seeding, the target or the engine failed.
+    #[error(transparent)]
+    Harness(#[from] anyhow::Error),
+}
+
+/// Variables the AHSP catalog offers, known before seeding.
+pub fn catalog_variables() -> BTreeSet<String> {
+    [
+        "project_id",
+        "pekerjaan_id",
+        "harga_item_id",
+        "sub_klasifikasi_id",
+        "template_id",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Plans a suite with the options of a run.
+pub fn plan(path: &Path, options: &RunOptions) -> Result<Plan, SuiteErrors> {
+    let plan_options = PlanOptions {
+        profile: options.profile.clone(),
+        include_tags: options.include_tags.clone(),
+        exclude_tags: options.exclude_tags.clone(),
+        target_url: options.target_url.clone(),
+        catalog_variables: catalog_variables(),
+        extra_metrics: BTreeSet::new(),
+        switches: options.switches.clone(),
+    };
+    Plan::from_file(path, &plan_options)
+}
+
+/// Runs one suite file.
+pub async fn run_suite(path: &Path, options: &RunOptions) -> Result<SuiteRun, RunError> {
+    let plan = plan(path, options)?;
+    if !plan.runs_in_profile() {
+        return Err(RunError::NotInProfile {
+            suite: plan.name.clone(),
+            only: plan.only_profiles.clone(),
+        });
+    }
+    Ok(run_plan(plan, options).await?)
+}
+
+/// Runs a validated plan.
+pub async fn run_plan(plan: Plan, options: &RunOptions) -> anyhow::Result<SuiteRun> {
+    let dir = run_dir(&options.output_root, &plan.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut infra = plan.infra.clone();
+    infra.apply_env()?;
+    if let Some(choice) = options.infra {
+        infra.provider = choice;
+    }
+    let needs_stack = match &plan.target {
+        TargetPlan::Embedded { .. } | TargetPlan::Command { .. } => true,
+        TargetPlan::Url { .. } => infra.provider == ProviderChoice::External,
+    };
+    let stack = if needs_stack {
+        Some(Stack::start(&infra).await.context("starting the stack")?)
+    } else {
+        None
+    };
+    let outcome = run_on_stack(&plan, options, &dir, stack.as_ref(), &infra).await;
+    if let Some(stack) = stack {
+        stack.stop().await.context("stopping the stack")?;
+    }
+    let (report, target_log) = outcome?;
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![
+        Box::new(JsonReporter {
+            path: dir.join("result.json"),
+        }),
+        Box::new(LocustCsvReporter {
+            dir: dir.clone(),
+            prefix: plan.name.clone(),
+        }),
+    ];
+    if options.print_summary {
+        reporters.push(Box::new(TerminalReporter));
+    }
+    for reporter in &mut reporters {
+        reporter.finished(&report)?;
+    }
+    Ok(SuiteRun {
+        report,
+        dir,
+        target_log,
+    })
+}
+
+async fn run_on_stack(
+    plan: &Plan,
+    options: &RunOptions,
+    dir: &Path,
+    stack: Option<&Stack>,
+    _infra: &InfraConfig,
+) -> anyhow::Result<(RunReport, Option<PathBuf>)> {
+    let mut notes = Vec::new();
+    // Data: seed for the embedded target, or where the suite names a profile.
+    let seed_profile = match (&plan.target, &plan.data_profile) {
+        (_, Some(profile)) => Some(profile.clone()),
+        (TargetPlan::Embedded { .. }, None) => Some("ci".to_owned()),
+        _ => None,
+    };
+    let mut catalog = Catalog::default();
+    if let (Some(profile), Some(stack)) = (&seed_profile, stack) {
+        let options = fixtures::SeedOptions {
+            profile: profile.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+            seed: plan.data_seed,
+            ..fixtures::SeedOptions::default()
+        };
+        let outcome = fixtures::seed(&stack.urls().database_url, &options)
+            .await
+            .context("seeding")?;
+        tracing::info!(
+            rows = outcome.total_rows(),
+            seconds = outcome.total_seconds,
+            "seeded"
+        );
+        catalog = outcome.catalog;
+    }
+    if !plan.data_sql.is_empty() {
+        let stack = stack.context(
+            "`data.sql` needs a database: run with the external provider and DATABASE_URL",
+        )?;
+        catalog.global = sql_variables(&stack.urls().database_url, &plan.data_sql).await?;
+    }
+
+    let target = match &plan.target {
+        TargetPlan::Embedded { switches } => {
+            let stack = stack.context("the embedded target needs a stack")?;
+            RunningTarget::embedded(&options.embedded, stack.urls(), switches, dir).await?
+        }
+        TargetPlan::Command {
+            program,
+            args,
+            ready_path,
+            env,
+        } => {
+            RunningTarget::command(program, args, env, ready_path, stack.map(Stack::urls), dir)
+                .await?
+        }
+        TargetPlan::Url { url } => RunningTarget::external(url),
+    };
+
+    let users = engine_users(plan, &catalog)?;
+    let input = EngineInput {
+        plan: Arc::new(plan.clone()),
+        base_url: target.base_url.clone(),
+        users,
+        global: Arc::new(catalog.global.clone()),
+        seed: plan.data_seed,
+    };
+    let (live_sender, mut live_receiver) = tokio::sync::watch::channel(LiveStatus::default());
+    let progress_task = options.progress.then(|| {
+        let label = plan.name.clone();
+        tokio::spawn(async move {
+            let mut progress = ProgressReporter::new(&label);
+            while live_receiver.changed().await.is_ok() {
+                let status = live_receiver.borrow().clone();
+                progress.progress(&status);
+            }
+            progress.clear();
+        })
+    });
+    let abort = abort_check(plan);
+    let result = engine::run(input, Some(live_sender), abort).await;
+    if let Some(task) = progress_task {
+        let _ = task.await;
+    }
+    let target_log = target.log.clone();
+    target.stop().await;
+    let output = result?;
+    if output.aborted {
+        notes.push("the run was aborted early by an abort-on-fail threshold".to_owned());
+    }
+    let mut thresholds = verdict::evaluate(&output.summary, &plan.thresholds);
+    thresholds.push(tasks_ran(&output.summary));
+    let mut report = RunReport::new(output.summary, thresholds);
+    report.notes = notes;
+    if let Some(stack) = stack {
+        report.infra = Some(InfraReport {
+            provider: stack.provider().to_string(),
+            time_to_ready_seconds: stack.time_to_ready().as_secs_f64(),
+            services: stack.services().to_vec(),
+        });
+    }
+    if stack.is_some_and(|s| s.provider() == Provider::External) {
+        report
+            .notes
+            .push("the stack is external: nothing was started or seeded by the harness".into());
+    }
+    Ok((report, target_log))
+}
+
+/// A run that executes no task fails: the history's `--tags api,page` ran nothing useful and passed.
+fn tasks_ran(summary: &harness::metrics::RunSummary) -> ThresholdResult {
+    let requests: u64 = summary
+        .endpoints
+        .iter()
+        .filter(|e| !e.meta.tags.iter().any(|t| t == "auth"))
+        .map(|e| e.requests)
+        .sum();
+    ThresholdResult {
+        source: "tasks.executed: count > 0".to_owned(),
+        metric: "tasks.executed".to_owned(),
+        passed: requests > 0,
+        observed: Some(requests as f64),
+        observed_text: requests.to_string(),
+        detail: if requests > 0 {
+            String::new()
+        } else {
+            format!(
+                "no task request was sent ({} skipped for want of data, {} logins of {} succeeded)",
+                summary.counters.skipped,
+                summary.counters.login_successes,
+                summary.counters.login_attempts
+            )
+        },
+        abort_on_fail: false,
+        diagnosis: Vec::new(),
+    }
+}
+
+fn abort_check(plan: &Plan) -> Option<engine::AbortCheck> {
+    let thresholds: Vec<_> = plan
+        .thresholds
+        .iter()
+        .filter(|t| t.abort_on_fail)
+        .cloned()
+        .collect();
+    if thresholds.is_empty() {
+        return None;
+    }
+    let endpoints = plan.endpoints.clone();
+    let warm_up = plan.load.warm_up;
+    Some(Box::new(move |aggregator, elapsed| {
+        // Judge only with some measured data behind the verdict.
+        if elapsed < warm_up + std::time::Duration::from_secs(5) {
+            return false;
+        }
+        let header = harness::metrics::summary::RunHeader {
+            suite: String::new(),
+            profile: String::new(),
+            target: String::new(),
+            started_at: String::new(),
+            warm_up_seconds: warm_up.as_secs_f64(),
+            measured_seconds: (elapsed - warm_up).as_secs_f64(),
+            max_users: 0,
+            selection: Default::default(),
+        };
+        let summary = harness::metrics::RunSummary::build(
+            header,
+            &endpoints,
+            aggregator.warm_up(),
+            aggregator.measured(),
+            Vec::new(),
+        );
+        verdict::evaluate(&summary, &thresholds)
+            .iter()
+            .any(|r| !r.passed && r.observed.is_some())
+    }))
+}
+
+fn engine_users(plan: &Plan, catalog: &Catalog) -> anyhow::Result<Vec<EngineUser>> {
+    let from_catalog = |take: usize| -> Vec<EngineUser> {
+        catalog
+            .users
+            .iter()
+            .take(take)
+            .map(|u| EngineUser {
+                login: u.login.clone(),
+                password: u.password.clone(),
+                scope: Arc::new(u.scope.clone()),
+            })
+            .collect()
+    };
+    let Some(auth) = &plan.auth else {
+        // Without a login, virtual users still draw variables from what
+        // catalog users can see; nobody logs in.
+        return Ok(from_catalog(catalog.users.len()));
+    };
+    let users: Vec<EngineUser> = match &auth.users {
+        UserPool::Catalog { count } => {
+            from_catalog(count.map_or(catalog.users.len(), |c| c as usize))
+        }
+        UserPool::Fixed(list) => list
+            .iter()
+            .map(|u| EngineUser {
+                login: u.login.clone(),
+                password: u.password.clone(),
+                scope: Arc::new(Scope::default()),
+            })
+            .collect(),
+    };
+    anyhow::ensure!(
+        !users.is_empty(),
+        "the user pool is empty: the catalog has no users (was the data seeded?)"
+    );
+    if let UserPool::Catalog { count: Some(count) } = auth.users {
+        if (count as usize) > users.len() {
+            tracing::warn!(
+                asked = count,
+                available = users.len(),
+                "fewer catalog users than asked; users are shared"
+            );
+        }
+    }
+    Ok(users)
+}
+
+/// Variables from SQL: the first column of each query's rows. The simple
+/// protocol returns every value as text, whatever the column's type.
+async fn sql_variables(database_url: &str, queries: &[(String, String)]) -> anyhow::Result<Scope> {
+    use sqlx::Row as _;
+    let db = harness::db::Db::connect(database_url, 1).await?;
+    let mut vars = BTreeMap::new();
+    for (name, sql) in queries {
+        let rows = sqlx::raw_sql(sql)
+            .fetch_all(db.pool())
+            .await
+            .with_context(|| format!("data.sql.{name}"))?;
+        let values: Vec<Choice> = rows
+            .iter()
+            .filter_map(|row| row.try_get_unchecked::<Option<String>, _>(0).ok().flatten())
+            .map(Choice::leaf)
+            .collect();
+        anyhow::ensure!(!values.is_empty(), "data.sql.{name} returned no rows");
+        vars.insert(name.clone(), values);
+    }
+    db.close().await;
+    Ok(Scope { vars })
+}
+
+fn run_dir(root: &Path, suite: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "")
+        .replace('T', "-")
+        .replace('Z', "");
+    root.join(format!("{stamp}-{suite}"))
+}

@@ -1,0 +1,243 @@
+//! The application under test as a process: the embedded reference service
+//! or the user's own command. It receives the stack's URLs in its
+//! environment, is owned by a run (so a killed runner's target is swept like
+//! its services), and its output goes to the run's folder.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use harness::infra::StackUrls;
+use harness::infra::ownership::{OwnedProcess, ProcessId, RunGuard, STOP_GRACE, stop_process};
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+
+/// How to start the embedded reference service: a program whose output
+/// includes a `TARGET_URL=http://…` line once it answers.
+#[derive(Debug, Clone)]
+pub struct EmbeddedCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// A running target.
+#[derive(Debug)]
+pub struct RunningTarget {
+    pub base_url: String,
+    pub pid: Option<u32>,
+    /// Its standard output (the access log, for the reference service).
+    pub log: Option<PathBuf>,
+    child: Option<tokio::process::Child>,
+    run: Option<RunGuard>,
+    copier: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How long a target may take to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl RunningTarget {
+    /// A target someone else runs.
+    pub fn external(url: &str) -> RunningTarget {
+        RunningTarget {
+            base_url: url.trim_end_matches('/').to_owned(),
+            pid: None,
+            log: None,
+            child: None,
+            run: None,
+            copier: None,
+        }
+    }
+
+    /// Starts the reference service and waits for its `TARGET_URL` line.
+    pub async fn embedded(
+        command: &EmbeddedCommand,
+        urls: &StackUrls,
+        switches: &[String],
+        dir: &Path,
+    ) -> anyhow::Result<RunningTarget> {
+        let mut process = tokio::process::Command::new(&command.program);
+        process
+            .args(&command.args)
+            .env("PGBOUNCER_URL", &urls.pgbouncer_url)
+            .env("REDIS_URL", &urls.redis_url)
+            .env("DATABASE_URL", &urls.database_url)
+            .env("AHSP_SWITCHES", switches.join(","));
+        let (mut target, mut lines) = spawn(process, dir).await?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "the reference service printed no TARGET_URL within {READY_TIMEOUT:?}"
+                    )
+                })?
+                .context("reading the reference service's output")?;
+            match line {
+                Some(line) if line.starts_with("TARGET_URL=") => {
+                    target.base_url = line["TARGET_URL=".len()..]
+                        .trim()
+                        .trim_end_matches('/')
+                        .to_owned();
+                    break;
+                }
+                Some(_) => {}
+                None => {
+                    let log =
+                        std::fs::read_to_string(dir.join("target.stderr.log")).unwrap_or_default();
+                    target.stop().await;
+                    anyhow::bail!("the reference service exited before it answered:\n{log}");
+                }
+            }
+        }
+        target.copier = Some(tokio::spawn(copy_lines(
+            lines,
+            target.log.clone().expect("a log path"),
+        )));
+        Ok(target)
+    }
+
+    /// Starts the user's application and polls `ready_path` until it answers 2xx.
+    pub async fn command(
+        program: &str,
+        args: &[String],
+        env: &[(String, String)],
+        ready_path: &str,
+        urls: Option<&StackUrls>,
+        dir: &Path,
+    ) -> anyhow::Result<RunningTarget> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut process = tokio::process::Command::new(program);
+        process.args(args).env("PORT", port.to_string());
+        if let Some(urls) = urls {
+            for (name, value) in urls.env() {
+                process.env(name, value);
+            }
+        }
+        for (name, value) in env {
+            process.env(name, value.replace("{port}", &port.to_string()));
+        }
+        let (mut target, lines) = spawn(process, dir).await?;
+        target.base_url = format!("http://127.0.0.1:{port}");
+        target.copier = Some(tokio::spawn(copy_lines(
+            lines,
+            target.log.clone().expect("a log path"),
+        )));
+        let ready_url = format!("{}{}", target.base_url, ready_path);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(true) = answers(&ready_url).await {
+                return Ok(target);
+            }
+            if Instant::now() > deadline {
+                target.stop().await;
+                anyhow::bail!("`{program}` did not answer {ready_url} within {READY_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the process (SIGTERM, then SIGKILL) and flushes its log.
+    pub async fn stop(mut self) {
+        if let Some(run) = self.run.take() {
+            let processes = run.record().processes.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for process in &processes {
+                    stop_process(process, STOP_GRACE);
+                }
+            })
+            .await;
+            run.forget();
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait().await;
+        }
+        if let Some(copier) = self.copier.take() {
+            let _ = copier.await;
+        }
+    }
+}
+
+async fn spawn(
+    mut process: tokio::process::Command,
+    dir: &Path,
+) -> anyhow::Result<(
+    RunningTarget,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+)> {
+    std::fs::create_dir_all(dir)?;
+    let stderr = std::fs::File::create(dir.join("target.stderr.log"))?;
+    process
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .process_group(0);
+    let mut run = RunGuard::new()?;
+    let mut child = process.spawn().context("starting the target")?;
+    let pid = child.id().context("a target without a pid")?;
+    run.update(|record| {
+        record.processes.push(OwnedProcess {
+            name: "target".into(),
+            id: ProcessId::of(pid).unwrap_or(ProcessId {
+                pid,
+                start_ticks: 0,
+            }),
+            stop_signal: Signal::SIGTERM as i32,
+        })
+    })?;
+    let stdout = child.stdout.take().context("the target's output")?;
+    let target = RunningTarget {
+        base_url: String::new(),
+        pid: Some(pid),
+        log: Some(dir.join("target.log")),
+        child: Some(child),
+        run: Some(run),
+        copier: None,
+    };
+    Ok((target, BufReader::new(stdout).lines()))
+}
+
+async fn copy_lines(
+    mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    path: PathBuf,
+) {
+    let Ok(file) = tokio::fs::File::create(&path).await else {
+        return;
+    };
+    let mut writer = tokio::io::BufWriter::new(file);
+    while let Ok(Some(line)) = lines.next_line().await {
+        if writer.write_all(line.as_bytes()).await.is_err()
+            || writer.write_all(b"\n").await.is_err()
+        {
+            return;
+        }
+    }
+    let _ = writer.flush().await;
+}
+
+/// A GET answered with 2xx.
+async fn answers(url: &str) -> anyhow::Result<bool> {
+    let url = url::Url::parse(url)?;
+    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await??;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n",
+        url.path()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut status_line)).await??;
+    Ok(status_line
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|code| code.starts_with('2')))
+}
