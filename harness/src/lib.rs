@@ -11,6 +11,7 @@ pub mod db;
 pub mod engine;
 pub mod infra;
 pub mod metrics;
+pub mod probe;
 pub mod report;
 pub mod suite;
 pub mod verdict;
