@@ -90,7 +90,10 @@ pub type AdminRow = Vec<(String, Option<String>)>;
 
 /// Runs a `SHOW …` command on PgBouncer's admin console, which speaks only
 /// the simple protocol, and returns its rows as text.
-pub async fn admin_command(connection: &mut PgConnection, command: &str) -> Result<Vec<AdminRow>, sqlx::Error> {
+pub async fn admin_command(
+    connection: &mut PgConnection,
+    command: &str,
+) -> Result<Vec<AdminRow>, sqlx::Error> {
     // A bare `&str` has no arguments, so sqlx sends it with the simple
     // protocol (and, unlike `raw_sql`, its future is `Send` in spawned tasks).
     let rows = sqlx::Executor::fetch_all(connection, command).await?;

@@ -158,7 +158,14 @@ impl Sampler {
             let mut cpu = process::CpuMeter::default();
             let mut second = 0u64;
             loop {
-                let sample = sample(&targets, &mut connections, &mut cpu, second, &mut report.unavailable).await;
+                let sample = sample(
+                    &targets,
+                    &mut connections,
+                    &mut cpu,
+                    second,
+                    &mut report.unavailable,
+                )
+                .await;
                 report.samples.push(sample);
                 second += 1;
                 let next = started + Duration::from_secs(second);
@@ -180,8 +187,14 @@ impl Sampler {
 }
 
 async fn connect(targets: &ProbeTargets, unavailable: &mut Vec<String>) -> Connections {
-    let mut connections = Connections { admin: None, postgres: None, redis: None };
-    let Some(urls) = &targets.urls else { return connections };
+    let mut connections = Connections {
+        admin: None,
+        postgres: None,
+        redis: None,
+    };
+    let Some(urls) = &targets.urls else {
+        return connections;
+    };
     match db::admin_connect(&urls.pgbouncer_admin_url).await {
         Ok(c) => connections.admin = Some(c),
         Err(e) => unavailable.push(format!("pgbouncer: {e}")),
@@ -216,7 +229,10 @@ async fn sample(
     second: u64,
     unavailable: &mut Vec<String>,
 ) -> ProbeSample {
-    let mut sample = ProbeSample { second, ..Default::default() };
+    let mut sample = ProbeSample {
+        second,
+        ..Default::default()
+    };
     if let Some(admin) = connections.admin.as_mut() {
         match pgbouncer(admin).await {
             Ok(s) => sample.pgbouncer = Some(s),
@@ -248,14 +264,19 @@ async fn sample(
 }
 
 fn number(row: &db::AdminRow, column: &str) -> f64 {
-    db::admin_value(row, column).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    db::admin_value(row, column)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 async fn pgbouncer(admin: &mut sqlx::PgConnection) -> Result<PgBouncerSample, sqlx::Error> {
     let pools = db::admin_command(admin, "SHOW POOLS").await?;
     let stats = db::admin_command(admin, "SHOW STATS").await?;
     let mut sample = PgBouncerSample::default();
-    for pool in pools.iter().filter(|row| db::admin_value(row, "database") != Some("pgbouncer")) {
+    for pool in pools
+        .iter()
+        .filter(|row| db::admin_value(row, "database") != Some("pgbouncer"))
+    {
         sample.cl_active += number(pool, "cl_active");
         sample.cl_waiting += number(pool, "cl_waiting");
         sample.sv_active += number(pool, "sv_active");
@@ -264,17 +285,26 @@ async fn pgbouncer(admin: &mut sqlx::PgConnection) -> Result<PgBouncerSample, sq
         let wait = number(pool, "maxwait") + number(pool, "maxwait_us") / 1e6;
         sample.maxwait_seconds = sample.maxwait_seconds.max(wait);
     }
-    for row in stats.iter().filter(|row| db::admin_value(row, "database") != Some("pgbouncer")) {
+    for row in stats
+        .iter()
+        .filter(|row| db::admin_value(row, "database") != Some("pgbouncer"))
+    {
         sample.total_query_count += number(row, "total_query_count");
     }
     Ok(sample)
 }
 
-async fn postgres_sample(connection: &mut sqlx::PgConnection) -> Result<PostgresSample, sqlx::Error> {
+async fn postgres_sample(
+    connection: &mut sqlx::PgConnection,
+) -> Result<PostgresSample, sqlx::Error> {
     use sqlx::Row as _;
     // Parameterless, so the simple protocol: every value comes back as text.
     let text = |row: &sqlx::postgres::PgRow, i: usize| -> f64 {
-        row.try_get_unchecked::<Option<String>, _>(i).ok().flatten().and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        row.try_get_unchecked::<Option<String>, _>(i)
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
     };
     let rows = sqlx::Executor::fetch_all(
         &mut *connection,
@@ -299,7 +329,12 @@ async fn postgres_sample(connection: &mut sqlx::PgConnection) -> Result<Postgres
         sample.lock_waits = text(activity, 3);
     }
     // Absent without the extension: then statements stay 0.
-    if let Ok(rows) = sqlx::Executor::fetch_all(&mut *connection, "SELECT sum(calls) FROM pg_stat_statements").await {
+    if let Ok(rows) = sqlx::Executor::fetch_all(
+        &mut *connection,
+        "SELECT sum(calls) FROM pg_stat_statements",
+    )
+    .await
+    {
         if let Some(row) = rows.first() {
             sample.statements = text(row, 0);
         }
@@ -307,7 +342,9 @@ async fn postgres_sample(connection: &mut sqlx::PgConnection) -> Result<Postgres
     Ok(sample)
 }
 
-async fn redis_sample(connection: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<RedisSample> {
+async fn redis_sample(
+    connection: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<RedisSample> {
     let info: String = redis::cmd("INFO").query_async(connection).await?;
     let field = |name: &str| -> f64 {
         info.lines()
@@ -327,7 +364,12 @@ async fn redis_sample(connection: &mut redis::aio::MultiplexedConnection) -> red
 /// Peaks, totals over the run (last minus first for counters) and ratios.
 fn summarise(samples: &[ProbeSample]) -> BTreeMap<String, f64> {
     let mut values = BTreeMap::new();
-    let max = |f: &dyn Fn(&ProbeSample) -> Option<f64>| samples.iter().filter_map(f).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let max = |f: &dyn Fn(&ProbeSample) -> Option<f64>| {
+        samples
+            .iter()
+            .filter_map(f)
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
     let delta = |f: &dyn Fn(&ProbeSample) -> Option<f64>| {
         let first = samples.iter().find_map(f)?;
         let last = samples.iter().rev().find_map(f)?;
@@ -338,18 +380,46 @@ fn summarise(samples: &[ProbeSample]) -> BTreeMap<String, f64> {
             values.insert(name.to_owned(), value);
         }
     };
-    put("pgbouncer.cl_waiting.max", max(&|s| s.pgbouncer.as_ref().map(|p| p.cl_waiting)));
-    put("pgbouncer.cl_active.max", max(&|s| s.pgbouncer.as_ref().map(|p| p.cl_active)));
-    put("pgbouncer.sv_active.max", max(&|s| s.pgbouncer.as_ref().map(|p| p.sv_active)));
-    put("pgbouncer.maxwait.max", max(&|s| s.pgbouncer.as_ref().map(|p| p.maxwait_seconds)));
-    put("postgres.deadlocks", delta(&|s| s.postgres.as_ref().map(|p| p.deadlocks)));
-    put("postgres.rollbacks", delta(&|s| s.postgres.as_ref().map(|p| p.rollbacks)));
-    put("postgres.lock_waits.max", max(&|s| s.postgres.as_ref().map(|p| p.lock_waits)));
-    put("postgres.idle_in_transaction.max", max(&|s| s.postgres.as_ref().map(|p| p.idle_in_transaction)));
-    put("postgres.temp_bytes", delta(&|s| s.postgres.as_ref().map(|p| p.temp_bytes)));
-    if let (Some(hit), Some(read)) =
-        (delta(&|s| s.postgres.as_ref().map(|p| p.blocks_hit)), delta(&|s| s.postgres.as_ref().map(|p| p.blocks_read)))
-    {
+    put(
+        "pgbouncer.cl_waiting.max",
+        max(&|s| s.pgbouncer.as_ref().map(|p| p.cl_waiting)),
+    );
+    put(
+        "pgbouncer.cl_active.max",
+        max(&|s| s.pgbouncer.as_ref().map(|p| p.cl_active)),
+    );
+    put(
+        "pgbouncer.sv_active.max",
+        max(&|s| s.pgbouncer.as_ref().map(|p| p.sv_active)),
+    );
+    put(
+        "pgbouncer.maxwait.max",
+        max(&|s| s.pgbouncer.as_ref().map(|p| p.maxwait_seconds)),
+    );
+    put(
+        "postgres.deadlocks",
+        delta(&|s| s.postgres.as_ref().map(|p| p.deadlocks)),
+    );
+    put(
+        "postgres.rollbacks",
+        delta(&|s| s.postgres.as_ref().map(|p| p.rollbacks)),
+    );
+    put(
+        "postgres.lock_waits.max",
+        max(&|s| s.postgres.as_ref().map(|p| p.lock_waits)),
+    );
+    put(
+        "postgres.idle_in_transaction.max",
+        max(&|s| s.postgres.as_ref().map(|p| p.idle_in_transaction)),
+    );
+    put(
+        "postgres.temp_bytes",
+        delta(&|s| s.postgres.as_ref().map(|p| p.temp_bytes)),
+    );
+    if let (Some(hit), Some(read)) = (
+        delta(&|s| s.postgres.as_ref().map(|p| p.blocks_hit)),
+        delta(&|s| s.postgres.as_ref().map(|p| p.blocks_read)),
+    ) {
         if hit + read > 0.0 {
             put("postgres.cache_hit_ratio", Some(hit / (hit + read)));
         }
@@ -363,22 +433,42 @@ fn summarise(samples: &[ProbeSample]) -> BTreeMap<String, f64> {
             put("redis.hit_ratio", Some(hits / (hits + misses)));
         }
     }
-    put("redis.evicted_keys", delta(&|s| s.redis.as_ref().map(|r| r.evicted_keys)));
-    put("redis.memory.max", max(&|s| s.redis.as_ref().map(|r| r.used_memory_mb)));
-    let names: Vec<String> = samples.iter().flat_map(|s| s.services.iter().map(|x| x.name.clone())).collect();
+    put(
+        "redis.evicted_keys",
+        delta(&|s| s.redis.as_ref().map(|r| r.evicted_keys)),
+    );
+    put(
+        "redis.memory.max",
+        max(&|s| s.redis.as_ref().map(|r| r.used_memory_mb)),
+    );
+    let names: Vec<String> = samples
+        .iter()
+        .flat_map(|s| s.services.iter().map(|x| x.name.clone()))
+        .collect();
     let mut seen = std::collections::BTreeSet::new();
     for name in names.into_iter().filter(|n| seen.insert(n.clone())) {
-        let series: Vec<&ServiceSample> =
-            samples.iter().filter_map(|s| s.services.iter().find(|x| x.name == name)).collect();
+        let series: Vec<&ServiceSample> = samples
+            .iter()
+            .filter_map(|s| s.services.iter().find(|x| x.name == name))
+            .collect();
         let memory_max = series.iter().map(|s| s.memory_mb).fold(0.0, f64::max);
         let cpu: Vec<f64> = series.iter().skip(1).map(|s| s.cpu_percent).collect();
         put(&format!("service.{name}.memory.max"), Some(memory_max));
         if let (Some(first), Some(last)) = (series.get(1).or(series.first()), series.last()) {
-            put(&format!("service.{name}.memory.growth"), Some(last.memory_mb - first.memory_mb));
+            put(
+                &format!("service.{name}.memory.growth"),
+                Some(last.memory_mb - first.memory_mb),
+            );
         }
         if !cpu.is_empty() {
-            put(&format!("service.{name}.cpu.avg"), Some(cpu.iter().sum::<f64>() / cpu.len() as f64));
-            put(&format!("service.{name}.cpu.max"), Some(cpu.iter().copied().fold(0.0, f64::max)));
+            put(
+                &format!("service.{name}.cpu.avg"),
+                Some(cpu.iter().sum::<f64>() / cpu.len() as f64),
+            );
+            put(
+                &format!("service.{name}.cpu.max"),
+                Some(cpu.iter().copied().fold(0.0, f64::max)),
+            );
         }
     }
     values

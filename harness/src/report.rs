@@ -37,6 +37,15 @@ pub struct RunReport {
     pub infra: Option<InfraReport>,
     /// Things a reader should know (a profile the suite does not define, an aborted run).
     pub notes: Vec<String>,
+    /// What the probes saw during the run.
+    #[serde(default)]
+    pub probes: Option<crate::probe::ProbeReport>,
+    /// The configuration in effect, read back before load.
+    #[serde(default)]
+    pub effective_config: Option<crate::probe::config::EffectiveConfig>,
+    /// Known failure signatures found in the services' logs.
+    #[serde(default)]
+    pub log_signatures: Vec<crate::probe::logs::SignatureHit>,
 }
 
 impl RunReport {
@@ -49,6 +58,9 @@ impl RunReport {
             passed,
             infra: None,
             notes: Vec::new(),
+            probes: None,
+            effective_config: None,
+            log_signatures: Vec::new(),
         }
     }
 }

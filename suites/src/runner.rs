@@ -21,6 +21,10 @@ use harness::suite::plan::{Plan, PlanOptions, TargetPlan, UserPool};
 use harness::verdict::{self, ThresholdResult};
 
 use crate::target::{EmbeddedCommand, RunningTarget};
+use harness::infra::ServiceLocation;
+use harness::probe::logs::{LogCapture, LogSource};
+use harness::probe::{ProbeTargets, Sampler};
+use std::time::Instant;
 
 /// Choices for a run, from the command line or a test.
 #[derive(Debug, Clone)]
@@ -76,6 +80,13 @@ pub fn catalog_variables() -> BTreeSet<String> {
     .collect()
 }
 
+/// Named values beside the engine's that thresholds may use.
+pub fn extra_metrics() -> BTreeSet<String> {
+    harness::probe::metric_names(&harness::probe::SERVICE_NAMES)
+        .into_iter()
+        .collect()
+}
+
 /// Plans a suite with the options of a run.
 pub fn plan(path: &Path, options: &RunOptions) -> Result<Plan, SuiteErrors> {
     let plan_options = PlanOptions {
@@ -84,7 +95,7 @@ pub fn plan(path: &Path, options: &RunOptions) -> Result<Plan, SuiteErrors> {
         exclude_tags: options.exclude_tags.clone(),
         target_url: options.target_url.clone(),
         catalog_variables: catalog_variables(),
-        extra_metrics: BTreeSet::new(),
+        extra_metrics: extra_metrics(),
         switches: options.switches.clone(),
     };
     Plan::from_file(path, &plan_options)
@@ -152,7 +163,7 @@ async fn run_on_stack(
     options: &RunOptions,
     dir: &Path,
     stack: Option<&Stack>,
-    _infra: &InfraConfig,
+    infra: &InfraConfig,
 ) -> anyhow::Result<(RunReport, Option<PathBuf>)> {
     let mut notes = Vec::new();
     // Data: seed for the embedded target, or where the suite names a profile.
@@ -202,6 +213,58 @@ async fn run_on_stack(
         TargetPlan::Url { url } => RunningTarget::external(url),
     };
 
+    // What is in effect must be what the suite asked for.
+    let mut effective_config = None;
+    if let Some(stack) = stack {
+        let effective = match harness::probe::config::read(stack.urls(), infra).await {
+            Ok(effective) => effective,
+            Err(error) => {
+                target.stop().await;
+                return Err(error.context("reading back the effective configuration"));
+            }
+        };
+        let mismatches: Vec<String> = effective
+            .mismatches()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}: asked {}, in effect {}",
+                    e.service, e.setting, e.asked, e.effective
+                )
+            })
+            .collect();
+        if !mismatches.is_empty() {
+            if stack.provider() == Provider::External {
+                notes.push(format!(
+                    "the external stack differs from the suite's settings: {}",
+                    mismatches.join("; ")
+                ));
+            } else {
+                target.stop().await;
+                anyhow::bail!(
+                    "the stack does not run with the suite's settings:\n  {}",
+                    mismatches.join("\n  ")
+                );
+            }
+        }
+        effective_config = Some(effective);
+    }
+    let mut processes = match stack {
+        Some(stack) => service_processes(stack).await,
+        None => Vec::new(),
+    };
+    if let Some(pid) = target.pid {
+        processes.push(("app".to_owned(), pid));
+    }
+    let logs = LogCapture::start(log_sources(stack, &target, dir), dir, Instant::now())?;
+    let sampler = Sampler::start(
+        ProbeTargets {
+            urls: stack.map(|s| s.urls().clone()),
+            processes,
+        },
+        Instant::now(),
+    );
+
     let users = engine_users(plan, &catalog)?;
     let input = EngineInput {
         plan: Arc::new(plan.clone()),
@@ -227,9 +290,16 @@ async fn run_on_stack(
     if let Some(task) = progress_task {
         let _ = task.await;
     }
+    let probes = sampler.stop().await;
     let target_log = target.log.clone();
     target.stop().await;
-    let output = result?;
+    let log_files = logs.stop().await;
+    let log_signatures = harness::probe::logs::scan(&log_files);
+    let mut output = result?;
+    output
+        .summary
+        .extra
+        .extend(probes.values.iter().map(|(k, v)| (k.clone(), *v)));
     if output.aborted {
         notes.push("the run was aborted early by an abort-on-fail threshold".to_owned());
     }
@@ -237,6 +307,9 @@ async fn run_on_stack(
     thresholds.push(tasks_ran(&output.summary));
     let mut report = RunReport::new(output.summary, thresholds);
     report.notes = notes;
+    report.probes = Some(probes);
+    report.effective_config = effective_config;
+    report.log_signatures = log_signatures;
     if let Some(stack) = stack {
         report.infra = Some(InfraReport {
             provider: stack.provider().to_string(),
@@ -398,4 +471,58 @@ fn run_dir(root: &Path, suite: &str) -> PathBuf {
         .replace('T', "-")
         .replace('Z', "");
     root.join(format!("{stamp}-{suite}"))
+}
+
+/// The root process of each service: a container's main process is a
+/// process on this kernel too.
+async fn service_processes(stack: &Stack) -> Vec<(String, u32)> {
+    let mut processes = Vec::new();
+    for service in stack.services() {
+        let pid = match &service.location {
+            ServiceLocation::Process { pid, .. } => Some(*pid),
+            ServiceLocation::Container { id, .. } => match stack.docker() {
+                Some(docker) => docker
+                    .inspect_container(id, None)
+                    .await
+                    .ok()
+                    .and_then(|c| c.state)
+                    .and_then(|s| s.pid)
+                    .and_then(|p| u32::try_from(p).ok())
+                    .filter(|p| *p > 0),
+                None => None,
+            },
+            ServiceLocation::External => None,
+        };
+        if let Some(pid) = pid {
+            processes.push((service.name.to_string(), pid));
+        }
+    }
+    processes
+}
+
+fn log_sources(
+    stack: Option<&Stack>,
+    target: &RunningTarget,
+    dir: &Path,
+) -> Vec<(String, LogSource)> {
+    let mut sources = Vec::new();
+    for service in stack.map(Stack::services).unwrap_or_default() {
+        let source = match (&service.location, stack.and_then(Stack::docker)) {
+            (ServiceLocation::Container { id, .. }, Some(docker)) => LogSource::Container {
+                docker: docker.clone(),
+                id: id.clone(),
+            },
+            (ServiceLocation::Process { log, .. }, _) => LogSource::File(log.clone()),
+            _ => continue,
+        };
+        sources.push((service.name.to_string(), source));
+    }
+    if let Some(log) = &target.log {
+        sources.push(("app".to_owned(), LogSource::File(log.clone())));
+        sources.push((
+            "app-stderr".to_owned(),
+            LogSource::File(dir.join("target.stderr.log")),
+        ));
+    }
+    sources
 }

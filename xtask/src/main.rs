@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod bench_loadgen;
 mod doctor;
 mod down;
 mod images;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Provision, seed, start the target, run the suites, write the reports.
     Perf(perf::Args),
+    /// Measure the load engine's CPU and memory per request, beside wrk's.
+    BenchLoadgen(bench_loadgen::Args),
     /// Start PostgreSQL + PgBouncer + Redis, print their URLs, keep them until Ctrl-C.
     Up(up::Args),
     /// Remove what runs whose process is gone left behind (containers, networks, processes, directories).
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Perf(args) => perf::run(args).await,
+            Command::BenchLoadgen(args) => bench_loadgen::run(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Down(args) => down::run(args).await,
             Command::Images => images::run().await,

@@ -15,7 +15,10 @@ use tokio::io::AsyncWriteExt as _;
 /// Where a service's log comes from.
 #[derive(Debug, Clone)]
 pub enum LogSource {
-    Container { docker: Docker, id: String },
+    Container {
+        docker: Docker,
+        id: String,
+    },
     /// A file another process appends to.
     File(PathBuf),
 }
@@ -23,14 +26,38 @@ pub enum LogSource {
 /// Known causes, by the text that shows them.
 pub const SIGNATURES: [(&str, &str, &str); 12] = [
     ("pgbouncer", "query_wait_timeout", "query_wait_timeout"),
-    ("pgbouncer", "no more connections allowed", "no more connections allowed (max_client_conn)"),
+    (
+        "pgbouncer",
+        "no more connections allowed",
+        "no more connections allowed (max_client_conn)",
+    ),
     ("pgbouncer", "server login failed", "server login failed"),
     ("postgres", "deadlock detected", "deadlock detected"),
-    ("postgres", "remaining connection slots are reserved", "remaining connection slots are reserved"),
-    ("postgres", "too many clients already", "too many clients already"),
-    ("postgres", "canceling statement due to statement timeout", "statement timeout"),
-    ("postgres", "canceling statement due to lock timeout", "lock timeout"),
-    ("postgres", "still waiting for", "lock wait (log_lock_waits)"),
+    (
+        "postgres",
+        "remaining connection slots are reserved",
+        "remaining connection slots are reserved",
+    ),
+    (
+        "postgres",
+        "too many clients already",
+        "too many clients already",
+    ),
+    (
+        "postgres",
+        "canceling statement due to statement timeout",
+        "statement timeout",
+    ),
+    (
+        "postgres",
+        "canceling statement due to lock timeout",
+        "lock timeout",
+    ),
+    (
+        "postgres",
+        "still waiting for",
+        "lock wait (log_lock_waits)",
+    ),
     ("redis", "OOM", "out of memory (OOM)"),
     ("app", "panicked at", "panic"),
     ("app", " status=5", "5xx answer"),
@@ -57,7 +84,11 @@ pub struct LogCapture {
 
 impl LogCapture {
     /// Starts one capture per source into `<dir>/logs/<name>.log`.
-    pub fn start(sources: Vec<(String, LogSource)>, dir: &Path, started: Instant) -> std::io::Result<LogCapture> {
+    pub fn start(
+        sources: Vec<(String, LogSource)>,
+        dir: &Path,
+        started: Instant,
+    ) -> std::io::Result<LogCapture> {
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -86,12 +117,28 @@ impl LogCapture {
     }
 }
 
-async fn capture(source: LogSource, path: PathBuf, started: Instant, mut stopped: tokio::sync::watch::Receiver<bool>) -> std::io::Result<()> {
+async fn capture(
+    source: LogSource,
+    path: PathBuf,
+    started: Instant,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let mut out = tokio::io::BufWriter::new(tokio::fs::File::create(&path).await?);
-    let stamp = |line: &str| format!("[+{:.3}s] {}\n", started.elapsed().as_secs_f64(), line.trim_end());
+    let stamp = |line: &str| {
+        format!(
+            "[+{:.3}s] {}\n",
+            started.elapsed().as_secs_f64(),
+            line.trim_end()
+        )
+    };
     match source {
         LogSource::Container { docker, id } => {
-            let options = LogsOptionsBuilder::new().follow(true).stdout(true).stderr(true).since(0).build();
+            let options = LogsOptionsBuilder::new()
+                .follow(true)
+                .stdout(true)
+                .stderr(true)
+                .since(0)
+                .build();
             let mut stream = docker.logs(&id, Some(options));
             let mut pending = String::new();
             loop {
@@ -138,17 +185,22 @@ async fn capture(source: LogSource, path: PathBuf, started: Instant, mut stopped
 pub fn scan(files: &[(String, PathBuf)]) -> Vec<SignatureHit> {
     let mut hits: Vec<SignatureHit> = Vec::new();
     for (service, path) in files {
-        let Ok(text) = std::fs::read_to_string(path) else { continue };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
         for line in text.lines() {
             let (second, rest) = match line.strip_prefix("[+").and_then(|l| l.split_once("s] ")) {
                 Some((second, rest)) => (second.parse().unwrap_or(0.0), rest),
                 None => (0.0, line),
             };
             for (owner, needle, signature) in SIGNATURES {
-                if owner != service || !rest.contains(needle) {
+                if !service.starts_with(owner) || !rest.contains(needle) {
                     continue;
                 }
-                match hits.iter_mut().find(|h| &h.service == service && h.signature == signature) {
+                match hits
+                    .iter_mut()
+                    .find(|h| &h.service == service && h.signature == signature)
+                {
                     Some(hit) => {
                         hit.count += 1;
                         hit.last_second = second;
@@ -185,7 +237,10 @@ mod tests {
         let hits = scan(&[("pgbouncer".to_owned(), path)]);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(hits.len(), 1);
-        assert_eq!((hits[0].count, hits[0].first_second, hits[0].last_second), (2, 12.5, 14.25));
+        assert_eq!(
+            (hits[0].count, hits[0].first_second, hits[0].last_second),
+            (2, 12.5, 14.25)
+        );
         assert_eq!(hits[0].signature, "query_wait_timeout");
     }
 }

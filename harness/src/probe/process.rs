@@ -15,8 +15,15 @@ impl ProcessTable {
     pub fn read() -> ProcessTable {
         let mut parents = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok())) {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok()))
+            {
                 parents.push((pid, ppid));
             }
         }
@@ -53,7 +60,10 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 /// User plus system CPU of a process, in clock ticks (fields 14 and 15).
 fn cpu_ticks(pid: u32) -> u64 {
     stat_fields(pid)
-        .map(|f| f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+        .map(|f| {
+            f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+                + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        })
         .unwrap_or(0)
 }
 
@@ -64,7 +74,9 @@ pub fn pss_mb(pids: &[u32]) -> f64 {
         .iter()
         .filter_map(|pid| {
             let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-            text.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            text.lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .sum();
     kilobytes as f64 / 1024.0
@@ -84,10 +96,17 @@ impl CpuMeter {
         let ticks: HashMap<u32, u64> = pids.iter().map(|pid| (*pid, cpu_ticks(*pid))).collect();
         let percent = match self.last.get(name) {
             Some((then, before)) => {
-                let used: u64 = ticks.iter().map(|(pid, t)| t.saturating_sub(*before.get(pid).unwrap_or(&0))).sum();
+                let used: u64 = ticks
+                    .iter()
+                    .map(|(pid, t)| t.saturating_sub(*before.get(pid).unwrap_or(&0)))
+                    .sum();
                 let elapsed = now.duration_since(*then).as_secs_f64();
                 let hz = clock_ticks_per_second();
-                if elapsed > 0.0 { used as f64 / hz / elapsed * 100.0 } else { 0.0 }
+                if elapsed > 0.0 {
+                    used as f64 / hz / elapsed * 100.0
+                } else {
+                    0.0
+                }
             }
             None => 0.0,
         };
@@ -98,5 +117,8 @@ impl CpuMeter {
 
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on.
 fn clock_ticks_per_second() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().map_or(100.0, |v| v as f64)
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |v| v as f64)
 }
