@@ -7,6 +7,7 @@
 //! reports. It gets a plan, a base URL and users, and returns measurements.
 
 pub mod http;
+pub mod isolated;
 pub mod schedule;
 pub mod task;
 pub mod vu;
@@ -21,7 +22,7 @@ use rand::Rng as _;
 use tokio::sync::mpsc;
 
 use self::http::{Client, Origin};
-use self::vu::{AckedWrite, EngineUser, VirtualUser, WorkerShared};
+use self::vu::{AckedWrite, EngineUser, TruthSample, VirtualUser, WorkerShared};
 use crate::catalog::Scope;
 use crate::metrics::summary::{RunHeader, RunSummary};
 use crate::metrics::{Aggregator, Interval, Phase, Recorder};
@@ -47,6 +48,8 @@ pub struct EngineOutput {
     pub summary: RunSummary,
     /// Every write the target acknowledged.
     pub writes: Vec<AckedWrite>,
+    /// Sampled response values, for the correctness check.
+    pub truths: Vec<TruthSample>,
     pub aborted: bool,
 }
 
@@ -91,6 +94,7 @@ enum Report {
     },
     Done {
         writes: Vec<AckedWrite>,
+        truths: Vec<TruthSample>,
         max_users: u64,
     },
 }
@@ -162,6 +166,7 @@ pub async fn run(
     let n_endpoints = plan.endpoints.len();
     let mut aggregator = Aggregator::new(n_endpoints, workers);
     let mut writes = Vec::new();
+    let mut truths: Vec<TruthSample> = Vec::new();
     let mut max_users = 0;
     let mut completed_seconds = 0;
     let mut aborted = false;
@@ -209,9 +214,11 @@ pub async fn run(
             }
             Report::Done {
                 writes: worker_writes,
+                truths: worker_truths,
                 max_users: worker_max,
             } => {
                 writes.extend(worker_writes);
+                truths.extend(worker_truths);
                 max_users += worker_max;
             }
         }
@@ -244,6 +251,7 @@ pub async fn run(
     Ok(EngineOutput {
         summary,
         writes,
+        truths,
         aborted,
     })
 }
@@ -261,6 +269,7 @@ async fn worker_main(worker: usize, global: Arc<Global>, sender: mpsc::Unbounded
         origin: global.origin.clone(),
         recorder: RefCell::new(recorder),
         writes: RefCell::new(Vec::new()),
+        truths: RefCell::new(Vec::new()),
         global: global.global_scope.clone(),
         started: global.started,
     });
@@ -452,8 +461,10 @@ async fn worker_main(worker: usize, global: Arc<Global>, sender: mpsc::Unbounded
         });
     }
     let writes = std::mem::take(&mut *shared.writes.borrow_mut());
+    let truths = std::mem::take(&mut *shared.truths.borrow_mut());
     let _ = sender.send(Report::Done {
         writes,
+        truths,
         max_users: u64::from(state.max_users.get()),
     });
 }

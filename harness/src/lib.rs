@@ -7,9 +7,12 @@
 //! verdict → reports.
 
 pub mod catalog;
+pub mod correctness;
+pub mod coverage;
 pub mod db;
 pub mod engine;
 pub mod infra;
+pub mod integrity;
 pub mod metrics;
 pub mod probe;
 pub mod report;

@@ -47,6 +47,29 @@ pub struct SuiteFile {
     pub tags: TagFilterSpec,
     #[serde(default)]
     pub thresholds: IndexMap<Spanned<String>, Spanned<ThresholdValue>>,
+    /// Ground truth for sampled responses (correctness under load).
+    #[serde(default, rename = "truth")]
+    pub truths: Vec<TruthSpec>,
+}
+
+/// A value read from a task's responses and compared, after the run, with
+/// what SQL computes from the database: silent wrong results are failures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TruthSpec {
+    /// The task whose responses are sampled.
+    pub task: Spanned<String>,
+    pub json: Option<String>,
+    pub css: Option<Spanned<String>>,
+    pub attr: Option<String>,
+    pub regex: Option<Spanned<String>>,
+    /// The truth: a query whose first column of its first row is the value.
+    /// Template variables are the request's, quoted as SQL literals.
+    pub sql: Spanned<String>,
+    /// Sample every n-th response of the task per virtual user.
+    pub every: Option<u32>,
+    /// Largest absolute difference that still agrees (numbers).
+    pub tolerance: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -450,6 +473,8 @@ pub struct WriteSpec {
     /// Where the audit rows are: a table and its column holding the entity id.
     pub audit_table: Option<String>,
     pub audit_key: Option<String>,
+    /// A condition that picks this entity's audit rows (`entity = 'pekerjaan'`).
+    pub audit_where: Option<String>,
 }
 
 /// `"p(99) < 2s"`, `["p(99) < 2s", "max < 100s"]`, or

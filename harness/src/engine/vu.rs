@@ -29,6 +29,21 @@ pub struct EngineUser {
     pub scope: Arc<Scope>,
 }
 
+/// A response value to compare with what SQL says, after the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TruthSample {
+    pub task: String,
+    /// The truth's query with this request's values in it.
+    pub sql: String,
+    pub observed: String,
+    pub tolerance: f64,
+    pub at_ms: u64,
+}
+
+/// At most this many samples per worker and task: enough to catch silent
+/// wrong results, bounded however long the run.
+const MAX_TRUTH_SAMPLES: usize = 200;
+
 /// A write the target acknowledged (2xx), for the integrity check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AckedWrite {
@@ -50,6 +65,7 @@ pub struct WorkerShared {
     pub(crate) origin: Arc<super::http::Origin>,
     pub(crate) recorder: RefCell<Recorder>,
     pub(crate) writes: RefCell<Vec<AckedWrite>>,
+    pub(crate) truths: RefCell<Vec<TruthSample>>,
     pub(crate) global: Arc<Scope>,
     pub(crate) started: Instant,
 }
@@ -80,6 +96,8 @@ pub struct VirtualUser {
     /// Catalog paths to each variable, found once.
     paths: HashMap<String, Option<Vec<String>>>,
     path_buffer: String,
+    /// Successful responses per task, for truth sampling.
+    responses: HashMap<usize, u64>,
 }
 
 impl VirtualUser {
@@ -97,6 +115,7 @@ impl VirtualUser {
             iteration: 0,
             paths: HashMap::new(),
             path_buffer: String::new(),
+            responses: HashMap::new(),
         }
     }
 
@@ -310,7 +329,8 @@ impl VirtualUser {
             || http_task.expect.not_text.is_some()
             || http_task.expect.css.is_some()
             || http_task.expect.json_pointer.is_some()
-            || !http_task.extract.is_empty();
+            || !http_task.extract.is_empty()
+            || !http_task.truths.is_empty();
         let mut headers = headers;
         if http_task.csrf {
             if let Some(auth) = &plan.auth {
@@ -389,9 +409,12 @@ impl VirtualUser {
                         {
                             recorder.counters().checks_passed += 1;
                         }
+                        drop(recorder);
                         if let Some(writes) = &http_task.writes {
-                            drop(recorder);
                             self.remember_write(shared, task, writes, &bound);
+                        }
+                        if !http_task.truths.is_empty() {
+                            self.sample_truths(shared, task, http_task, &response, &bound);
                         }
                     }
                     Err(message) => {
@@ -594,6 +617,55 @@ impl VirtualUser {
             self.vars.insert(extract.var.clone(), value);
         }
         Ok(())
+    }
+
+    fn sample_truths(
+        &mut self,
+        shared: &WorkerShared,
+        task: &TaskPlan,
+        http_task: &HttpTask,
+        response: &Response,
+        bound: &[(String, String)],
+    ) {
+        let seen = self.responses.entry(task.endpoint).or_default();
+        *seen += 1;
+        let seen = *seen;
+        for truth in &http_task.truths {
+            if seen % u64::from(truth.every) != 0 {
+                continue;
+            }
+            if shared
+                .truths
+                .borrow()
+                .iter()
+                .filter(|t| t.task == task.name)
+                .count()
+                >= MAX_TRUTH_SAMPLES
+            {
+                continue;
+            }
+            let Some(observed) = extract_values(&truth.how, false, response)
+                .into_iter()
+                .next()
+            else {
+                continue;
+            };
+            let mut vars = SqlLiterals(TaskVars {
+                vu: self,
+                global: &shared.global,
+                bound: bound.to_vec(),
+            });
+            let Ok(sql) = truth.sql.render_to_string(&mut vars) else {
+                continue;
+            };
+            shared.truths.borrow_mut().push(TruthSample {
+                task: task.name.clone(),
+                sql,
+                observed,
+                tolerance: truth.tolerance,
+                at_ms: shared.elapsed_ms(),
+            });
+        }
     }
 
     fn remember_write(
@@ -877,6 +949,68 @@ impl<'a> TaskVars<'a> {
             scope = &chosen.scope;
         }
         Some(value)
+    }
+}
+
+/// Variables written as SQL string literals, for ground-truth queries.
+struct SqlLiterals<'a>(TaskVars<'a>);
+
+impl Variables for SqlLiterals<'_> {
+    fn write_var(&mut self, name: &str, out: &mut String) -> bool {
+        match self.0.lookup(name) {
+            Some(value) => {
+                out.push('\'');
+                out.push_str(&value.replace('\'', "''"));
+                out.push('\'');
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn call(&mut self, function: &Function, out: &mut String) {
+        self.0.call(function, out);
+    }
+}
+
+/// Values one extraction finds in a response.
+fn extract_values(how: &ExtractHow, all: bool, response: &Response) -> Vec<String> {
+    match how {
+        ExtractHow::JsonPointer(pointer) => {
+            let Ok(root) = serde_json::from_slice::<serde_json::Value>(&response.body) else {
+                return Vec::new();
+            };
+            match root.pointer(pointer) {
+                Some(serde_json::Value::Array(items)) if all => {
+                    items.iter().map(json_text).collect()
+                }
+                Some(value) => vec![json_text(value)],
+                None => Vec::new(),
+            }
+        }
+        ExtractHow::Css { selector, attr } => {
+            let document = scraper::Html::parse_document(&response.text());
+            let found = document.select(selector).filter_map(|element| match attr {
+                Some(attr) => element.value().attr(attr).map(str::to_owned),
+                None => Some(element.text().collect::<String>().trim().to_owned()),
+            });
+            if all {
+                found.collect()
+            } else {
+                found.take(1).collect()
+            }
+        }
+        ExtractHow::Regex(regex) => {
+            let text = response.text();
+            let captured = regex
+                .captures_iter(&text)
+                .filter_map(|c| c.get(1).or_else(|| c.get(0)).map(|m| m.as_str().to_owned()));
+            if all {
+                captured.collect()
+            } else {
+                captured.take(1).collect()
+            }
+        }
     }
 }
 

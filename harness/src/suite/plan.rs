@@ -261,6 +261,17 @@ pub struct HttpTask {
     pub writes: Option<WriteSpec>,
     /// Rendered first, in order, and bound for the rest of the request.
     pub vars: Vec<(String, Template)>,
+    /// Ground truths checked on sampled responses.
+    pub truths: Vec<TruthPlan>,
+}
+
+/// A ground truth for a task's responses.
+#[derive(Debug, Clone)]
+pub struct TruthPlan {
+    pub how: ExtractHow,
+    pub sql: Template,
+    pub every: u32,
+    pub tolerance: f64,
 }
 
 /// A task, checked and compiled.
@@ -632,6 +643,40 @@ fn plan(
             .hint = Some(format!(
             "selected tags: include {include:?}, exclude {exclude:?}"
         ));
+    }
+
+    // Ground truths, attached to their tasks.
+    for truth in &file.truths {
+        let name = truth.task.get_ref();
+        let Some(task) = tasks.iter_mut().find(|t| &t.name == name) else {
+            if !selection.excluded.iter().any(|(task, _)| task == name) {
+                checker.at(truth.task.span(), format!("no task is named `{name}`"));
+            }
+            continue;
+        };
+        let extract = ExtractSpec {
+            var: truth.task.clone(),
+            json: truth.json.clone(),
+            css: truth.css.clone(),
+            attr: truth.attr.clone(),
+            regex: truth.regex.clone(),
+            all: false,
+        };
+        let Some(how) = check_extract(&mut checker, &extract).map(|e| e.how) else {
+            continue;
+        };
+        let Some(sql) = checker.template(&truth.sql) else {
+            continue;
+        };
+        check_variables(&mut checker, &truth.sql, sql.variables(), &variables);
+        if let TaskKind::Http(http) = &mut task.kind {
+            http.truths.push(TruthPlan {
+                how,
+                sql,
+                every: truth.every.unwrap_or(5).max(1),
+                tolerance: truth.tolerance.unwrap_or(0.005),
+            });
+        }
     }
 
     // Auth.
@@ -1033,6 +1078,7 @@ fn compile_task(
             extract,
             writes: task.writes.clone(),
             vars: local_vars,
+            truths: Vec::new(),
         })),
     })
 }
