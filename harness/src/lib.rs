@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod correctness;
 pub mod coverage;
 pub mod db;
+pub mod diagnosis;
 pub mod engine;
 pub mod infra;
 pub mod integrity;

@@ -91,6 +91,47 @@ pub struct ProbeReport {
     pub values: BTreeMap<String, f64>,
     /// Probes that could not be read, and why (once each).
     pub unavailable: Vec<String>,
+    /// The statements that took the most time during the run (pg_stat_statements).
+    #[serde(default)]
+    pub top_statements: Vec<Statement>,
+}
+
+/// One normalised statement of pg_stat_statements.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Statement {
+    pub query: String,
+    pub calls: f64,
+    pub mean_ms: f64,
+    pub total_ms: f64,
+}
+
+/// Statements of the harness itself, left out of counts and tops.
+pub const OWN_STATEMENTS: &str = "query NOT ILIKE '%pg_stat_%' AND query NOT ILIKE 'BEGIN%' AND query NOT ILIKE 'COMMIT%' \
+     AND query NOT ILIKE 'ROLLBACK%' AND query NOT ILIKE 'SHOW %' AND query NOT ILIKE 'SET %' AND query NOT ILIKE 'SELECT 1'";
+
+async fn top_statements(connection: &mut sqlx::PgConnection) -> Vec<Statement> {
+    use sqlx::Row as _;
+    let sql = format!(
+        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 160), calls, mean_exec_time, total_exec_time \
+         FROM pg_stat_statements WHERE {OWN_STATEMENTS} ORDER BY total_exec_time DESC LIMIT 5"
+    );
+    let Ok(rows) = sqlx::Executor::fetch_all(&mut *connection, sql.as_str()).await else {
+        return Vec::new();
+    };
+    let text = |row: &sqlx::postgres::PgRow, i: usize| {
+        row.try_get_unchecked::<Option<String>, _>(i)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    rows.iter()
+        .map(|row| Statement {
+            query: text(row, 0),
+            calls: text(row, 1).parse().unwrap_or(0.0),
+            mean_ms: text(row, 2).parse().unwrap_or(0.0),
+            total_ms: text(row, 3).parse().unwrap_or(0.0),
+        })
+        .collect()
 }
 
 /// Named values the probes add, for plan validation.
@@ -155,6 +196,12 @@ impl Sampler {
         let task = tokio::spawn(async move {
             let mut report = ProbeReport::default();
             let mut connections = connect(&targets, &mut report.unavailable).await;
+            // Statement statistics from here on are the run's own.
+            if let Some(postgres) = connections.postgres.as_mut() {
+                let _ =
+                    sqlx::Executor::execute(&mut *postgres, "SELECT pg_stat_statements_reset()")
+                        .await;
+            }
             let mut cpu = process::CpuMeter::default();
             let mut second = 0u64;
             loop {
@@ -175,6 +222,9 @@ impl Sampler {
                 }
             }
             report.values = summarise(&report.samples);
+            if let Some(postgres) = connections.postgres.as_mut() {
+                report.top_statements = top_statements(postgres).await;
+            }
             report
         });
         Sampler { stop, task }

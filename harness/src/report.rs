@@ -46,6 +46,15 @@ pub struct RunReport {
     /// Known failure signatures found in the services' logs.
     #[serde(default)]
     pub log_signatures: Vec<crate::probe::logs::SignatureHit>,
+    /// SQL statements per request of each task, measured alone.
+    #[serde(default)]
+    pub query_budgets: Vec<crate::engine::isolated::IsolatedMeasure>,
+    #[serde(default)]
+    pub integrity: Option<crate::integrity::IntegrityReport>,
+    #[serde(default)]
+    pub correctness: Option<crate::correctness::CorrectnessReport>,
+    #[serde(default)]
+    pub coverage: Option<crate::coverage::CoverageReport>,
 }
 
 impl RunReport {
@@ -61,6 +70,10 @@ impl RunReport {
             probes: None,
             effective_config: None,
             log_signatures: Vec::new(),
+            query_budgets: Vec::new(),
+            integrity: None,
+            correctness: None,
+            coverage: None,
         }
     }
 }

@@ -257,6 +257,13 @@ fn observe(
                 ),
             }
         }
+        "queries_per_request" => {
+            let name = selector.filter("name").unwrap_or_default();
+            match summary.extra.get(&format!("queries_per_request:{name}")) {
+                Some(value) => (Some(*value), Kind::Plain, Some("measured alone".into())),
+                None => (None, Kind::Plain, Some("not measured (the task needs values from another task, or pg_stat_statements is off)".into())),
+            }
+        }
         "iterations.dropped" => (
             Some(summary.counters.dropped_iterations as f64),
             Kind::Count,

@@ -82,9 +82,27 @@ pub fn catalog_variables() -> BTreeSet<String> {
 
 /// Named values beside the engine's that thresholds may use.
 pub fn extra_metrics() -> BTreeSet<String> {
-    harness::probe::metric_names(&harness::probe::SERVICE_NAMES)
+    let mut names: BTreeSet<String> = harness::probe::metric_names(&harness::probe::SERVICE_NAMES)
         .into_iter()
-        .collect()
+        .collect();
+    names.extend(harness::integrity::METRICS.iter().map(|m| m.to_string()));
+    names.extend(harness::correctness::METRICS.iter().map(|m| m.to_string()));
+    names.extend(harness::coverage::metric_names());
+    names
+}
+
+/// How often each task runs alone to measure its queries per request.
+const BUDGET_REPETITIONS: u32 = 5;
+
+/// Statements PostgreSQL has run, the harness's own left out.
+async fn statement_count(db: &harness::db::Db) -> anyhow::Result<f64> {
+    use sqlx::Row as _;
+    let sql = format!(
+        "SELECT coalesce(sum(calls), 0)::text FROM pg_stat_statements WHERE {}",
+        harness::probe::OWN_STATEMENTS
+    );
+    let row = sqlx::Executor::fetch_one(db.pool(), sql.as_str()).await?;
+    Ok(row.try_get_unchecked::<String, _>(0)?.parse()?)
 }
 
 /// Plans a suite with the options of a run.
@@ -256,6 +274,57 @@ async fn run_on_stack(
     if let Some(pid) = target.pid {
         processes.push(("app".to_owned(), pid));
     }
+    let users = engine_users(plan, &catalog)?;
+    let input = EngineInput {
+        plan: Arc::new(plan.clone()),
+        base_url: target.base_url.clone(),
+        users,
+        global: Arc::new(catalog.global.clone()),
+        seed: plan.data_seed,
+    };
+
+    // Queries per request, each task alone, before the load and its probes.
+    let mut query_budgets = Vec::new();
+    let direct = match stack {
+        Some(stack) => Some(harness::db::Db::connect(&stack.urls().database_url, 2).await?),
+        None => None,
+    };
+    if let Some(db) = &direct {
+        if infra.postgres.loads_pg_stat_statements()
+            && !matches!(plan.target, TargetPlan::Url { .. })
+        {
+            match engine::isolated::measure_each(input.clone(), BUDGET_REPETITIONS, || {
+                statement_count(db)
+            })
+            .await
+            {
+                Ok(measures) => query_budgets = measures,
+                Err(error) => notes.push(format!("queries per request not measured: {error:#}")),
+            }
+        }
+    }
+    // The rows the suite writes, before the load.
+    let mut snapshots = Vec::new();
+    if let Some(db) = &direct {
+        for task in &plan.tasks {
+            if let harness::suite::plan::TaskKind::Http(http) = &task.kind {
+                if let Some(spec) = &http.writes {
+                    snapshots.push((
+                        task.name.clone(),
+                        spec.clone(),
+                        harness::integrity::snapshot(db, spec).await?,
+                    ));
+                }
+            }
+        }
+    }
+    let inventory = match &plan.target {
+        TargetPlan::Embedded { .. } => harness::coverage::fetch_inventory(&target.base_url)
+            .await
+            .ok(),
+        _ => None,
+    };
+
     let logs = LogCapture::start(log_sources(stack, &target, dir), dir, Instant::now())?;
     let sampler = Sampler::start(
         ProbeTargets {
@@ -265,14 +334,6 @@ async fn run_on_stack(
         Instant::now(),
     );
 
-    let users = engine_users(plan, &catalog)?;
-    let input = EngineInput {
-        plan: Arc::new(plan.clone()),
-        base_url: target.base_url.clone(),
-        users,
-        global: Arc::new(catalog.global.clone()),
-        seed: plan.data_seed,
-    };
     let (live_sender, mut live_receiver) = tokio::sync::watch::channel(LiveStatus::default());
     let progress_task = options.progress.then(|| {
         let label = plan.name.clone();
@@ -303,6 +364,49 @@ async fn run_on_stack(
     if output.aborted {
         notes.push("the run was aborted early by an abort-on-fail threshold".to_owned());
     }
+    for measure in &query_budgets {
+        output.summary.extra.insert(
+            format!("queries_per_request:{}", measure.task),
+            measure.per_request,
+        );
+    }
+    let mut integrity = None;
+    if let Some(db) = &direct {
+        if !snapshots.is_empty() {
+            let mut checked = harness::integrity::IntegrityReport::default();
+            for (task, spec, before) in &snapshots {
+                let acked: Vec<_> = output
+                    .writes
+                    .iter()
+                    .filter(|w| &w.task == task)
+                    .cloned()
+                    .collect();
+                harness::integrity::check(db, spec, before, &acked, &mut checked).await?;
+            }
+            output.summary.extra.extend(checked.values());
+            integrity = Some(checked);
+        }
+    }
+    let mut correctness = None;
+    if let (Some(db), false) = (&direct, output.truths.is_empty()) {
+        let checked = harness::correctness::check(db, &output.truths).await?;
+        output.summary.extra.extend(checked.values());
+        correctness = Some(checked);
+    }
+    if let Some(db) = direct {
+        db.close().await;
+    }
+    let coverage = inventory.map(|routes| {
+        let endpoints: Vec<_> = output
+            .summary
+            .endpoints
+            .iter()
+            .chain(&output.summary.warm_up)
+            .collect();
+        let coverage = harness::coverage::CoverageReport::compute(&routes, &endpoints);
+        output.summary.extra.extend(coverage.values());
+        coverage
+    });
     let mut thresholds = verdict::evaluate(&output.summary, &plan.thresholds);
     thresholds.push(tasks_ran(&output.summary));
     let mut report = RunReport::new(output.summary, thresholds);
@@ -310,6 +414,17 @@ async fn run_on_stack(
     report.probes = Some(probes);
     report.effective_config = effective_config;
     report.log_signatures = log_signatures;
+    report.query_budgets = query_budgets;
+    report.integrity = integrity;
+    report.correctness = correctness;
+    report.coverage = coverage;
+    harness::diagnosis::diagnose(
+        &mut report,
+        &harness::diagnosis::Context {
+            pool_size: Some(infra.pgbouncer.default_pool_size.get()),
+            query_wait_timeout: Some(infra.pgbouncer.query_wait_timeout.as_secs_f64()),
+        },
+    );
     if let Some(stack) = stack {
         report.infra = Some(InfraReport {
             provider: stack.provider().to_string(),

@@ -146,6 +146,83 @@ pub fn render(report: &RunReport) -> String {
             }
         }
     }
+    if !report.query_budgets.is_empty() {
+        let _ = writeln!(out, "\nqueries per request (each task alone)");
+        for measure in &report.query_budgets {
+            let _ = writeln!(
+                out,
+                "  {:<52} {:>6.1}{}",
+                clip(&measure.task, 52),
+                measure.per_request,
+                if measure.successes < measure.requests {
+                    format!(
+                        "  ({} of {} failed)",
+                        measure.requests - measure.successes,
+                        measure.requests
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    if let Some(integrity) = &report.integrity {
+        let _ = writeln!(
+            out,
+            "\nwrite integrity: {} acknowledged writes on {} rows, {} lost updates, {} audit mismatches, {} conflicts (409) counted apart",
+            integrity.acknowledged_writes,
+            integrity.rows_checked,
+            integrity.lost_updates,
+            integrity.audit_mismatches,
+            summary.endpoints.iter().map(|e| e.conflicts).sum::<u64>()
+        );
+        for violation in integrity.violations.iter().take(5) {
+            let _ = writeln!(
+                out,
+                "  {} {}: {} — expected {}, found {}",
+                violation.table,
+                violation.key,
+                violation.problem,
+                violation.expected,
+                violation.found
+            );
+        }
+    }
+    if let Some(correctness) = &report.correctness {
+        let _ = writeln!(
+            out,
+            "\ncorrectness under load: {} sampled responses, {} disagree with the database",
+            correctness.samples, correctness.mismatches
+        );
+        for mismatch in correctness.examples.iter().take(3) {
+            let _ = writeln!(
+                out,
+                "  {} at {:.1}s: answered {}, database {}",
+                mismatch.task, mismatch.at_second, mismatch.observed, mismatch.expected
+            );
+        }
+    }
+    if let Some(coverage) = &report.coverage {
+        let categories: Vec<String> = coverage
+            .categories
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}/{} ({:.0}%)",
+                    c.category,
+                    c.exercised,
+                    c.routes,
+                    c.fraction * 100.0
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\ncoverage of the target's routes: {:.0}% overall; {}",
+            coverage.overall * 100.0,
+            categories.join(", ")
+        );
+    }
     if !report.log_signatures.is_empty() {
         let _ = writeln!(out, "\nin the logs");
         for hit in &report.log_signatures {

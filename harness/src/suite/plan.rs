@@ -329,7 +329,8 @@ impl Plan {
 }
 
 /// Metrics thresholds may use, beside the extra ones later layers add.
-pub const BUILTIN_METRICS: [&str; 8] = [
+pub const BUILTIN_METRICS: [&str; 9] = [
+    "queries_per_request",
     "http.duration",
     "http.failed",
     "http.requests",
@@ -1537,6 +1538,13 @@ fn check_selector(
         return false;
     }
     let mut ok = true;
+    if metric == "queries_per_request" && selector.filter("name").is_none() {
+        checker.at(
+            key.span(),
+            "queries_per_request names its task: queries_per_request(\"/dashboard/\")",
+        );
+        ok = false;
+    }
     for (filter, value) in &selector.filters {
         let offset = key.get_ref().find(&format!("{filter}:")).unwrap_or(0);
         let span = checker.inside(&key.span(), key.get_ref(), offset);

@@ -120,7 +120,12 @@ impl std::str::FromStr for Expression {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut cursor = Cursor { text, at: 0 };
         cursor.skip_spaces();
-        let aggregate = cursor.aggregate()?;
+        // `<= 5` alone judges the metric's single value.
+        let aggregate = if cursor.rest().starts_with(['<', '>', '=', '!']) {
+            Aggregate::Value
+        } else {
+            cursor.aggregate()?
+        };
         cursor.skip_spaces();
         let comparison = cursor.comparison()?;
         cursor.skip_spaces();
@@ -314,6 +319,16 @@ impl std::str::FromStr for Selector {
     type Err = ExpressionError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // The function form: `queries_per_request("/detail_project/[id]/rekap-rab/")`.
+        if let Some((metric, rest)) = text.split_once("(\"") {
+            let name = rest
+                .strip_suffix("\")")
+                .ok_or_else(|| error(text.len(), "write a named metric as metric(\"name\")"))?;
+            return Ok(Selector {
+                metric: metric.to_owned(),
+                filters: vec![("name".to_owned(), name.to_owned())],
+            });
+        }
         let Some(open) = text.find('{') else {
             if text.is_empty() {
                 return Err(error(0, "empty metric name"));

@@ -1,0 +1,427 @@
+//! Diagnosis: the likely cause beside each failing threshold, from what the
+//! probes, the logs, the histograms and the checks saw. A pure function of
+//! the report, like the verdict.
+//!
+//! The history found its causes by hand, days later: login 500s were
+//! PgBouncer's queue wait timeout, visible only in PgBouncer's log; 100-second
+//! outliers were a shared timeout; chart-data made 28 queries a request.
+
+use hdrhistogram::Histogram;
+
+use crate::metrics::summary::EndpointSummary;
+use crate::report::RunReport;
+use crate::suite::threshold::Selector;
+use crate::verdict::ThresholdResult;
+
+/// Facts about the stack the diagnosis needs to explain numbers.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// PgBouncer's default_pool_size.
+    pub pool_size: Option<u32>,
+    /// PgBouncer's query_wait_timeout, in seconds.
+    pub query_wait_timeout: Option<f64>,
+}
+
+/// Attaches likely causes to every failing threshold.
+pub fn diagnose(report: &mut RunReport, context: &Context) {
+    let findings = Findings::gather(report, context);
+    let mut results = std::mem::take(&mut report.thresholds);
+    for result in results.iter_mut().filter(|r| !r.passed) {
+        result.diagnosis = findings.for_threshold(report, result);
+    }
+    report.thresholds = results;
+}
+
+struct Findings {
+    pgbouncer: Option<String>,
+    leak: Option<String>,
+    lock_waits: Option<String>,
+    slow_statement: Option<String>,
+    logs: Vec<(String, String)>,
+    cache: Option<String>,
+}
+
+fn value(report: &RunReport, name: &str) -> Option<f64> {
+    report.summary.extra.get(name).copied()
+}
+
+impl Findings {
+    fn gather(report: &RunReport, context: &Context) -> Findings {
+        let waiting = value(report, "pgbouncer.cl_waiting.max").unwrap_or(0.0);
+        let maxwait = value(report, "pgbouncer.maxwait.max").unwrap_or(0.0);
+        let timeouts = report
+            .log_signatures
+            .iter()
+            .find(|h| h.signature == "query_wait_timeout");
+        let pgbouncer = (waiting > 0.0 || timeouts.is_some()).then(|| {
+            let mut text = format!(
+                "PgBouncer had up to {waiting:.0} clients waiting for a server connection on a pool of {}; the longest wait was {maxwait:.1}s",
+                context.pool_size.map_or("?".to_owned(), |p| p.to_string())
+            );
+            if let Some(timeout) = context.query_wait_timeout {
+                text.push_str(&format!(" (query_wait_timeout {timeout:.0}s)"));
+            }
+            if let Some(hit) = timeouts {
+                text.push_str(&format!(
+                    "; pgbouncer.log: `query_wait_timeout` ×{} between {:.1}s and {:.1}s — clients dropped after waiting, which the application answers with 500",
+                    hit.count, hit.first_second, hit.last_second
+                ));
+            }
+            text
+        });
+        let idle_in_transaction = value(report, "postgres.idle_in_transaction.max").unwrap_or(0.0);
+        let servers_active = value(report, "pgbouncer.sv_active.max").unwrap_or(0.0);
+        let leak = (idle_in_transaction >= 2.0 || (context.pool_size.is_some_and(|p| servers_active >= f64::from(p)) && waiting > 0.0))
+            .then(|| {
+                format!(
+                    "connections are taken and not given back: PostgreSQL had up to {idle_in_transaction:.0} sessions idle in a transaction while PgBouncer's servers were {servers_active:.0} busy and {waiting:.0} clients waited"
+                )
+            });
+        let lock_waits = value(report, "postgres.lock_waits.max")
+            .filter(|w| *w > 0.0)
+            .map(|w| {
+                let log = report
+                    .log_signatures
+                    .iter()
+                    .find(|h| {
+                        h.signature == "lock timeout" || h.signature == "lock wait (log_lock_waits)"
+                    })
+                    .map(|h| format!("; postgres.log: {} ×{}", h.signature, h.count))
+                    .unwrap_or_default();
+                format!("up to {w:.0} PostgreSQL backends waited on a lock{log}")
+            });
+        let slow_statement = report
+            .probes
+            .as_ref()
+            .and_then(|p| p.top_statements.first())
+            .filter(|s| s.mean_ms >= 50.0)
+            .map(|s| {
+                format!(
+                    "the slowest statement took {:.0}ms on average over {:.0} calls: `{}`",
+                    s.mean_ms, s.calls, s.query
+                )
+            });
+        let logs = report
+            .log_signatures
+            .iter()
+            .filter(|h| h.signature != "query_wait_timeout")
+            .map(|h| {
+                (
+                    h.signature.clone(),
+                    format!(
+                        "{}.log: {} ×{} between {:.1}s and {:.1}s (`{}`)",
+                        h.service, h.signature, h.count, h.first_second, h.last_second, h.sample
+                    ),
+                )
+            })
+            .collect();
+        let cache = match (value(report, "redis.hits"), value(report, "redis.misses")) {
+            (Some(hits), Some(misses)) if hits + misses > 0.0 => Some(format!(
+                "Redis answered {hits:.0} hits and {misses:.0} misses ({:.1}% hits){}",
+                hits / (hits + misses) * 100.0,
+                if hits == 0.0 {
+                    ": nothing was served from the cache"
+                } else {
+                    ""
+                }
+            )),
+            (Some(hits), Some(_)) if hits == 0.0 => {
+                Some("Redis saw no cache reads at all: the cache is not used".to_owned())
+            }
+            _ => None,
+        };
+        Findings {
+            pgbouncer,
+            leak,
+            lock_waits,
+            slow_statement,
+            logs,
+            cache,
+        }
+    }
+
+    fn for_threshold(&self, report: &RunReport, result: &ThresholdResult) -> Vec<String> {
+        let selector: Option<Selector> = result
+            .source
+            .split_once(": ")
+            .and_then(|(s, _)| s.parse().ok());
+        let metric = result.metric.as_str();
+        let mut causes = Vec::new();
+        let selection: Vec<&EndpointSummary> = match &selector {
+            Some(selector) => report
+                .summary
+                .endpoints
+                .iter()
+                .filter(|e| selector.filter("name").is_none_or(|n| e.meta.name == n))
+                .filter(|e| {
+                    selector
+                        .filter("tag")
+                        .is_none_or(|t| e.meta.tags.iter().any(|x| x == t))
+                })
+                .collect(),
+            None => report.summary.endpoints.iter().collect(),
+        };
+        match metric {
+            "http.duration" | "auth.duration" => {
+                let combined = report.summary.combined(selection.iter().copied());
+                causes.extend(shared_timeout(&combined.histogram.0));
+                causes.extend(bimodal(&combined.histogram.0));
+                causes.extend(self.lock_waits.clone());
+                causes.extend(self.slow_statement.clone());
+                causes.extend(self.pgbouncer.clone());
+                causes.extend(self.leak.clone());
+                causes.extend(
+                    self.logs
+                        .iter()
+                        .filter(|(s, _)| s.contains("timeout") || s.contains("lock"))
+                        .map(|(_, t)| t.clone()),
+                );
+            }
+            "http.failed" | "failures" | "auth.success" | "checks" | "tasks.executed" => {
+                let relevant: Vec<&EndpointSummary> = if metric == "auth.success" {
+                    report
+                        .summary
+                        .endpoints
+                        .iter()
+                        .chain(&report.summary.warm_up)
+                        .filter(|e| e.meta.tags.iter().any(|t| t == "auth"))
+                        .collect()
+                } else {
+                    selection.clone()
+                };
+                let mut kinds: Vec<(String, String, u64, String)> = relevant
+                    .iter()
+                    .flat_map(|e| {
+                        e.failure_kinds.iter().map(|f| {
+                            (
+                                e.meta.name.clone(),
+                                f.kind.name(),
+                                f.count,
+                                f.sample.clone(),
+                            )
+                        })
+                    })
+                    .collect();
+                kinds.sort_by(|a, b| b.2.cmp(&a.2));
+                for (endpoint, kind, count, sample) in kinds.iter().take(2) {
+                    causes.push(format!(
+                        "{count}× {kind} on {endpoint}: {}",
+                        explain_kind(kind, sample)
+                    ));
+                }
+                causes.extend(self.pgbouncer.clone());
+                causes.extend(self.leak.clone());
+                causes.extend(
+                    self.logs
+                        .iter()
+                        .filter(|(s, _)| {
+                            s.contains("5xx")
+                                || s == "panic"
+                                || s.contains("slots")
+                                || s.contains("clients")
+                        })
+                        .map(|(_, t)| t.clone()),
+                );
+            }
+            "queries_per_request" => {
+                if let Some(observed) = result.observed {
+                    causes.push(format!(
+                        "{observed:.1} SQL statements per request: a query per row (N+1) where one aggregated query would do"
+                    ));
+                }
+                causes.extend(self.slow_statement.clone());
+            }
+            m if m.starts_with("redis.") => causes.extend(self.cache.clone()),
+            m if m.starts_with("pgbouncer.") => {
+                causes.extend(self.pgbouncer.clone());
+                causes.extend(self.leak.clone());
+            }
+            m if m.starts_with("integrity.") => {
+                if let Some(integrity) = &report.integrity {
+                    for violation in integrity.violations.iter().take(3) {
+                        causes.push(format!(
+                            "{} {}: {} — expected {}, found {}",
+                            violation.table,
+                            violation.key,
+                            violation.problem,
+                            violation.expected,
+                            violation.found
+                        ));
+                    }
+                }
+            }
+            m if m.starts_with("correctness.") => {
+                if let Some(correctness) = &report.correctness {
+                    for mismatch in correctness.examples.iter().take(3) {
+                        causes.push(format!(
+                            "{} at {:.1}s answered {} where the database says {}",
+                            mismatch.task, mismatch.at_second, mismatch.observed, mismatch.expected
+                        ));
+                    }
+                }
+            }
+            m if m.starts_with("service.") => {
+                let service = m.split('.').nth(1).unwrap_or_default();
+                if let (Some(max), Some(growth)) = (
+                    value(report, &format!("service.{service}.memory.max")),
+                    value(report, &format!("service.{service}.memory.growth")),
+                ) {
+                    causes.push(format!(
+                        "{service}'s memory grew by {growth:.1} MB during the run, to {max:.1} MB"
+                    ));
+                }
+            }
+            m if m.starts_with("postgres.") => {
+                causes.extend(self.lock_waits.clone());
+                causes.extend(
+                    self.logs
+                        .iter()
+                        .filter(|(s, _)| s.contains("deadlock"))
+                        .map(|(_, t)| t.clone()),
+                );
+            }
+            _ => {}
+        }
+        causes
+    }
+}
+
+fn explain_kind(kind: &str, sample: &str) -> String {
+    match kind {
+        "rate-limited" => format!(
+            "the target limits login attempts per IP and answered 200 with its message (`{sample}`)"
+        ),
+        "csrf-rejected" => {
+            format!("the endpoint requires a CSRF token this client does not send (`{sample}`)")
+        }
+        "login-page-returned" => {
+            format!("the login did not take — the form came back (`{sample}`)")
+        }
+        "timeout" => format!("no answer within the client timeout (`{sample}`)"),
+        _ => format!("`{sample}`"),
+    }
+}
+
+/// Requests piling up just below the slowest: a timeout they all hit.
+pub fn shared_timeout(histogram: &Histogram<u64>) -> Option<String> {
+    if histogram.len() < 5 {
+        return None;
+    }
+    let max = histogram.max();
+    let median = histogram.value_at_quantile(0.5).max(1);
+    if max < median * 10 || max < 100_000 {
+        return None;
+    }
+    let floor = max - max / 10;
+    let clustered: u64 = histogram
+        .iter_recorded()
+        .filter(|v| v.value_iterated_to() >= floor)
+        .map(|v| v.count_at_value())
+        .sum();
+    // Between the median's tenfold and the cluster: empty, or nearly.
+    let middle: u64 = histogram
+        .iter_recorded()
+        .filter(|v| v.value_iterated_to() > median * 10 && v.value_iterated_to() < floor / 2)
+        .map(|v| v.count_at_value())
+        .sum();
+    (clustered >= 2 && middle <= clustered / 2).then(|| {
+        format!(
+            "{clustered} requests ended between {:.1}s and {:.1}s while the median was {:.1}ms — a shared timeout they all hit (lock_timeout, statement_timeout, a worker or proxy timeout)",
+            floor as f64 / 1e6,
+            max as f64 / 1e6,
+            median as f64 / 1000.0
+        )
+    })
+}
+
+/// Two separate groups of latencies (a cache hit and a miss, say).
+pub fn bimodal(histogram: &Histogram<u64>) -> Option<String> {
+    let total = histogram.len();
+    if total < 50 {
+        return None;
+    }
+    // Latencies in buckets of a quarter of a power of two.
+    let mut buckets = [0u64; 160];
+    for v in histogram.iter_recorded() {
+        let index = ((v.value_iterated_to().max(1) as f64).log2() * 4.0) as usize;
+        buckets[index.min(buckets.len() - 1)] += v.count_at_value();
+    }
+    let peaks: Vec<usize> = (0..buckets.len())
+        .filter(|&i| buckets[i] > 0)
+        .filter(|&i| {
+            (i == 0 || buckets[i] >= buckets[i - 1])
+                && (i + 1 == buckets.len() || buckets[i] > buckets[i + 1])
+        })
+        .filter(|&i| buckets[i] * 10 >= total)
+        .collect();
+    for pair in peaks.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b - a < 8 {
+            continue; // less than a fourfold difference
+        }
+        let valley = buckets[a..=b].iter().min().copied().unwrap_or(0);
+        if valley * 5 <= buckets[a].min(buckets[b]) {
+            let around = |i: usize| 2f64.powf(i as f64 / 4.0) / 1000.0;
+            let share = |from: usize, to: usize| {
+                buckets[from..to].iter().sum::<u64>() as f64 / total as f64 * 100.0
+            };
+            let split = (a + b) / 2;
+            return Some(format!(
+                "bimodal: one group near {:.1}ms ({:.0}%), another near {:.1}ms ({:.0}%) — two paths, such as a cache hit and a miss",
+                around(a),
+                share(0, split),
+                around(b),
+                share(split, buckets.len())
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::new_histogram;
+
+    #[test]
+    fn finds_a_shared_timeout() {
+        let mut h = new_histogram();
+        for i in 0..500 {
+            h.record(20_000 + i * 10).unwrap();
+        }
+        for i in 0..6 {
+            h.record(2_000_000 + i * 1000).unwrap();
+        }
+        let found = shared_timeout(&h).expect("a cluster at 2 s");
+        assert!(
+            found.starts_with("6 requests ended between 1.8s and 2.0s"),
+            "{found}"
+        );
+        let mut spread = new_histogram();
+        for i in 1..1000 {
+            spread.record(i * 2000).unwrap();
+        }
+        assert_eq!(shared_timeout(&spread), None);
+    }
+
+    #[test]
+    fn finds_two_modes_and_not_one() {
+        let mut h = new_histogram();
+        for i in 0..300 {
+            h.record(2_000 + i).unwrap();
+        }
+        for i in 0..200 {
+            h.record(80_000 + i * 10).unwrap();
+        }
+        let found = bimodal(&h).expect("two modes");
+        assert!(
+            found.contains("(60%)") && found.contains("(40%)"),
+            "{found}"
+        );
+        let mut one = new_histogram();
+        for i in 0..500 {
+            one.record(10_000 + i * 7).unwrap();
+        }
+        assert_eq!(bimodal(&one), None);
+    }
+}
