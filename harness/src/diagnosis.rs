@@ -224,11 +224,16 @@ impl Findings {
                 );
             }
             "queries_per_request" => {
-                if let Some(observed) = result.observed {
-                    causes.push(format!(
+                match result.observed {
+                    Some(observed) if observed >= 10.0 => causes.push(format!(
                         "{observed:.1} SQL statements per request: a query per row (N+1) where one aggregated query would do"
-                    ));
+                    )),
+                    Some(observed) => causes.push(format!(
+                        "{observed:.1} SQL statements per request, measured alone over repeated requests: a page that should come from the cache went to the database"
+                    )),
+                    None => {}
                 }
+                causes.extend(self.cache.clone());
                 causes.extend(self.slow_statement.clone());
             }
             m if m.starts_with("redis.") => causes.extend(self.cache.clone()),
@@ -312,18 +317,21 @@ pub fn shared_timeout(histogram: &Histogram<u64>) -> Option<String> {
     if max < median * 10 || max < 100_000 {
         return None;
     }
-    let floor = max - max / 10;
+    // A timeout ends requests at one duration, give or take scheduling: a
+    // spike in the last 3 % below the maximum, denser than the spread of
+    // requests that merely waited a while (which a lock released early).
+    let floor = max - max * 3 / 100;
     let clustered: u64 = histogram
         .iter_recorded()
         .filter(|v| v.value_iterated_to() >= floor)
         .map(|v| v.count_at_value())
         .sum();
-    // Between the median's tenfold and the cluster: empty, or nearly.
-    let middle: u64 = histogram
+    let below: u64 = histogram
         .iter_recorded()
-        .filter(|v| v.value_iterated_to() > median * 10 && v.value_iterated_to() < floor / 2)
+        .filter(|v| v.value_iterated_to() >= max / 2 && v.value_iterated_to() < floor)
         .map(|v| v.count_at_value())
         .sum();
+    let middle = below;
     (clustered >= 2 && middle <= clustered / 2).then(|| {
         format!(
             "{clustered} requests ended between {:.1}s and {:.1}s while the median was {:.1}ms — a shared timeout they all hit (lock_timeout, statement_timeout, a worker or proxy timeout)",
@@ -394,7 +402,7 @@ mod tests {
         }
         let found = shared_timeout(&h).expect("a cluster at 2 s");
         assert!(
-            found.starts_with("6 requests ended between 1.8s and 2.0s"),
+            found.starts_with("6 requests ended between 1.9s and 2.0s"),
             "{found}"
         );
         let mut spread = new_histogram();

@@ -236,7 +236,8 @@ impl Client {
             }
         }
         let mut body_len = 0u64;
-        let body = if keep_body {
+        // Error answers are kept too: their text explains the failure.
+        let body = if keep_body || !parts.status.is_success() {
             let collected = incoming.collect().await.map_err(|e| {
                 self.sender = None;
                 classify_hyper(&e)

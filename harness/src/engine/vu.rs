@@ -498,7 +498,8 @@ impl VirtualUser {
             None => response.status.is_success(),
         };
         if !accepted {
-            let kind = if status == 403 && task.csrf {
+            let csrf_refusal = task.csrf || response.text().to_ascii_lowercase().contains("csrf");
+            let kind = if status == 403 && csrf_refusal {
                 FailureKind::CsrfRejected
             } else {
                 FailureKind::Status(status)

@@ -1,0 +1,170 @@
+//! The proof: for every pathology the reference service can switch on, and
+//! for PgBouncer pool exhaustion, the matching suite (a) fails the intended
+//! threshold, (b) names the cause in the diagnosis, and (c) passes with the
+//! switch off. This is what makes the harness trustworthy.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use harness::report::RunReport;
+use suites::runner::{RunOptions, run_suite};
+use suites::target::EmbeddedCommand;
+
+/// Load tests side by side would measure each other.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn options(switches: &[&str]) -> RunOptions {
+    RunOptions {
+        profile: None,
+        include_tags: Vec::new(),
+        exclude_tags: Vec::new(),
+        target_url: None,
+        infra: None,
+        switches: switches.iter().map(|s| s.to_string()).collect(),
+        output_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/proof"),
+        embedded: EmbeddedCommand {
+            program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
+            args: vec!["--listen".into(), "127.0.0.1:0".into()],
+        },
+        progress: false,
+        print_summary: false,
+    }
+}
+
+async fn run(suite: &str, switches: &[&str]) -> RunReport {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("proof")
+        .join(format!("{suite}.toml"));
+    let run = run_suite(&path, &options(switches))
+        .await
+        .unwrap_or_else(|e| panic!("{suite} {switches:?}: {e:#}"));
+    eprintln!("{}", harness::report::terminal::render(&run.report));
+    run.report
+}
+
+/// Runs `suite` with the switches on and off: on, the threshold whose source
+/// starts with `threshold` fails and its diagnosis mentions `cause`; off,
+/// every threshold holds.
+async fn prove(suite: &str, switches: &[&str], threshold: &str, cause: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let on = run(suite, switches).await;
+    let failing = on
+        .thresholds
+        .iter()
+        .find(|t| t.source.starts_with(threshold))
+        .unwrap_or_else(|| panic!("{suite}: no threshold `{threshold}`"));
+    assert!(
+        !failing.passed,
+        "{suite} with {switches:?}: `{}` held ({})",
+        failing.source, failing.observed_text
+    );
+    let diagnosis = failing.diagnosis.join("\n");
+    assert!(
+        diagnosis.to_lowercase().contains(&cause.to_lowercase()),
+        "{suite} with {switches:?}: the diagnosis of `{}` does not mention {cause:?}:\n{diagnosis}",
+        failing.source
+    );
+    eprintln!(
+        "diagnosis of {}:\n  {}",
+        failing.source,
+        failing.diagnosis.join("\n  ")
+    );
+    let off = run(suite, &[]).await;
+    let broken: Vec<String> = off
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed)
+        .map(|t| format!("{}: {}", t.source, t.detail))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "{suite} without switches should pass: {broken:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n_plus_one_exceeds_the_query_budget() {
+    prove("queries", &["n-plus-one"], "queries_per_request", "N+1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_off_sends_cached_pages_to_the_database() {
+    prove("cache", &["cache-off"], "queries_per_request", "cache").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_rate_limit_is_its_own_failure_kind() {
+    prove(
+        "rate_limit",
+        &["login-rate-limit=3"],
+        "failures{kind:rate-limited}",
+        "limits login attempts per IP",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_query_fails_its_endpoint_and_is_named() {
+    prove(
+        "slow_query",
+        &["slow-query=rekap-rab:300ms"],
+        "http.duration{name:/detail_project/[id]/rekap-rab/}",
+        "pg_sleep",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_waits_cluster_at_a_shared_timeout() {
+    prove(
+        "lock_wait",
+        &["lock-wait=1s"],
+        "http.duration: max",
+        "shared timeout",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_optimistic_locking_loses_updates() {
+    prove(
+        "lost_updates",
+        &["skip-optimistic-lock"],
+        "integrity.lost-updates",
+        "lost update",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csrf_on_client_metrics_rejects_every_beacon() {
+    prove(
+        "csrf",
+        &["csrf-client-metrics"],
+        "failures{kind:csrf-rejected}",
+        "CSRF",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_leak_drains_the_pool() {
+    prove(
+        "leak",
+        &["connection-leak=3"],
+        "http.failed",
+        "not given back",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_storm_exhausts_a_tiny_pool() {
+    prove(
+        "pool_exhaustion",
+        &["slow-query=login:1s"],
+        "auth.success",
+        "query_wait_timeout",
+    )
+    .await;
+}
