@@ -6,6 +6,7 @@
 //! Data flows one way: suite → plan → infra → load engine → metrics →
 //! verdict → reports.
 
+pub mod baseline;
 pub mod catalog;
 pub mod correctness;
 pub mod coverage;

@@ -4,8 +4,11 @@
 //! Architecture invariant: reporters only write; they compute nothing the
 //! verdict depends on.
 
+pub mod html;
 pub mod json;
+pub mod junit;
 pub mod locust;
+pub mod markdown;
 pub mod progress;
 pub mod terminal;
 

@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use harness::catalog::{Catalog, CatalogUser, Choice, Scope, Secret};
+use harness::catalog::{Catalog, Choice, Scope, Secret};
 use harness::engine::vu::EngineUser;
 use harness::engine::{EngineInput, run};
 use harness::metrics::FailureKind;

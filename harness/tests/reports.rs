@@ -188,3 +188,140 @@ fn verdicts_name_the_observed_value_and_the_margin() {
         ]
     );
 }
+
+#[test]
+fn markdown_summary() {
+    insta::assert_snapshot!(harness::report::markdown::render(&recorded_report()));
+}
+
+#[test]
+fn junit_has_one_case_per_threshold_as_a_junit_parser_reads_it() {
+    let report = recorded_report();
+    let xml = harness::report::junit::render(&[&report]).unwrap();
+    let parsed = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes())).unwrap();
+    assert_eq!(parsed.suites.len(), 1);
+    let suite = &parsed.suites[0];
+    assert_eq!(suite.name, "core");
+    assert_eq!(suite.cases.len(), report.thresholds.len());
+    assert!(
+        suite
+            .cases
+            .iter()
+            .all(|c| c.classname.as_deref() == Some("ahsp-perf.core"))
+    );
+    let failed: Vec<&str> = suite
+        .cases
+        .iter()
+        .filter(|c| c.status.is_failure())
+        .map(|c| c.original_name.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "http.duration: p(99) < 2s",
+            "http.duration: max < 100s",
+            "http.failed: rate < 1%"
+        ]
+    );
+    let failure = suite
+        .cases
+        .iter()
+        .find(|c| c.original_name == "http.failed: rate < 1%")
+        .unwrap()
+        .status
+        .failure_as_ref();
+    assert_eq!(failure.message, "observed 1.99%");
+    assert!(
+        failure.text.contains("0.99% over the limit"),
+        "{}",
+        failure.text
+    );
+}
+
+/// The HTML report as a browser shows it: headless Chromium renders it,
+/// takes a screenshot, and the rendered page has its charts and tables and
+/// logged no error.
+#[test]
+fn the_html_report_renders_in_chromium_with_charts_and_tables() {
+    let dir = std::env::temp_dir().join(format!("ahsp-perf-html-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("report.html");
+    std::fs::write(&page, harness::report::html::render(&recorded_report())).unwrap();
+    let chromium = [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("Chromium is installed (Debian: apt-get install chromium; .ci/run does)");
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--v=0",
+    ];
+    let profile = format!("--user-data-dir={}", dir.join("profile").display());
+    let url = format!("file://{}", page.display());
+    let dom = std::process::Command::new(chromium)
+        .args(flags)
+        .arg(&profile)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let shot = dir.join("report.png");
+    let screenshot = std::process::Command::new(chromium)
+        .args(flags)
+        .arg(&profile)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1400,2400")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let rendered = String::from_utf8_lossy(&dom.stdout);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&dom.stderr),
+        String::from_utf8_lossy(&screenshot.stderr)
+    );
+    assert!(dom.status.success(), "chromium failed: {log}");
+    assert!(
+        rendered.contains(r#"<table id="thresholds">"#)
+            && rendered.contains(r#"<table id="endpoints">"#),
+        "tables missing"
+    );
+    for chart in [
+        "chart-throughput",
+        "chart-users",
+        "chart-latency",
+        "chart-endpoint-p95",
+        "histogram-0",
+    ] {
+        assert!(
+            rendered.contains(&format!(r#"id="{chart}""#)),
+            "chart {chart} missing"
+        );
+    }
+    assert!(
+        rendered.matches("<polyline").count() >= 6,
+        "too few chart lines"
+    );
+    assert!(
+        !log.contains(":CONSOLE(") && !log.contains("Uncaught"),
+        "the page logged errors: {log}"
+    );
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a blank screenshot ({} bytes)",
+        png.len()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -162,6 +162,15 @@ pub async fn run_plan(plan: Plan, options: &RunOptions) -> anyhow::Result<SuiteR
             dir: dir.clone(),
             prefix: plan.name.clone(),
         }),
+        Box::new(harness::report::html::HtmlReporter {
+            path: dir.join("report.html"),
+        }),
+        Box::new(harness::report::markdown::MarkdownReporter {
+            path: dir.join("summary.md"),
+        }),
+        Box::new(harness::report::junit::JunitReporter {
+            path: dir.join("junit.xml"),
+        }),
     ];
     if options.print_summary {
         reporters.push(Box::new(TerminalReporter));

@@ -1,0 +1,620 @@
+//! The HTML report: one self-contained file — no network, no CDN, no
+//! script — with the verdicts and their diagnosis, the endpoint table, and
+//! charts drawn as inline SVG: latency percentiles over time, throughput and
+//! failures with the user count, latency histograms, and what the probes
+//! saw (PgBouncer's waiting clients, Redis's hit ratio, CPU and memory).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+
+use super::{Reporter, RunReport};
+
+const PALETTE: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
+
+fn esc(text: &str) -> String {
+    html_escape::encode_text(text).into_owned()
+}
+
+/// A line of a chart.
+struct Series {
+    label: String,
+    points: Vec<(f64, f64)>,
+}
+
+const WIDTH: f64 = 760.0;
+const HEIGHT: f64 = 240.0;
+const LEFT: f64 = 60.0;
+const RIGHT: f64 = 160.0;
+const TOP: f64 = 30.0;
+const BOTTOM: f64 = 36.0;
+
+fn nice_max(value: f64) -> f64 {
+    if value <= 0.0 || !value.is_finite() {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(value.log10().floor());
+    for step in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if value <= step * magnitude {
+            return step * magnitude;
+        }
+    }
+    10.0 * magnitude
+}
+
+fn number(value: f64) -> String {
+    if value >= 100.0 || value == value.trunc() {
+        format!("{value:.0}")
+    } else if value >= 1.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+/// A line chart with axes, gridlines and a legend.
+fn line_chart(id: &str, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    let x_max = nice_max(
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .fold(0.0, f64::max),
+    );
+    let y_max = nice_max(
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .fold(0.0, f64::max),
+    );
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let x = |v: f64| LEFT + v / x_max * plot_w;
+    let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<figure class="chart" id="{id}"><svg viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{title}"><title>{title}</title>"#,
+        title = esc(title)
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{LEFT}" y="18" class="title">{}</text>"#,
+        esc(title)
+    );
+    for i in 0..=4 {
+        let value = y_max * f64::from(i) / 4.0;
+        let _ = write!(
+            svg,
+            r##"<line x1="{LEFT}" x2="{x2}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{tx}" y="{ty}" text-anchor="end" class="tick">{label}</text>"##,
+            x2 = LEFT + plot_w,
+            y = y(value),
+            tx = LEFT - 6.0,
+            ty = y(value) + 4.0,
+            label = number(value)
+        );
+        let xv = x_max * f64::from(i) / 4.0;
+        let _ = write!(
+            svg,
+            r#"<text x="{tx}" y="{ty}" text-anchor="middle" class="tick">{label}</text>"#,
+            tx = x(xv),
+            ty = TOP + plot_h + 16.0,
+            label = number(xv)
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{b}" stroke="#333"/><line x1="{LEFT}" x2="{r}" y1="{b}" y2="{b}" stroke="#333"/>"##,
+        b = TOP + plot_h,
+        r = LEFT + plot_w
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle" class="axis">{}</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 4.0,
+        esc(x_label)
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="12" y="{}" transform="rotate(-90 12 {})" text-anchor="middle" class="axis">{}</text>"#,
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0,
+        esc(y_label)
+    );
+    for (i, series) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        if !series.points.is_empty() {
+            let path: Vec<String> = series
+                .points
+                .iter()
+                .map(|(px, py)| format!("{:.1},{:.1}", x(*px), y(*py)))
+                .collect();
+            let _ = write!(
+                svg,
+                r#"<polyline class="series" fill="none" stroke="{color}" stroke-width="1.6" points="{}"/>"#,
+                path.join(" ")
+            );
+        }
+        let ly = TOP + 14.0 * i as f64 + 6.0;
+        let _ = write!(
+            svg,
+            r#"<rect x="{lx}" y="{ry}" width="10" height="10" fill="{color}"/><text x="{tx}" y="{ty}" class="legend">{label}</text>"#,
+            lx = LEFT + plot_w + 12.0,
+            ry = ly - 9.0,
+            tx = LEFT + plot_w + 26.0,
+            ty = ly,
+            label = esc(&series.label)
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+/// A latency histogram: requests per latency band (bands grow twofold).
+fn histogram_chart(id: &str, title: &str, histogram: &Histogram<u64>) -> String {
+    let mut bands: Vec<(String, u64)> = Vec::new();
+    let mut low = 0u64;
+    let mut high = 1_000u64; // 1 ms, in µs
+    while low <= histogram.max() && bands.len() < 40 {
+        let count = histogram.count_between(low, high.saturating_sub(1));
+        let label = if high >= 1_000_000 {
+            format!("<{}s", high / 1_000_000)
+        } else {
+            format!("<{}ms", high / 1000)
+        };
+        bands.push((label, count));
+        low = high;
+        high *= 2;
+    }
+    while bands.last().is_some_and(|b| b.1 == 0) && bands.len() > 1 {
+        bands.pop();
+    }
+    let y_max = nice_max(bands.iter().map(|b| b.1 as f64).fold(0.0, f64::max));
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let bar_w = plot_w / bands.len().max(1) as f64;
+    let mut svg = format!(
+        r#"<figure class="chart" id="{id}"><svg viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{t}"><title>{t}</title><text x="{LEFT}" y="18" class="title">{t}</text>"#,
+        t = esc(title)
+    );
+    for (i, (label, count)) in bands.iter().enumerate() {
+        let h = *count as f64 / y_max * plot_h;
+        let _ = write!(
+            svg,
+            r#"<rect class="bar" x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" fill="{c}"><title>{label}: {count}</title></rect>"#,
+            x = LEFT + bar_w * i as f64 + 1.0,
+            y = TOP + plot_h - h,
+            w = (bar_w - 2.0).max(1.0),
+            c = PALETTE[0]
+        );
+        if i % 2 == 0 {
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{}" text-anchor="middle" class="tick">{label}</text>"#,
+                LEFT + bar_w * (i as f64 + 0.5),
+                TOP + plot_h + 16.0
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        r##"<line x1="{LEFT}" x2="{r}" y1="{b}" y2="{b}" stroke="#333"/><text x="{tx}" y="{ty}" text-anchor="end" class="tick">{m}</text></svg></figure>"##,
+        r = LEFT + plot_w,
+        b = TOP + plot_h,
+        tx = LEFT - 6.0,
+        ty = TOP + 4.0,
+        m = number(y_max)
+    );
+    svg
+}
+
+/// Renders the whole page.
+pub fn render(report: &RunReport) -> String {
+    let summary = &report.summary;
+    let mut body = String::new();
+    let verdict = if report.passed { "PASSED" } else { "FAILED" };
+    let _ = write!(
+        body,
+        r#"<h1>{suite} <span class="verdict {cls}">{verdict}</span></h1><p class="meta">profile {profile} · target {target} · started {started} · {measured:.0}s measured after {warm:.0}s warm-up · up to {users} users · {requests} requests</p>"#,
+        suite = esc(&summary.suite),
+        cls = verdict.to_lowercase(),
+        profile = esc(&summary.profile),
+        target = esc(&summary.target),
+        started = esc(&summary.started_at),
+        measured = summary.measured_seconds,
+        warm = summary.warm_up_seconds,
+        users = summary.max_users,
+        requests = summary.total.requests
+    );
+    for note in &report.notes {
+        let _ = write!(body, r#"<p class="note">{}</p>"#, esc(note));
+    }
+
+    body.push_str(r#"<h2>Thresholds</h2><table id="thresholds"><thead><tr><th></th><th>threshold</th><th>observed</th><th>detail and likely cause</th></tr></thead><tbody>"#);
+    for threshold in &report.thresholds {
+        let causes: String = threshold
+            .diagnosis
+            .iter()
+            .map(|c| format!("<li>{}</li>", esc(c)))
+            .collect();
+        let _ = write!(
+            body,
+            r#"<tr class="{cls}"><td>{mark}</td><td><code>{source}</code></td><td>{observed}</td><td>{detail}{causes}</td></tr>"#,
+            cls = if threshold.passed { "pass" } else { "fail" },
+            mark = if threshold.passed { "✓" } else { "✗" },
+            source = esc(&threshold.source),
+            observed = esc(&threshold.observed_text),
+            detail = esc(&threshold.detail),
+            causes = if causes.is_empty() {
+                String::new()
+            } else {
+                format!("<ul class=\"causes\">{causes}</ul>")
+            }
+        );
+    }
+    body.push_str("</tbody></table>");
+
+    body.push_str(r#"<h2>Endpoints</h2><table id="endpoints"><thead><tr><th>endpoint</th><th>requests</th><th>failures</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>req/s</th></tr></thead><tbody>"#);
+    for endpoint in summary
+        .endpoints
+        .iter()
+        .chain(std::iter::once(&summary.total))
+    {
+        let l = &endpoint.latency_ms;
+        let _ = write!(
+            body,
+            "<tr><td><code>{} {}</code></td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+            esc(&endpoint.meta.method),
+            esc(&endpoint.meta.name),
+            endpoint.requests,
+            endpoint.failures,
+            l.p50,
+            l.p95,
+            l.p99,
+            l.p999,
+            l.max,
+            endpoint.requests_per_second
+        );
+    }
+    body.push_str("</tbody></table>");
+
+    let failures = summary.failures();
+    if !failures.is_empty() {
+        body.push_str(r#"<h2>Failures</h2><table id="failures"><thead><tr><th>endpoint</th><th>kind</th><th>count</th><th>first–last (s)</th><th>sample</th></tr></thead><tbody>"#);
+        for failure in failures.iter().take(50) {
+            let _ = write!(
+                body,
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{:.1}–{:.1}</td><td>{}</td></tr>",
+                esc(&failure.endpoint),
+                esc(&failure.record.kind.name()),
+                failure.record.count,
+                failure.record.first_seen_ms as f64 / 1000.0,
+                failure.record.last_seen_ms as f64 / 1000.0,
+                esc(&failure.record.sample)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+
+    // Charts over time.
+    let series = &summary.series;
+    let over_time = |f: &dyn Fn(&crate::metrics::SecondPoint) -> f64| -> Vec<(f64, f64)> {
+        series
+            .iter()
+            .map(|p| (p.second as f64 + 1.0, f(p)))
+            .collect()
+    };
+    body.push_str(r#"<h2>Over time</h2><div class="charts">"#);
+    body.push_str(&line_chart(
+        "chart-throughput",
+        "Requests and failures per second",
+        "seconds",
+        "per second",
+        &[
+            Series {
+                label: "requests/s".into(),
+                points: over_time(&|p| p.requests as f64),
+            },
+            Series {
+                label: "failures/s".into(),
+                points: over_time(&|p| p.failures as f64),
+            },
+        ],
+    ));
+    body.push_str(&line_chart(
+        "chart-users",
+        "Virtual users",
+        "seconds",
+        "users",
+        &[Series {
+            label: "users".into(),
+            points: over_time(&|p| p.users as f64),
+        }],
+    ));
+    body.push_str(&line_chart(
+        "chart-latency",
+        "Latency percentiles, all endpoints",
+        "seconds",
+        "ms",
+        &[
+            Series {
+                label: "p50".into(),
+                points: over_time(&|p| p.p50_ms()),
+            },
+            Series {
+                label: "p95".into(),
+                points: over_time(&|p| p.p95_ms()),
+            },
+            Series {
+                label: "p99".into(),
+                points: over_time(&|p| p.p99_ms()),
+            },
+            Series {
+                label: "max".into(),
+                points: over_time(&|p| p.max_ms()),
+            },
+        ],
+    ));
+    let mut busiest: Vec<(usize, u64)> = summary
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i, e.requests))
+        .filter(|(_, r)| *r > 0)
+        .collect();
+    busiest.sort_by(|a, b| b.1.cmp(&a.1));
+    busiest.truncate(8);
+    let per_endpoint: Vec<Series> = busiest
+        .iter()
+        .map(|(i, _)| Series {
+            label: summary.endpoints[*i].meta.name.chars().take(22).collect(),
+            points: series
+                .iter()
+                .filter(|p| p.endpoints.get(*i).is_some_and(|e| e.requests > 0))
+                .map(|p| (p.second as f64 + 1.0, p.endpoints[*i].p95_ms))
+                .collect(),
+        })
+        .collect();
+    body.push_str(&line_chart(
+        "chart-endpoint-p95",
+        "p95 latency per endpoint",
+        "seconds",
+        "ms",
+        &per_endpoint,
+    ));
+    body.push_str("</div>");
+
+    body.push_str(r#"<h2>Latency histograms</h2><div class="charts">"#);
+    for (n, (i, _)) in busiest.iter().take(6).enumerate() {
+        let endpoint = &summary.endpoints[*i];
+        body.push_str(&histogram_chart(
+            &format!("histogram-{n}"),
+            &format!("{} {}", endpoint.meta.method, endpoint.meta.name),
+            &endpoint.histogram.0,
+        ));
+    }
+    body.push_str("</div>");
+
+    if let Some(probes) = &report.probes {
+        if !probes.samples.is_empty() {
+            let at = |s: &crate::probe::ProbeSample| s.second as f64;
+            body.push_str(r#"<h2>Below HTTP</h2><div class="charts">"#);
+            let pgbouncer = |f: &dyn Fn(&crate::probe::PgBouncerSample) -> f64| -> Vec<(f64, f64)> {
+                probes
+                    .samples
+                    .iter()
+                    .filter_map(|s| s.pgbouncer.as_ref().map(|p| (at(s), f(p))))
+                    .collect()
+            };
+            body.push_str(&line_chart(
+                "chart-pgbouncer",
+                "PgBouncer: waiting clients and active servers",
+                "seconds",
+                "connections",
+                &[
+                    Series {
+                        label: "clients waiting".into(),
+                        points: pgbouncer(&|p| p.cl_waiting),
+                    },
+                    Series {
+                        label: "servers active".into(),
+                        points: pgbouncer(&|p| p.sv_active),
+                    },
+                    Series {
+                        label: "clients active".into(),
+                        points: pgbouncer(&|p| p.cl_active),
+                    },
+                ],
+            ));
+            let redis: Vec<(f64, f64)> = probes
+                .samples
+                .windows(2)
+                .filter_map(|w| {
+                    let (a, b) = (w[0].redis.as_ref()?, w[1].redis.as_ref()?);
+                    let hits = b.keyspace_hits - a.keyspace_hits;
+                    let misses = b.keyspace_misses - a.keyspace_misses;
+                    (hits + misses > 0.0).then(|| (at(&w[1]), hits / (hits + misses) * 100.0))
+                })
+                .collect();
+            body.push_str(&line_chart(
+                "chart-redis",
+                "Redis hit ratio per second",
+                "seconds",
+                "%",
+                &[Series {
+                    label: "hit ratio".into(),
+                    points: redis,
+                }],
+            ));
+            let names: Vec<String> = probes
+                .samples
+                .first()
+                .map(|s| s.services.iter().map(|x| x.name.clone()).collect())
+                .unwrap_or_default();
+            let per_service = |f: &dyn Fn(&crate::probe::ServiceSample) -> f64| -> Vec<Series> {
+                names
+                    .iter()
+                    .map(|name| Series {
+                        label: name.clone(),
+                        points: probes
+                            .samples
+                            .iter()
+                            .filter_map(|s| {
+                                s.services
+                                    .iter()
+                                    .find(|x| &x.name == name)
+                                    .map(|x| (at(s), f(x)))
+                            })
+                            .collect(),
+                    })
+                    .collect()
+            };
+            body.push_str(&line_chart(
+                "chart-cpu",
+                "CPU per service",
+                "seconds",
+                "% of a core",
+                &per_service(&|x| x.cpu_percent),
+            ));
+            body.push_str(&line_chart(
+                "chart-memory",
+                "Memory per service (PSS)",
+                "seconds",
+                "MB",
+                &per_service(&|x| x.memory_mb),
+            ));
+            body.push_str("</div>");
+        }
+    }
+
+    if !report.query_budgets.is_empty() {
+        body.push_str(r#"<h2>Queries per request</h2><table id="query-budgets"><thead><tr><th>task</th><th>statements per request</th><th>requests</th></tr></thead><tbody>"#);
+        for measure in &report.query_budgets {
+            let _ = write!(
+                body,
+                "<tr><td><code>{}</code></td><td>{:.1}</td><td>{}</td></tr>",
+                esc(&measure.task),
+                measure.per_request,
+                measure.requests
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    if let Some(integrity) = &report.integrity {
+        let _ = write!(
+            body,
+            r#"<h2>Write integrity</h2><p>{} acknowledged writes on {} rows: {} lost updates, {} audit mismatches.</p>"#,
+            integrity.acknowledged_writes,
+            integrity.rows_checked,
+            integrity.lost_updates,
+            integrity.audit_mismatches
+        );
+        if !integrity.violations.is_empty() {
+            body.push_str(r#"<table id="violations"><thead><tr><th>row</th><th>problem</th><th>expected</th><th>found</th></tr></thead><tbody>"#);
+            for v in integrity.violations.iter().take(50) {
+                let _ = write!(
+                    body,
+                    "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&v.table),
+                    esc(&v.key),
+                    esc(&v.problem),
+                    esc(&v.expected),
+                    esc(&v.found)
+                );
+            }
+            body.push_str("</tbody></table>");
+        }
+    }
+    if let Some(coverage) = &report.coverage {
+        let _ = write!(
+            body,
+            r#"<h2>Route coverage</h2><p>{:.0}% of the target's routes exercised.</p><table id="coverage"><thead><tr><th>category</th><th>routes</th><th>exercised</th><th>share</th></tr></thead><tbody>"#,
+            coverage.overall * 100.0
+        );
+        for c in &coverage.categories {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}%</td></tr>",
+                esc(&c.category),
+                c.routes,
+                c.exercised,
+                c.fraction * 100.0
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    if !report.log_signatures.is_empty() {
+        body.push_str(r#"<h2>In the logs</h2><table id="logs"><thead><tr><th>service</th><th>signature</th><th>count</th><th>seconds</th><th>sample</th></tr></thead><tbody>"#);
+        for hit in &report.log_signatures {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}–{:.1}</td><td>{}</td></tr>",
+                esc(&hit.service),
+                esc(&hit.signature),
+                hit.count,
+                hit.first_second,
+                hit.last_second,
+                esc(&hit.sample)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    if let Some(config) = &report.effective_config {
+        body.push_str(r#"<h2>Configuration in effect</h2><table id="config"><thead><tr><th>service</th><th>setting</th><th>asked</th><th>in effect</th></tr></thead><tbody>"#);
+        for entry in &config.entries {
+            let _ = write!(
+                body,
+                r#"<tr class="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                if entry.matches { "pass" } else { "fail" },
+                esc(&entry.service),
+                esc(&entry.setting),
+                esc(&entry.asked),
+                esc(&entry.effective)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>ahsp-perf: {title}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1600px; }}
+h1 {{ font-size: 22px; }} h2 {{ font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }}
+.verdict {{ padding: 2px 8px; border-radius: 4px; color: #fff; font-size: 14px; }}
+.verdict.passed {{ background: #2a7d2a; }} .verdict.failed {{ background: #b22222; }}
+.meta, .note {{ color: #555; }}
+table {{ border-collapse: collapse; margin: 8px 0; }}
+th, td {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }}
+td:not(:first-child) {{ font-variant-numeric: tabular-nums; }}
+tr.fail td {{ background: #fdecea; }} tr.pass td:first-child {{ color: #2a7d2a; }} tr.fail td:first-child {{ color: #b22222; }}
+.causes {{ margin: 4px 0 0 16px; padding: 0; color: #7a2e00; }}
+.charts {{ display: flex; flex-wrap: wrap; gap: 12px; }}
+.chart {{ margin: 0; border: 1px solid #eee; }}
+.title {{ font-weight: 600; font-size: 13px; }} .tick {{ font-size: 10px; fill: #555; }} .axis, .legend {{ font-size: 11px; }}
+</style></head><body>
+{body}
+<footer><p class="meta">written by ahsp-perf; schema {schema}</p></footer>
+</body></html>
+"#,
+        title = esc(&summary.suite),
+        schema = esc(&report.schema)
+    )
+}
+
+/// Writes `report.html`.
+#[derive(Debug)]
+pub struct HtmlReporter {
+    pub path: PathBuf,
+}
+
+impl Reporter for HtmlReporter {
+    fn finished(&mut self, report: &RunReport) -> anyhow::Result<()> {
+        std::fs::write(&self.path, render(report))
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+}

@@ -1,0 +1,63 @@
+//! JUnit XML: one test case per threshold, so any CI that reads JUnit shows
+//! SLAs beside unit tests; a failure carries the observed value, the margin
+//! and the likely cause.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{Reporter, RunReport};
+
+/// The JUnit document of one or more runs.
+pub fn render(reports: &[&RunReport]) -> anyhow::Result<String> {
+    let mut junit = Report::new("ahsp-perf");
+    for report in reports {
+        let suite_name = &report.summary.suite;
+        let mut suite = TestSuite::new(suite_name.as_str());
+        suite.set_time(std::time::Duration::from_secs_f64(
+            report.summary.warm_up_seconds + report.summary.measured_seconds,
+        ));
+        for threshold in &report.thresholds {
+            let status = if threshold.passed {
+                TestCaseStatus::success()
+            } else {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                if let TestCaseStatus::NonSuccess {
+                    message,
+                    ty,
+                    description,
+                    ..
+                } = &mut status
+                {
+                    *message = Some(format!("observed {}", threshold.observed_text).into());
+                    *ty = Some("threshold".into());
+                    let mut text = threshold.detail.clone();
+                    for cause in &threshold.diagnosis {
+                        text.push_str(&format!("\nlikely cause: {cause}"));
+                    }
+                    *description = Some(text.into());
+                }
+                status
+            };
+            let mut case = TestCase::new(threshold.source.as_str(), status);
+            case.set_classname(format!("ahsp-perf.{suite_name}"));
+            suite.add_test_case(case);
+        }
+        junit.add_test_suite(suite);
+    }
+    Ok(junit.to_string()?)
+}
+
+/// Writes `junit.xml`.
+#[derive(Debug)]
+pub struct JunitReporter {
+    pub path: PathBuf,
+}
+
+impl Reporter for JunitReporter {
+    fn finished(&mut self, report: &RunReport) -> anyhow::Result<()> {
+        let xml = render(&[report])?;
+        std::fs::write(&self.path, xml).with_context(|| format!("writing {}", self.path.display()))
+    }
+}
