@@ -600,8 +600,14 @@ pub fn render_markdown(comparison: &Comparison, settings: &GateSettings) -> Stri
     );
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|");
     let mut rows: Vec<&Row> = comparison.rows.iter().collect();
-    // Regressions first, so a reader sees them without scrolling.
-    rows.sort_by_key(|row| row.verdict != Verdict::Worse);
+    // Regressions first, so a reader sees them without scrolling; among them
+    // latency and errors before throughput, which is often their consequence.
+    rows.sort_by_key(|row| {
+        (
+            row.verdict != Verdict::Worse,
+            row.metric == Metric::Throughput,
+        )
+    });
     for row in rows {
         let noise = row
             .noise
@@ -624,6 +630,18 @@ pub fn render_markdown(comparison: &Comparison, settings: &GateSettings) -> Stri
     }
     for key in &comparison.new {
         let _ = writeln!(out, "\n- `{key}` is new in this run (not judged)");
+    }
+    let worse = |throughput: bool| {
+        comparison
+            .worse()
+            .any(|row| (row.metric == Metric::Throughput) == throughput)
+    };
+    if worse(true) && worse(false) {
+        let _ = writeln!(
+            out,
+            "\n- when users wait for each response (a closed model), one slower endpoint lowers \
+             every endpoint's throughput: read the latency and error rows first"
+        );
     }
     for note in &comparison.notes {
         let _ = writeln!(out, "\n- {note}");
