@@ -7,6 +7,7 @@
 //! verdict → reports.
 
 pub mod baseline;
+pub mod bench_budget;
 pub mod catalog;
 pub mod correctness;
 pub mod coverage;

@@ -50,6 +50,9 @@ pub struct SuiteFile {
     /// Ground truth for sampled responses (correctness under load).
     #[serde(default, rename = "truth")]
     pub truths: Vec<TruthSpec>,
+    /// Budgets of criterion benchmarks, by criterion's full id.
+    #[serde(default)]
+    pub benchmarks: IndexMap<Spanned<String>, Spanned<crate::bench_budget::BudgetValue>>,
 }
 
 /// A value read from a task's responses and compared, after the run, with

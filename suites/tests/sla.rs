@@ -8,6 +8,11 @@
 //! suites from loading the machine at once.
 //!
 //! `AHSP_PERF_PROFILE` picks the profile (default `ci`).
+//!
+//! Benchmark budgets (`[benchmarks]` in a suite file) are tests here too,
+//! checked on criterion's saved estimates. Without estimates (no `cargo bench`
+//! yet) they are ignored, or fail with `AHSP_PERF_REQUIRE_BENCHES=1`, which a
+//! pull-request gate that ran `cargo bench` sets.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,11 +103,49 @@ fn cached_across_processes(suite: &str, path: &Path, run_id: &str) -> Outcome {
     outcome
 }
 
+/// One test per benchmark budget of a suite.
+fn budget_trials(
+    suite: &str,
+    budgets: &[harness::bench_budget::BenchBudget],
+    results: &harness::bench_budget::CriterionResults,
+) -> Vec<Trial> {
+    let require = std::env::var_os("AHSP_PERF_REQUIRE_BENCHES").is_some_and(|v| v == "1");
+    budgets
+        .iter()
+        .map(|budget| {
+            let name = format!("{suite}::bench {}", budget.source);
+            match harness::bench_budget::check(budget, results) {
+                Ok(Ok(outcome)) if outcome.passed => Trial::test(name, || Ok(())),
+                Ok(Ok(outcome)) => {
+                    let message = format!("{}: {}", budget.source, outcome.detail);
+                    Trial::test(name, move || Err(Failed::from(message)))
+                }
+                Ok(Err(missing)) if !require => Trial::test(name, || Ok(()))
+                    .with_ignored_flag(true)
+                    .with_kind(format!("no estimates ({missing})")),
+                Ok(Err(missing)) => {
+                    let message = missing.to_string();
+                    Trial::test(name, move || Err(Failed::from(message)))
+                }
+                Err(error) => {
+                    let message = format!("{error:#}");
+                    Trial::test(name, move || Err(Failed::from(message)))
+                }
+            }
+        })
+        .collect()
+}
+
 fn main() {
     let mut arguments = Arguments::from_args();
     // Load tests in parallel would measure each other.
     arguments.test_threads = Some(1);
     let options = options();
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let criterion = harness::bench_budget::CriterionResults::read(
+        &harness::bench_budget::criterion_home(&workspace),
+    )
+    .expect("criterion's results are readable");
     let mut trials = Vec::new();
     for path in suites::suite_files().expect("the suites folder") {
         let file_name = path
@@ -121,6 +164,7 @@ fn main() {
             }
         };
         let suite = planned.name.clone();
+        trials.extend(budget_trials(&suite, &planned.bench_budgets, &criterion));
         if !planned.runs_in_profile() {
             trials.push(
                 Trial::test(format!("{suite}::runs"), || Ok(()))

@@ -316,6 +316,8 @@ pub struct Plan {
     pub tasks: Vec<TaskPlan>,
     pub endpoints: Vec<EndpointMeta>,
     pub thresholds: Vec<ThresholdPlan>,
+    /// Budgets of criterion benchmarks, checked beside the SLAs.
+    pub bench_budgets: Vec<crate::bench_budget::BenchBudget>,
     pub selection: TaskSelection,
     /// Profiles the suite runs under (all when empty).
     pub only_profiles: Vec<String>,
@@ -766,6 +768,33 @@ fn plan(
         }
     }
 
+    let mut bench_budgets = Vec::new();
+    for (key, value) in &file.benchmarks {
+        let benchmark = key.get_ref().trim();
+        if benchmark.is_empty() {
+            checker.at(
+                key.span(),
+                "a benchmark budget needs criterion's full id, e.g. \"queries/kurva_s\"",
+            );
+            continue;
+        }
+        for rule in value.get_ref().rules() {
+            match rule.parse::<crate::bench_budget::BudgetRule>() {
+                Ok(parsed) => bench_budgets.push(crate::bench_budget::BenchBudget {
+                    benchmark: benchmark.to_owned(),
+                    rule: parsed,
+                    source: format!("{benchmark}: {}", rule.trim()),
+                }),
+                Err(message) => {
+                    checker.at(
+                        value.span(),
+                        format!("in the budget of benchmark `{benchmark}`: {message}"),
+                    );
+                }
+            }
+        }
+    }
+
     checker.finish()?;
     Ok(Plan {
         name,
@@ -783,6 +812,7 @@ fn plan(
         tasks,
         endpoints,
         thresholds,
+        bench_budgets,
         selection,
         only_profiles: file.suite.only_profiles.clone(),
     })
