@@ -125,7 +125,7 @@ impl Findings {
                     ""
                 }
             )),
-            (Some(hits), Some(_)) if hits == 0.0 => {
+            (Some(0.0), Some(_)) => {
                 Some("Redis saw no cache reads at all: the cache is not used".to_owned())
             }
             _ => None,
@@ -202,7 +202,7 @@ impl Findings {
                         })
                     })
                     .collect();
-                kinds.sort_by(|a, b| b.2.cmp(&a.2));
+                kinds.sort_by_key(|kind| std::cmp::Reverse(kind.2));
                 for (endpoint, kind, count, sample) in kinds.iter().take(2) {
                     causes.push(format!(
                         "{count}× {kind} on {endpoint}: {}",

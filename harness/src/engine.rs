@@ -204,11 +204,12 @@ pub async fn run(
                             warm_up: (completed_seconds as u64) <= global.warm_up_seconds,
                         });
                     }
-                    if let Some(check) = abort.as_mut() {
-                        if !aborted && check(&aggregator, elapsed) {
-                            aborted = true;
-                            global.stop.store(true, Ordering::Relaxed);
-                        }
+                    if let Some(check) = abort.as_mut()
+                        && !aborted
+                        && check(&aggregator, elapsed)
+                    {
+                        aborted = true;
+                        global.stop.store(true, Ordering::Relaxed);
                     }
                 }
             }
@@ -557,22 +558,22 @@ async fn vu_main(
             }
             scheduled = Some(due);
         }
-        if let Some(auth) = &plan.auth {
-            if vu.needs_login(&plan) && !vu.login(&shared, auth).await {
-                // A failed login uses up the iteration: the user tries again
-                // next time, as a person would.
-                done += 1;
-                end_iteration(&mut vu, &shared, &plan, &mode, &state).await;
-                if let VuMode::Closed {
-                    iterations: Some(limit),
-                } = mode
-                {
-                    if done >= limit {
-                        return;
-                    }
-                }
-                continue;
+        if let Some(auth) = &plan.auth
+            && vu.needs_login(&plan)
+            && !vu.login(&shared, auth).await
+        {
+            // A failed login uses up the iteration: the user tries again
+            // next time, as a person would.
+            done += 1;
+            end_iteration(&mut vu, &shared, &plan, &mode, &state).await;
+            if let VuMode::Closed {
+                iterations: Some(limit),
+            } = mode
+                && done >= limit
+            {
+                return;
             }
+            continue;
         }
         if !started_tasks {
             started_tasks = true;
@@ -587,10 +588,9 @@ async fn vu_main(
         if let VuMode::Closed {
             iterations: Some(limit),
         } = mode
+            && done >= limit
         {
-            if done >= limit {
-                return;
-            }
+            return;
         }
     }
 }

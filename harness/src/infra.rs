@@ -134,7 +134,7 @@ impl InfraConfig {
             self.provider = choice
                 .parse()
                 .map_err(anyhow::Error::msg)
-                .with_context(|| format!("{ENV_PROVIDER}"))?;
+                .with_context(|| ENV_PROVIDER.to_string())?;
         }
         self.images.apply_env()?;
         if env_var(ENV_NO_INSTALL).is_some_and(|v| v != "0") {

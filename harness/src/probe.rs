@@ -384,10 +384,9 @@ async fn postgres_sample(
         "SELECT sum(calls) FROM pg_stat_statements",
     )
     .await
+        && let Some(row) = rows.first()
     {
-        if let Some(row) = rows.first() {
-            sample.statements = text(row, 0);
-        }
+        sample.statements = text(row, 0);
     }
     Ok(sample)
 }
@@ -469,19 +468,18 @@ fn summarise(samples: &[ProbeSample]) -> BTreeMap<String, f64> {
     if let (Some(hit), Some(read)) = (
         delta(&|s| s.postgres.as_ref().map(|p| p.blocks_hit)),
         delta(&|s| s.postgres.as_ref().map(|p| p.blocks_read)),
-    ) {
-        if hit + read > 0.0 {
-            put("postgres.cache_hit_ratio", Some(hit / (hit + read)));
-        }
+    ) && hit + read > 0.0
+    {
+        put("postgres.cache_hit_ratio", Some(hit / (hit + read)));
     }
     let hits = delta(&|s| s.redis.as_ref().map(|r| r.keyspace_hits));
     let misses = delta(&|s| s.redis.as_ref().map(|r| r.keyspace_misses));
     put("redis.hits", hits);
     put("redis.misses", misses);
-    if let (Some(hits), Some(misses)) = (hits, misses) {
-        if hits + misses > 0.0 {
-            put("redis.hit_ratio", Some(hits / (hits + misses)));
-        }
+    if let (Some(hits), Some(misses)) = (hits, misses)
+        && hits + misses > 0.0
+    {
+        put("redis.hit_ratio", Some(hits / (hits + misses)));
     }
     put(
         "redis.evicted_keys",

@@ -298,32 +298,31 @@ async fn run_on_stack(
         Some(stack) => Some(harness::db::Db::connect(&stack.urls().database_url, 2).await?),
         None => None,
     };
-    if let Some(db) = &direct {
-        if infra.postgres.loads_pg_stat_statements()
-            && !matches!(plan.target, TargetPlan::Url { .. })
+    if let Some(db) = &direct
+        && infra.postgres.loads_pg_stat_statements()
+        && !matches!(plan.target, TargetPlan::Url { .. })
+    {
+        match engine::isolated::measure_each(input.clone(), BUDGET_REPETITIONS, || {
+            statement_count(db)
+        })
+        .await
         {
-            match engine::isolated::measure_each(input.clone(), BUDGET_REPETITIONS, || {
-                statement_count(db)
-            })
-            .await
-            {
-                Ok(measures) => query_budgets = measures,
-                Err(error) => notes.push(format!("queries per request not measured: {error:#}")),
-            }
+            Ok(measures) => query_budgets = measures,
+            Err(error) => notes.push(format!("queries per request not measured: {error:#}")),
         }
     }
     // The rows the suite writes, before the load.
     let mut snapshots = Vec::new();
     if let Some(db) = &direct {
         for task in &plan.tasks {
-            if let harness::suite::plan::TaskKind::Http(http) = &task.kind {
-                if let Some(spec) = &http.writes {
-                    snapshots.push((
-                        task.name.clone(),
-                        spec.clone(),
-                        harness::integrity::snapshot(db, spec).await?,
-                    ));
-                }
+            if let harness::suite::plan::TaskKind::Http(http) = &task.kind
+                && let Some(spec) = &http.writes
+            {
+                snapshots.push((
+                    task.name.clone(),
+                    spec.clone(),
+                    harness::integrity::snapshot(db, spec).await?,
+                ));
             }
         }
     }
@@ -380,21 +379,21 @@ async fn run_on_stack(
         );
     }
     let mut integrity = None;
-    if let Some(db) = &direct {
-        if !snapshots.is_empty() {
-            let mut checked = harness::integrity::IntegrityReport::default();
-            for (task, spec, before) in &snapshots {
-                let acked: Vec<_> = output
-                    .writes
-                    .iter()
-                    .filter(|w| &w.task == task)
-                    .cloned()
-                    .collect();
-                harness::integrity::check(db, spec, before, &acked, &mut checked).await?;
-            }
-            output.summary.extra.extend(checked.values());
-            integrity = Some(checked);
+    if let Some(db) = &direct
+        && !snapshots.is_empty()
+    {
+        let mut checked = harness::integrity::IntegrityReport::default();
+        for (task, spec, before) in &snapshots {
+            let acked: Vec<_> = output
+                .writes
+                .iter()
+                .filter(|w| &w.task == task)
+                .cloned()
+                .collect();
+            harness::integrity::check(db, spec, before, &acked, &mut checked).await?;
         }
+        output.summary.extra.extend(checked.values());
+        integrity = Some(checked);
     }
     let mut correctness = None;
     if let (Some(db), false) = (&direct, output.truths.is_empty()) {
@@ -553,14 +552,14 @@ fn engine_users(plan: &Plan, catalog: &Catalog) -> anyhow::Result<Vec<EngineUser
         !users.is_empty(),
         "the user pool is empty: the catalog has no users (was the data seeded?)"
     );
-    if let UserPool::Catalog { count: Some(count) } = auth.users {
-        if (count as usize) > users.len() {
-            tracing::warn!(
-                asked = count,
-                available = users.len(),
-                "fewer catalog users than asked; users are shared"
-            );
-        }
+    if let UserPool::Catalog { count: Some(count) } = auth.users
+        && (count as usize) > users.len()
+    {
+        tracing::warn!(
+            asked = count,
+            available = users.len(),
+            "fewer catalog users than asked; users are shared"
+        );
     }
     Ok(users)
 }

@@ -4,14 +4,13 @@
 //! switch off. This is what makes the harness trustworthy.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use harness::report::RunReport;
 use suites::runner::{RunOptions, run_suite};
 use suites::target::EmbeddedCommand;
 
 /// Load tests side by side would measure each other.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn options(switches: &[&str]) -> RunOptions {
     RunOptions {
@@ -46,7 +45,7 @@ async fn run(suite: &str, switches: &[&str]) -> RunReport {
 /// starts with `threshold` fails and its diagnosis mentions `cause`; off,
 /// every threshold holds.
 async fn prove(suite: &str, switches: &[&str], threshold: &str, cause: &str) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let on = run(suite, switches).await;
     let failing = on
         .thresholds

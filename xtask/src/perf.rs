@@ -167,16 +167,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     failed.push(run.report.summary.suite.clone());
                 }
                 let figures = SuiteBaseline::from_run(&run.report.summary);
-                if let Some(against) = &against {
-                    if !gate_suite(
+                if let Some(against) = &against
+                    && !gate_suite(
                         against,
                         &figures,
                         &run.report.summary.suite,
                         &run.dir,
                         &gate,
-                    )? {
-                        regressed.push(run.report.summary.suite.clone());
-                    }
+                    )?
+                {
+                    regressed.push(run.report.summary.suite.clone());
                 }
                 saved.push((run.report.summary.suite.clone(), figures));
             }
@@ -202,18 +202,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             format!(", {} could not run", broken.len())
         }
     );
-    if let Some(name) = &args.save_baseline {
-        if !saved.is_empty() {
-            let mut baseline = Baseline::load_or_new(&dir, name)?;
-            let suites: Vec<String> = saved.iter().map(|(suite, _)| suite.clone()).collect();
-            baseline.suites.extend(saved);
-            let path = baseline.save(&dir)?;
-            eprintln!(
-                "baseline `{name}` saved for {}: {}",
-                suites.join(", "),
-                path.display()
-            );
-        }
+    if let Some(name) = &args.save_baseline
+        && !saved.is_empty()
+    {
+        let mut baseline = Baseline::load_or_new(&dir, name)?;
+        let suites: Vec<String> = saved.iter().map(|(suite, _)| suite.clone()).collect();
+        baseline.suites.extend(saved);
+        let path = baseline.save(&dir)?;
+        eprintln!(
+            "baseline `{name}` saved for {}: {}",
+            suites.join(", "),
+            path.display()
+        );
     }
     if !broken.is_empty() {
         std::process::exit(EXIT_HARNESS_ERROR);

@@ -333,17 +333,15 @@ impl VirtualUser {
             || !http_task.truths.is_empty();
         let mut headers = headers;
         if http_task.csrf {
-            if let Some(auth) = &plan.auth {
-                if let (Some(cookie), Some(header)) = (&auth.csrf_cookie, &auth.csrf_header) {
-                    if let (Some(token), Ok(name)) = (
-                        self.client.cookie(cookie),
-                        http::HeaderName::from_bytes(header.as_bytes()),
-                    ) {
-                        if let Ok(value) = HeaderValue::from_str(token) {
-                            headers.push((name, value));
-                        }
-                    }
-                }
+            if let Some(auth) = &plan.auth
+                && let (Some(cookie), Some(header)) = (&auth.csrf_cookie, &auth.csrf_header)
+                && let (Some(token), Ok(name)) = (
+                    self.client.cookie(cookie),
+                    http::HeaderName::from_bytes(header.as_bytes()),
+                )
+                && let Ok(value) = HeaderValue::from_str(token)
+            {
+                headers.push((name, value));
             }
             let referer = format!(
                 "{}{}",
@@ -513,21 +511,18 @@ impl VirtualUser {
             return Judgement::Ok;
         }
         let text = response.text();
-        if let Some(expected) = &task.expect.text {
-            if !text.contains(expected.as_str()) {
-                return Judgement::Failed(
-                    FailureKind::CheckFailed,
-                    format!("body lacks {expected:?}"),
-                );
-            }
+        if let Some(expected) = &task.expect.text
+            && !text.contains(expected.as_str())
+        {
+            return Judgement::Failed(FailureKind::CheckFailed, format!("body lacks {expected:?}"));
         }
-        if let Some(unexpected) = &task.expect.not_text {
-            if text.contains(unexpected.as_str()) {
-                return Judgement::Failed(
-                    FailureKind::CheckFailed,
-                    format!("body contains {unexpected:?}"),
-                );
-            }
+        if let Some(unexpected) = &task.expect.not_text
+            && text.contains(unexpected.as_str())
+        {
+            return Judgement::Failed(
+                FailureKind::CheckFailed,
+                format!("body contains {unexpected:?}"),
+            );
         }
         if let Some((source, selector)) = &task.expect.css {
             let document = scraper::Html::parse_document(&text);
@@ -632,7 +627,7 @@ impl VirtualUser {
         *seen += 1;
         let seen = *seen;
         for truth in &http_task.truths {
-            if seen % u64::from(truth.every) != 0 {
+            if !seen.is_multiple_of(u64::from(truth.every)) {
                 continue;
             }
             if shared
@@ -734,13 +729,13 @@ fn micros(duration: Duration) -> u64 {
 
 /// The CSRF token: the cookie if there is one, else the form's hidden field.
 fn csrf_token(client: &Client, form: &Response, auth: &AuthPlan) -> Option<String> {
-    if let Some(cookie) = &auth.csrf_cookie {
-        if let Some(value) = client.cookie(cookie) {
-            // Django's form token and cookie may differ (masking), and both
-            // validate; prefer the form's, as a browser would send it.
-            if auth.csrf_field.is_none() {
-                return Some(value.to_owned());
-            }
+    if let Some(cookie) = &auth.csrf_cookie
+        && let Some(value) = client.cookie(cookie)
+    {
+        // Django's form token and cookie may differ (masking), and both
+        // validate; prefer the form's, as a browser would send it.
+        if auth.csrf_field.is_none() {
+            return Some(value.to_owned());
         }
     }
     let field = auth.csrf_field.as_ref()?;
@@ -817,13 +812,13 @@ fn login_failure(
             }
         }
     }
-    if let Some(cookie) = &auth.success_cookie {
-        if client.cookie(cookie).is_none() {
-            return Some((
-                FailureKind::CheckFailed,
-                format!("no `{cookie}` cookie was set"),
-            ));
-        }
+    if let Some(cookie) = &auth.success_cookie
+        && client.cookie(cookie).is_none()
+    {
+        return Some((
+            FailureKind::CheckFailed,
+            format!("no `{cookie}` cookie was set"),
+        ));
     }
     None
 }
@@ -916,7 +911,7 @@ impl<'a> TaskVars<'a> {
             .into_iter()
             .chain(std::iter::once(self.global))
         {
-            if let Some(value) = self.from_scope(scope, name) {
+            if let Some(value) = self.lookup_in_scope(scope, name) {
                 return Some(value);
             }
         }
@@ -925,7 +920,7 @@ impl<'a> TaskVars<'a> {
 
     /// Walks the catalog from `root` to `name`, choosing (or reusing bound)
     /// values along the way.
-    fn from_scope(&mut self, root: &Scope, name: &str) -> Option<String> {
+    fn lookup_in_scope(&mut self, root: &Scope, name: &str) -> Option<String> {
         let path = match self.vu.paths.get(name) {
             Some(path) => path.clone(),
             None => {

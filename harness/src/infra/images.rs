@@ -99,23 +99,23 @@ impl ImageConfig {
     /// `AHSP_PERF_IMAGES` (auto, public, local) and `AHSP_PERF_POSTGRES_IMAGE`,
     /// `AHSP_PERF_PGBOUNCER_IMAGE`, `AHSP_PERF_REDIS_IMAGE`.
     pub fn apply_env(&mut self) -> anyhow::Result<()> {
-        if let Ok(source) = std::env::var(ENV_IMAGES) {
-            if !source.is_empty() {
-                self.source = source
-                    .parse()
-                    .map_err(anyhow::Error::msg)
-                    .context(ENV_IMAGES)?;
-            }
+        if let Ok(source) = std::env::var(ENV_IMAGES)
+            && !source.is_empty()
+        {
+            self.source = source
+                .parse()
+                .map_err(anyhow::Error::msg)
+                .context(ENV_IMAGES)?;
         }
         for (slot, name) in [
             (&mut self.postgres, "AHSP_PERF_POSTGRES_IMAGE"),
             (&mut self.pgbouncer, "AHSP_PERF_PGBOUNCER_IMAGE"),
             (&mut self.redis, "AHSP_PERF_REDIS_IMAGE"),
         ] {
-            if let Ok(image) = std::env::var(name) {
-                if !image.is_empty() {
-                    *slot = image;
-                }
+            if let Ok(image) = std::env::var(name)
+                && !image.is_empty()
+            {
+                *slot = image;
             }
         }
         Ok(())

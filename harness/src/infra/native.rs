@@ -97,7 +97,7 @@ fn postgres_lib_dirs() -> Vec<PathBuf> {
             Some((version, entry.path().join("bin")))
         })
         .collect();
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.sort_by_key(|version| std::cmp::Reverse(version.0));
     versions.into_iter().map(|(_, dir)| dir).collect()
 }
 

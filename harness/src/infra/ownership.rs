@@ -375,15 +375,15 @@ async fn sweep_docker(docker: &Docker, host: &str) -> anyhow::Result<(usize, usi
         if !orphaned {
             continue;
         }
-        if let Some(id) = container.id {
-            if remove_container(docker, &id).await {
-                removed_containers += 1;
-            }
+        if let Some(id) = container.id
+            && remove_container(docker, &id).await
+        {
+            removed_containers += 1;
         }
-        if let Some(run) = labels.get(LABEL_RUN) {
-            if !runs.contains(run) {
-                runs.push(run.clone());
-            }
+        if let Some(run) = labels.get(LABEL_RUN)
+            && !runs.contains(run)
+        {
+            runs.push(run.clone());
         }
     }
     let networks = docker
@@ -399,12 +399,11 @@ async fn sweep_docker(docker: &Docker, host: &str) -> anyhow::Result<(usize, usi
             Some((owner, owner_host)) => owner_host == host && !owner.is_alive(),
             None => false,
         };
-        if orphaned {
-            if let Some(name) = network.name {
-                if docker.remove_network(&name).await.is_ok() {
-                    removed_networks += 1;
-                }
-            }
+        if orphaned
+            && let Some(name) = network.name
+            && docker.remove_network(&name).await.is_ok()
+        {
+            removed_networks += 1;
         }
     }
     Ok((removed_containers, removed_networks, runs))
@@ -472,35 +471,34 @@ async fn clean_up(record: &RunRecord) -> Removed {
             removed.dirs += 1;
         }
     }
-    if record.docker {
-        if let Some(docker) = docker_if_answering().await {
-            let filters =
-                HashMap::from([("label", vec![format!("{LABEL_RUN}={}", record.run_id)])]);
-            if let Ok(containers) = docker
-                .list_containers(Some(
-                    ListContainersOptionsBuilder::new()
-                        .all(true)
-                        .filters(&filters)
-                        .build(),
-                ))
-                .await
-            {
-                for id in containers.into_iter().filter_map(|c| c.id) {
-                    if remove_container(&docker, &id).await {
-                        removed.containers += 1;
-                    }
+    if record.docker
+        && let Some(docker) = docker_if_answering().await
+    {
+        let filters = HashMap::from([("label", vec![format!("{LABEL_RUN}={}", record.run_id)])]);
+        if let Ok(containers) = docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+        {
+            for id in containers.into_iter().filter_map(|c| c.id) {
+                if remove_container(&docker, &id).await {
+                    removed.containers += 1;
                 }
             }
-            if let Ok(networks) = docker
-                .list_networks(Some(
-                    ListNetworksOptionsBuilder::new().filters(&filters).build(),
-                ))
-                .await
-            {
-                for name in networks.into_iter().filter_map(|n| n.name) {
-                    if docker.remove_network(&name).await.is_ok() {
-                        removed.networks += 1;
-                    }
+        }
+        if let Ok(networks) = docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+        {
+            for name in networks.into_iter().filter_map(|n| n.name) {
+                if docker.remove_network(&name).await.is_ok() {
+                    removed.networks += 1;
                 }
             }
         }

@@ -468,7 +468,7 @@ impl PgBouncerSettings {
 /// PgBouncer reads times as (fractional) seconds.
 fn seconds(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{}.{:03}", millis / 1000, millis % 1000)

@@ -197,7 +197,6 @@ pub async fn read(urls: &StackUrls, config: &InfraConfig) -> anyhow::Result<Effe
                 && parse_postgres_memory(&effective).ok() == parse_postgres_memory(asked).ok();
         entry("postgres", name, asked.clone(), effective, matches);
     }
-    drop(show);
     let _ = postgres.close().await;
 
     // Redis.

@@ -161,14 +161,14 @@ async fn capture(
             let mut offset = 0u64;
             let mut pending = String::new();
             loop {
-                if let Ok(bytes) = tokio::fs::read(&file).await {
-                    if (bytes.len() as u64) > offset {
-                        pending.push_str(&String::from_utf8_lossy(&bytes[offset as usize..]));
-                        offset = bytes.len() as u64;
-                        while let Some(end) = pending.find('\n') {
-                            let line: String = pending.drain(..=end).collect();
-                            out.write_all(stamp(&line).as_bytes()).await?;
-                        }
+                if let Ok(bytes) = tokio::fs::read(&file).await
+                    && (bytes.len() as u64) > offset
+                {
+                    pending.push_str(&String::from_utf8_lossy(&bytes[offset as usize..]));
+                    offset = bytes.len() as u64;
+                    while let Some(end) = pending.find('\n') {
+                        let line: String = pending.drain(..=end).collect();
+                        out.write_all(stamp(&line).as_bytes()).await?;
                     }
                 }
                 tokio::select! {

@@ -366,7 +366,7 @@ pub fn render(report: &RunReport) -> String {
         .map(|(i, e)| (i, e.requests))
         .filter(|(_, r)| *r > 0)
         .collect();
-    busiest.sort_by(|a, b| b.1.cmp(&a.1));
+    busiest.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     busiest.truncate(8);
     let per_endpoint: Vec<Series> = busiest
         .iter()
@@ -399,96 +399,96 @@ pub fn render(report: &RunReport) -> String {
     }
     body.push_str("</div>");
 
-    if let Some(probes) = &report.probes {
-        if !probes.samples.is_empty() {
-            let at = |s: &crate::probe::ProbeSample| s.second as f64;
-            body.push_str(r#"<h2>Below HTTP</h2><div class="charts">"#);
-            let pgbouncer = |f: &dyn Fn(&crate::probe::PgBouncerSample) -> f64| -> Vec<(f64, f64)> {
-                probes
-                    .samples
-                    .iter()
-                    .filter_map(|s| s.pgbouncer.as_ref().map(|p| (at(s), f(p))))
-                    .collect()
-            };
-            body.push_str(&line_chart(
-                "chart-pgbouncer",
-                "PgBouncer: waiting clients and active servers",
-                "seconds",
-                "connections",
-                &[
-                    Series {
-                        label: "clients waiting".into(),
-                        points: pgbouncer(&|p| p.cl_waiting),
-                    },
-                    Series {
-                        label: "servers active".into(),
-                        points: pgbouncer(&|p| p.sv_active),
-                    },
-                    Series {
-                        label: "clients active".into(),
-                        points: pgbouncer(&|p| p.cl_active),
-                    },
-                ],
-            ));
-            let redis: Vec<(f64, f64)> = probes
+    if let Some(probes) = &report.probes
+        && !probes.samples.is_empty()
+    {
+        let at = |s: &crate::probe::ProbeSample| s.second as f64;
+        body.push_str(r#"<h2>Below HTTP</h2><div class="charts">"#);
+        let pgbouncer = |f: &dyn Fn(&crate::probe::PgBouncerSample) -> f64| -> Vec<(f64, f64)> {
+            probes
                 .samples
-                .windows(2)
-                .filter_map(|w| {
-                    let (a, b) = (w[0].redis.as_ref()?, w[1].redis.as_ref()?);
-                    let hits = b.keyspace_hits - a.keyspace_hits;
-                    let misses = b.keyspace_misses - a.keyspace_misses;
-                    (hits + misses > 0.0).then(|| (at(&w[1]), hits / (hits + misses) * 100.0))
+                .iter()
+                .filter_map(|s| s.pgbouncer.as_ref().map(|p| (at(s), f(p))))
+                .collect()
+        };
+        body.push_str(&line_chart(
+            "chart-pgbouncer",
+            "PgBouncer: waiting clients and active servers",
+            "seconds",
+            "connections",
+            &[
+                Series {
+                    label: "clients waiting".into(),
+                    points: pgbouncer(&|p| p.cl_waiting),
+                },
+                Series {
+                    label: "servers active".into(),
+                    points: pgbouncer(&|p| p.sv_active),
+                },
+                Series {
+                    label: "clients active".into(),
+                    points: pgbouncer(&|p| p.cl_active),
+                },
+            ],
+        ));
+        let redis: Vec<(f64, f64)> = probes
+            .samples
+            .windows(2)
+            .filter_map(|w| {
+                let (a, b) = (w[0].redis.as_ref()?, w[1].redis.as_ref()?);
+                let hits = b.keyspace_hits - a.keyspace_hits;
+                let misses = b.keyspace_misses - a.keyspace_misses;
+                (hits + misses > 0.0).then(|| (at(&w[1]), hits / (hits + misses) * 100.0))
+            })
+            .collect();
+        body.push_str(&line_chart(
+            "chart-redis",
+            "Redis hit ratio per second",
+            "seconds",
+            "%",
+            &[Series {
+                label: "hit ratio".into(),
+                points: redis,
+            }],
+        ));
+        let names: Vec<String> = probes
+            .samples
+            .first()
+            .map(|s| s.services.iter().map(|x| x.name.clone()).collect())
+            .unwrap_or_default();
+        let per_service = |f: &dyn Fn(&crate::probe::ServiceSample) -> f64| -> Vec<Series> {
+            names
+                .iter()
+                .map(|name| Series {
+                    label: name.clone(),
+                    points: probes
+                        .samples
+                        .iter()
+                        .filter_map(|s| {
+                            s.services
+                                .iter()
+                                .find(|x| &x.name == name)
+                                .map(|x| (at(s), f(x)))
+                        })
+                        .collect(),
                 })
-                .collect();
-            body.push_str(&line_chart(
-                "chart-redis",
-                "Redis hit ratio per second",
-                "seconds",
-                "%",
-                &[Series {
-                    label: "hit ratio".into(),
-                    points: redis,
-                }],
-            ));
-            let names: Vec<String> = probes
-                .samples
-                .first()
-                .map(|s| s.services.iter().map(|x| x.name.clone()).collect())
-                .unwrap_or_default();
-            let per_service = |f: &dyn Fn(&crate::probe::ServiceSample) -> f64| -> Vec<Series> {
-                names
-                    .iter()
-                    .map(|name| Series {
-                        label: name.clone(),
-                        points: probes
-                            .samples
-                            .iter()
-                            .filter_map(|s| {
-                                s.services
-                                    .iter()
-                                    .find(|x| &x.name == name)
-                                    .map(|x| (at(s), f(x)))
-                            })
-                            .collect(),
-                    })
-                    .collect()
-            };
-            body.push_str(&line_chart(
-                "chart-cpu",
-                "CPU per service",
-                "seconds",
-                "% of a core",
-                &per_service(&|x| x.cpu_percent),
-            ));
-            body.push_str(&line_chart(
-                "chart-memory",
-                "Memory per service (PSS)",
-                "seconds",
-                "MB",
-                &per_service(&|x| x.memory_mb),
-            ));
-            body.push_str("</div>");
-        }
+                .collect()
+        };
+        body.push_str(&line_chart(
+            "chart-cpu",
+            "CPU per service",
+            "seconds",
+            "% of a core",
+            &per_service(&|x| x.cpu_percent),
+        ));
+        body.push_str(&line_chart(
+            "chart-memory",
+            "Memory per service (PSS)",
+            "seconds",
+            "MB",
+            &per_service(&|x| x.memory_mb),
+        ));
+        body.push_str("</div>");
     }
 
     if !report.query_budgets.is_empty() {

@@ -89,61 +89,62 @@ pub fn render(report: &RunReport) -> String {
         }
     }
 
-    if let Some(probes) = &report.probes {
-        if !probes.values.is_empty() {
-            let _ = writeln!(out, "\nbelow HTTP (probes, once a second)");
-            let value = |name: &str| probes.values.get(name).copied();
-            let mut line = |label: &str, text: Option<String>| {
-                if let Some(text) = text {
-                    let _ = writeln!(out, "  {label:<22} {text}");
-                }
-            };
-            line(
-                "pgbouncer",
-                value("pgbouncer.cl_waiting.max").map(|w| {
-                    format!(
-                        "clients waiting max {w:.0}, servers active max {:.0}, longest wait {:.1}s",
-                        value("pgbouncer.sv_active.max").unwrap_or(0.0),
-                        value("pgbouncer.maxwait.max").unwrap_or(0.0)
-                    )
-                }),
-            );
-            line(
-                "postgres",
-                value("postgres.deadlocks").map(|d| {
-                    format!(
-                        "deadlocks {d:.0}, rollbacks {:.0}, lock waits max {:.0}, cache hit {:.1}%",
-                        value("postgres.rollbacks").unwrap_or(0.0),
-                        value("postgres.lock_waits.max").unwrap_or(0.0),
-                        value("postgres.cache_hit_ratio").unwrap_or(0.0) * 100.0
-                    )
-                }),
-            );
-            line(
-                "redis",
-                value("redis.hits").map(|h| {
-                    format!(
-                        "hit ratio {}, {h:.0} hits, {:.0} misses, {:.0} evictions, memory max {:.1} MB",
-                        value("redis.hit_ratio").map_or("n/a".to_owned(), |r| format!("{:.1}%", r * 100.0)),
-                        value("redis.misses").unwrap_or(0.0),
-                        value("redis.evicted_keys").unwrap_or(0.0),
-                        value("redis.memory.max").unwrap_or(0.0)
-                    )
-                }),
-            );
-            for service in ["app", "postgres", "pgbouncer", "redis"] {
-                line(
-                    &format!("{service} process"),
-                    value(&format!("service.{service}.memory.max")).map(|m| {
-                        format!(
-                            "memory max {m:.1} MB (grew {:+.1} MB), CPU avg {:.0}% max {:.0}%",
-                            value(&format!("service.{service}.memory.growth")).unwrap_or(0.0),
-                            value(&format!("service.{service}.cpu.avg")).unwrap_or(0.0),
-                            value(&format!("service.{service}.cpu.max")).unwrap_or(0.0)
-                        )
-                    }),
-                );
+    if let Some(probes) = &report.probes
+        && !probes.values.is_empty()
+    {
+        let _ = writeln!(out, "\nbelow HTTP (probes, once a second)");
+        let value = |name: &str| probes.values.get(name).copied();
+        let mut line = |label: &str, text: Option<String>| {
+            if let Some(text) = text {
+                let _ = writeln!(out, "  {label:<22} {text}");
             }
+        };
+        line(
+            "pgbouncer",
+            value("pgbouncer.cl_waiting.max").map(|w| {
+                format!(
+                    "clients waiting max {w:.0}, servers active max {:.0}, longest wait {:.1}s",
+                    value("pgbouncer.sv_active.max").unwrap_or(0.0),
+                    value("pgbouncer.maxwait.max").unwrap_or(0.0)
+                )
+            }),
+        );
+        line(
+            "postgres",
+            value("postgres.deadlocks").map(|d| {
+                format!(
+                    "deadlocks {d:.0}, rollbacks {:.0}, lock waits max {:.0}, cache hit {:.1}%",
+                    value("postgres.rollbacks").unwrap_or(0.0),
+                    value("postgres.lock_waits.max").unwrap_or(0.0),
+                    value("postgres.cache_hit_ratio").unwrap_or(0.0) * 100.0
+                )
+            }),
+        );
+        line(
+            "redis",
+            value("redis.hits").map(|h| {
+                format!(
+                    "hit ratio {}, {h:.0} hits, {:.0} misses, {:.0} evictions, memory max {:.1} MB",
+                    value("redis.hit_ratio")
+                        .map_or("n/a".to_owned(), |r| format!("{:.1}%", r * 100.0)),
+                    value("redis.misses").unwrap_or(0.0),
+                    value("redis.evicted_keys").unwrap_or(0.0),
+                    value("redis.memory.max").unwrap_or(0.0)
+                )
+            }),
+        );
+        for service in ["app", "postgres", "pgbouncer", "redis"] {
+            line(
+                &format!("{service} process"),
+                value(&format!("service.{service}.memory.max")).map(|m| {
+                    format!(
+                        "memory max {m:.1} MB (grew {:+.1} MB), CPU avg {:.0}% max {:.0}%",
+                        value(&format!("service.{service}.memory.growth")).unwrap_or(0.0),
+                        value(&format!("service.{service}.cpu.avg")).unwrap_or(0.0),
+                        value(&format!("service.{service}.cpu.max")).unwrap_or(0.0)
+                    )
+                }),
+            );
         }
     }
     if !report.query_budgets.is_empty() {

@@ -716,15 +716,14 @@ fn plan(
                 continue;
             }
         };
-        if let Some(name) = selector.filter("name") {
-            if !endpoints.iter().any(|e| e.name == name)
-                && selection.excluded.iter().any(|(task, _)| task == name)
-            {
-                selection
-                    .skipped_thresholds
-                    .push(format!("{} (its task is excluded)", key.get_ref()));
-                continue;
-            }
+        if let Some(name) = selector.filter("name")
+            && !endpoints.iter().any(|e| e.name == name)
+            && selection.excluded.iter().any(|(task, _)| task == name)
+        {
+            selection
+                .skipped_thresholds
+                .push(format!("{} (its task is excluded)", key.get_ref()));
+            continue;
         }
         let metric_ok = check_selector(
             &mut checker,
@@ -1059,13 +1058,14 @@ fn compile_task(
                 None
             }
         });
-    if let Some(pointer) = &expect.json {
-        if !pointer.is_empty() && !pointer.starts_with('/') {
-            checker.at(
-                task.name.span(),
-                format!("expect.json `{pointer}` is not a JSON pointer (they start with `/`)"),
-            );
-        }
+    if let Some(pointer) = &expect.json
+        && !pointer.is_empty()
+        && !pointer.starts_with('/')
+    {
+        checker.at(
+            task.name.span(),
+            format!("expect.json `{pointer}` is not a JSON pointer (they start with `/`)"),
+        );
     }
     let extract = task
         .extract
