@@ -110,7 +110,8 @@ fn empty_user_pool() {
 
 #[test]
 fn malformed_user_pool_file() {
-    let file = std::env::temp_dir().join(format!("ahsp-perf-users-{}.csv", std::process::id()));
+    // Fixed width: the caret line under the error spans the path.
+    let file = std::env::temp_dir().join(format!("ahsp-perf-users-{:010}.csv", std::process::id()));
     std::fs::write(&file, "budi,rahasia\nsiti\n").unwrap();
     let source = GOOD.replace(
         "users = { from = \"catalog\", count = 10 }",

@@ -94,6 +94,12 @@ impl TaskContext<'_> {
         result
     }
 
+    /// `GET path`, recorded like [`TaskContext::request`].
+    pub async fn get(&mut self, path: &str) -> Result<Response, TransportError> {
+        self.request(http::Method::GET, path, &[], Bytes::new())
+            .await
+    }
+
     /// Counts a check (they feed the `checks` metric).
     pub fn check(&mut self, passed: bool) {
         let mut recorder = self.shared.recorder.borrow_mut();

@@ -39,6 +39,33 @@ pub struct PlanOptions {
     pub extra_metrics: BTreeSet<String>,
     /// Pathology switches added on the command line.
     pub switches: Vec<String>,
+    /// Tasks written in Rust ([`super::builder::SuiteBuilder::custom_task`]),
+    /// planned beside the file's tasks so thresholds and tags may name them.
+    pub custom_tasks: Vec<CustomTaskDecl>,
+}
+
+/// A task written in Rust, as the builder declares it.
+#[derive(Clone)]
+pub struct CustomTaskDecl {
+    pub name: String,
+    /// The label its requests are reported under (Locust's Type column).
+    pub method: String,
+    pub weight: u32,
+    pub tags: Vec<String>,
+    pub on_start: bool,
+    pub task: Arc<dyn CustomTask>,
+}
+
+impl std::fmt::Debug for CustomTaskDecl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomTaskDecl")
+            .field("name", &self.name)
+            .field("method", &self.method)
+            .field("weight", &self.weight)
+            .field("tags", &self.tags)
+            .field("on_start", &self.on_start)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Profiles every suite accepts, whether or not it overrides anything for them.
@@ -566,6 +593,12 @@ fn plan(
         .tasks
         .iter()
         .flat_map(|t| t.tags.0.iter().map(|tag| tag.get_ref().clone()))
+        .chain(
+            options
+                .custom_tasks
+                .iter()
+                .flat_map(|t| t.tags.iter().cloned()),
+        )
         .collect();
     let check_tags = |checker: &mut Checker<'_>, list: &TagList| {
         for tag in &list.0 {
@@ -636,7 +669,27 @@ fn plan(
             tasks.push(compiled);
         }
     }
-    if file.tasks.is_empty() {
+    for custom in &options.custom_tasks {
+        if let Some(reason) = excluded_by(&custom.tags, &include, &exclude) {
+            selection.excluded.push((custom.name.clone(), reason));
+            continue;
+        }
+        if custom.name.trim().is_empty() {
+            checker.general("a custom task needs a name");
+            continue;
+        }
+        let endpoint = endpoint_for(&mut endpoints, &custom.name, &custom.method, &custom.tags);
+        selection.included.push(custom.name.clone());
+        tasks.push(TaskPlan {
+            name: custom.name.clone(),
+            endpoint,
+            weight: custom.weight,
+            tags: custom.tags.clone(),
+            on_start: custom.on_start,
+            kind: TaskKind::Custom(custom.task.clone()),
+        });
+    }
+    if file.tasks.is_empty() && options.custom_tasks.is_empty() {
         checker.general("the suite has no [[task]]").hint = Some("add at least one task".into());
     } else if tasks.iter().all(|t| t.on_start || t.weight == 0) && checker.errors.is_empty() {
         checker

@@ -1,0 +1,164 @@
+//! A suite built in Rust, with a custom async task, runs through the same
+//! planner and engine as a file: the custom task's requests are counted
+//! under its name exactly as the server saw them, thresholds may name it, and
+//! mistakes are refused as in a file.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::routing::get;
+use harness::catalog::Catalog;
+use harness::engine::{EngineInput, run};
+use harness::suite::PlanOptions;
+use harness::suite::builder::SuiteBuilder;
+
+#[derive(Default)]
+struct Seen {
+    cart: AtomicU64,
+    pay: AtomicU64,
+    home: AtomicU64,
+}
+
+fn server() -> (String, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let (cart, pay, home) = (seen.clone(), seen.clone(), seen.clone());
+    let app = Router::new()
+        .route(
+            "/cart/",
+            get(move || async move {
+                cart.cart.fetch_add(1, Ordering::Relaxed);
+                r#"{"total": 3}"#
+            }),
+        )
+        .route(
+            "/pay/",
+            get(move || async move {
+                pay.pay.fetch_add(1, Ordering::Relaxed);
+                "paid"
+            }),
+        )
+        .route(
+            "/home/",
+            get(move || async move {
+                home.home.fetch_add(1, Ordering::Relaxed);
+                "home"
+            }),
+        );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (format!("http://{address}"), seen)
+}
+
+fn checkout() -> SuiteBuilder {
+    SuiteBuilder::new("checkout")
+        .load(toml::toml! {
+            executor = "constant-users"
+            users = 3
+            duration = "2s"
+            think-time = "10ms..20ms"
+        })
+        .task(toml::toml! {
+            name = "/home/"
+            get = "/home/"
+        })
+        .custom_task("checkout", |ctx| {
+            Box::pin(async move {
+                // Two requests, the second only when the first says so.
+                let cart = ctx.get("/cart/").await;
+                let has_items = cart.as_ref().is_ok_and(|r| r.text().contains("total"));
+                ctx.check(has_items);
+                if has_items {
+                    let _ = ctx.get("/pay/").await;
+                }
+            })
+        })
+        .threshold("http.duration{name:checkout}", "p(95) < 5s")
+        .threshold("http.failed", "rate < 1%")
+        .threshold("http.failed", "count == 0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suite_built_in_rust_runs_its_custom_task_and_counts_every_request() {
+    let (base, seen) = server();
+    let plan = checkout()
+        .build(&PlanOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.thresholds.len(), 3);
+    let plan = Arc::new(plan);
+    let output = run(
+        EngineInput {
+            plan: plan.clone(),
+            base_url: base,
+            users: Vec::new(),
+            global: Arc::new(Catalog::default().global),
+            seed: 1,
+        },
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let summary = output.summary;
+    let requests = |name: &str| -> u64 {
+        summary
+            .endpoints
+            .iter()
+            .chain(&summary.warm_up)
+            .filter(|e| e.meta.name == name)
+            .map(|e| e.requests)
+            .sum()
+    };
+    let custom = seen.cart.load(Ordering::Relaxed) + seen.pay.load(Ordering::Relaxed);
+    assert!(
+        seen.pay.load(Ordering::Relaxed) > 0,
+        "the custom task's second request ran"
+    );
+    assert_eq!(
+        requests("checkout"),
+        custom,
+        "every request of the custom task is counted under it"
+    );
+    assert_eq!(requests("/home/"), seen.home.load(Ordering::Relaxed));
+    let endpoint = summary.endpoint("checkout").unwrap();
+    assert_eq!(endpoint.meta.method, "CUSTOM");
+    let verdicts = harness::verdict::evaluate(&summary, &plan.thresholds);
+    assert!(verdicts.iter().all(|v| v.passed), "{verdicts:#?}");
+}
+
+#[test]
+fn a_built_suite_is_refused_like_a_file() {
+    let unknown = checkout()
+        .threshold("http.duration{name:chekout}", "p(95) < 1s")
+        .build(&PlanOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("no task is named `chekout`"), "{unknown}");
+    assert!(unknown.contains("built in Rust"), "{unknown}");
+    let no_tasks = SuiteBuilder::new("empty")
+        .load(toml::toml! { users = 1  duration = "1s" })
+        .build(&PlanOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(no_tasks.contains("no [[task]]"), "{no_tasks}");
+    // Tags of custom tasks select like any other.
+    let excluded = checkout()
+        .build(&PlanOptions {
+            exclude_tags: vec!["nope".into()],
+            ..PlanOptions::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(excluded.contains("nope"), "{excluded}");
+}
