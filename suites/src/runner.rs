@@ -115,6 +115,7 @@ pub fn plan(path: &Path, options: &RunOptions) -> Result<Plan, SuiteErrors> {
         catalog_variables: catalog_variables(),
         extra_metrics: extra_metrics(),
         switches: options.switches.clone(),
+        custom_tasks: Vec::new(),
     };
     Plan::from_file(path, &plan_options)
 }
