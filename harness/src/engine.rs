@@ -99,6 +99,18 @@ enum Report {
     },
 }
 
+/// Every virtual user holds a connection: lift the soft limit on open files
+/// to the hard one (often 1024 against 500,000), as a load generator must.
+pub fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {error}");
+    }
+}
+
 /// Runs the plan's load against `input.base_url` and measures it.
 pub async fn run(
     input: EngineInput,
@@ -116,6 +128,7 @@ pub async fn run(
             "the suite logs in, but the user pool is empty"
         );
     }
+    raise_open_file_limit();
     let origin = Arc::new(Origin::resolve(&input.base_url).await?);
     let mut cumulative = 0;
     let cumulative_weights: Vec<(u32, usize)> = plan
