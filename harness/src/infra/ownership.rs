@@ -145,7 +145,11 @@ impl RunGuard {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_millis();
-        let run_id = format!("{:x}-{}", millis, std::process::id());
+        // Two stacks of one process can start in the same millisecond (tests
+        // run in parallel threads): a sequence number keeps their records apart.
+        static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let sequence = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let run_id = format!("{:x}-{}-{sequence}", millis, std::process::id());
         let record = RunRecord {
             run_id,
             owner: ProcessId::current(),
