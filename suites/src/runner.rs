@@ -43,6 +43,25 @@ pub struct RunOptions {
     pub print_summary: bool,
 }
 
+impl RunOptions {
+    /// A quiet run of every task under each suite's own settings, the
+    /// embedded service started by `embedded`: what tests start from.
+    pub fn quiet(output_root: PathBuf, embedded: EmbeddedCommand) -> RunOptions {
+        RunOptions {
+            profile: None,
+            include_tags: Vec::new(),
+            exclude_tags: Vec::new(),
+            target_url: None,
+            infra: None,
+            switches: Vec::new(),
+            output_root,
+            embedded,
+            progress: false,
+            print_summary: false,
+        }
+    }
+}
+
 /// A finished run.
 #[derive(Debug, Clone)]
 pub struct SuiteRun {

@@ -12,20 +12,15 @@ use suites::target::EmbeddedCommand;
 fn options(output: &str) -> RunOptions {
     RunOptions {
         profile: Some("ci".to_owned()),
-        include_tags: Vec::new(),
-        exclude_tags: Vec::new(),
-        target_url: None,
-        infra: None,
-        switches: Vec::new(),
-        output_root: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/perf/tests")
-            .join(output),
-        embedded: EmbeddedCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
-            args: vec!["--listen".into(), "127.0.0.1:0".into()],
-        },
-        progress: false,
-        print_summary: false,
+        ..RunOptions::quiet(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/perf/tests")
+                .join(output),
+            EmbeddedCommand {
+                program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
+                args: vec!["--listen".into(), "127.0.0.1:0".into()],
+            },
+        )
     }
 }
 

@@ -15,19 +15,14 @@ const DASHBOARD: &str = "GET /dashboard/";
 
 fn options(switches: &[&str]) -> RunOptions {
     RunOptions {
-        profile: None,
-        include_tags: Vec::new(),
-        exclude_tags: Vec::new(),
-        target_url: None,
-        infra: None,
         switches: switches.iter().map(|s| s.to_string()).collect(),
-        output_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/gate"),
-        embedded: EmbeddedCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
-            args: vec!["--listen".into(), "127.0.0.1:0".into()],
-        },
-        progress: false,
-        print_summary: false,
+        ..RunOptions::quiet(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/gate"),
+            EmbeddedCommand {
+                program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
+                args: vec!["--listen".into(), "127.0.0.1:0".into()],
+            },
+        )
     }
 }
 

@@ -14,19 +14,14 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 fn options(switches: &[&str]) -> RunOptions {
     RunOptions {
-        profile: None,
-        include_tags: Vec::new(),
-        exclude_tags: Vec::new(),
-        target_url: None,
-        infra: None,
         switches: switches.iter().map(|s| s.to_string()).collect(),
-        output_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/proof"),
-        embedded: EmbeddedCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
-            args: vec!["--listen".into(), "127.0.0.1:0".into()],
-        },
-        progress: false,
-        print_summary: false,
+        ..RunOptions::quiet(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/proof"),
+            EmbeddedCommand {
+                program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
+                args: vec!["--listen".into(), "127.0.0.1:0".into()],
+            },
+        )
     }
 }
 

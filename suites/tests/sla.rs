@@ -27,18 +27,13 @@ fn options() -> RunOptions {
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/sla");
     RunOptions {
         profile: Some(std::env::var("AHSP_PERF_PROFILE").unwrap_or_else(|_| "ci".to_owned())),
-        include_tags: Vec::new(),
-        exclude_tags: Vec::new(),
-        target_url: None,
-        infra: None,
-        switches: Vec::new(),
-        output_root: target,
-        embedded: EmbeddedCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
-            args: vec!["--listen".into(), "127.0.0.1:0".into(), "--quiet".into()],
-        },
-        progress: false,
-        print_summary: false,
+        ..RunOptions::quiet(
+            target,
+            EmbeddedCommand {
+                program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
+                args: vec!["--listen".into(), "127.0.0.1:0".into(), "--quiet".into()],
+            },
+        )
     }
 }
 
