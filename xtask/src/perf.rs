@@ -258,12 +258,10 @@ fn gate_suite(
     let comparison = baseline::compare(&against.name, suite, then, figures, gate);
     let table = baseline::render_markdown(&comparison, gate);
     eprintln!("{table}");
-    let stem = run_dir.join(format!("baseline-{}", against.name));
-    std::fs::write(stem.with_extension("md"), &table)?;
-    std::fs::write(
-        stem.with_extension("json"),
-        serde_json::to_vec_pretty(&comparison)?,
-    )?;
+    // Not `with_extension`: a baseline named `v1.2` would lose its `.2`.
+    let path = |extension: &str| run_dir.join(format!("baseline-{}.{extension}", against.name));
+    std::fs::write(path("md"), &table)?;
+    std::fs::write(path("json"), serde_json::to_vec_pretty(&comparison)?)?;
     if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         use std::io::Write as _;
         let mut file = std::fs::OpenOptions::new()
