@@ -9,6 +9,7 @@
 pub mod http;
 pub mod isolated;
 pub mod schedule;
+pub mod stop;
 pub mod task;
 pub mod vu;
 
@@ -22,6 +23,7 @@ use rand::Rng as _;
 use tokio::sync::mpsc;
 
 use self::http::{Client, Origin};
+use self::stop::StopSignal;
 use self::vu::{AckedWrite, EngineUser, TruthSample, VirtualUser, WorkerShared};
 use crate::catalog::Scope;
 use crate::metrics::summary::{RunHeader, RunSummary};
@@ -80,10 +82,19 @@ struct Global {
     /// Set to end the run early. Relaxed is enough: it is a hint polled by
     /// loops that also wake on timers, and nothing else is published with it.
     stop: AtomicBool,
+    /// A stop asked for from outside the run (an interrupt).
+    external_stop: StopSignal,
     /// Next open-model iteration; workers draw from it concurrently, and
     /// `fetch_add` hands each index out exactly once whatever the ordering.
     next_iteration: AtomicU64,
     cumulative_weights: Vec<(u32, usize)>,
+}
+
+impl Global {
+    /// Whether the run is to end early, from inside (abort-on-fail) or outside.
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.external_stop.requested()
+    }
 }
 
 enum Report {
@@ -115,7 +126,17 @@ pub fn raise_open_file_limit() {
 pub async fn run(
     input: EngineInput,
     live: Option<tokio::sync::watch::Sender<LiveStatus>>,
+    abort: Option<AbortCheck>,
+) -> anyhow::Result<EngineOutput> {
+    run_until(input, live, abort, StopSignal::default()).await
+}
+
+/// [`run`], which `stop` can end early from outside.
+pub async fn run_until(
+    input: EngineInput,
+    live: Option<tokio::sync::watch::Sender<LiveStatus>>,
     mut abort: Option<AbortCheck>,
+    stop: StopSignal,
 ) -> anyhow::Result<EngineOutput> {
     let plan = input.plan.clone();
     anyhow::ensure!(
@@ -152,6 +173,7 @@ pub async fn run(
         workers,
         warm_up_seconds: plan.load.warm_up.as_secs_f64().ceil() as u64,
         stop: AtomicBool::new(false),
+        external_stop: stop,
         next_iteration: AtomicU64::new(0),
         cumulative_weights,
     });
@@ -358,7 +380,7 @@ async fn worker_main(worker: usize, global: Arc<Global>, sender: mpsc::Unbounded
         Executor::Users { stages } => {
             loop {
                 let elapsed = global.started.elapsed();
-                if elapsed >= duration || global.stop.load(Ordering::Relaxed) {
+                if elapsed >= duration || global.stopping() {
                     break;
                 }
                 let total = schedule::users_at(stages, elapsed).round() as u32;
@@ -390,7 +412,7 @@ async fn worker_main(worker: usize, global: Arc<Global>, sender: mpsc::Unbounded
             }
             let deadline = global.started + *max_duration;
             while Instant::now() < deadline
-                && !global.stop.load(Ordering::Relaxed)
+                && !global.stopping()
                 && handles.iter().any(|h| !h.is_finished())
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -416,7 +438,7 @@ async fn worker_main(worker: usize, global: Arc<Global>, sender: mpsc::Unbounded
             loop {
                 let elapsed = global.started.elapsed();
                 if elapsed >= duration
-                    || global.stop.load(Ordering::Relaxed)
+                    || global.stopping()
                     || handles.iter().all(|h| h.is_finished())
                 {
                     break;
@@ -439,7 +461,10 @@ async fn worker_main(worker: usize, global: Arc<Global>, sender: mpsc::Unbounded
     // Graceful stop: no new iterations; in-flight ones may finish.
     state.stopping.set(true);
     let deadline = Instant::now() + plan.load.graceful_stop;
-    while handles.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
+    while handles.iter().any(|h| !h.is_finished())
+        && Instant::now() < deadline
+        && !global.external_stop.now()
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut interrupted = 0;
@@ -547,7 +572,7 @@ async fn vu_main(
     let mut started_tasks = false;
     let mut done = 0u32;
     loop {
-        if global.stop.load(Ordering::Relaxed) || !state.wants(local_index) {
+        if global.stopping() || !state.wants(local_index) {
             return;
         }
         let mut scheduled = None;

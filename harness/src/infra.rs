@@ -14,11 +14,13 @@
 pub mod containers;
 pub mod external;
 pub mod images;
+pub mod logs;
 pub mod native;
 pub mod ownership;
 pub mod readiness;
 pub mod settings;
 
+use logs::LogSource;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -125,6 +127,12 @@ pub const ENV_PROVIDER: &str = "AHSP_PERF_INFRA";
 pub const ENV_NO_INSTALL: &str = "AHSP_PERF_NO_INSTALL";
 
 impl InfraConfig {
+    /// Whether the user names a stack someone else runs (by URL) rather
+    /// than one the harness starts.
+    pub fn names_existing_stack(&self) -> bool {
+        self.provider == ProviderChoice::External
+    }
+
     /// Layers the environment over the file: `AHSP_PERF_INFRA`, the image
     /// variables of [`ImageConfig::apply_env`], `AHSP_PERF_NO_INSTALL`, and for
     /// the external provider `DATABASE_URL`, `PGBOUNCER_URL`,
@@ -245,6 +253,20 @@ pub enum ServiceLocation {
         log: PathBuf,
     },
     External,
+}
+
+/// What the harness may do to one service of a running stack. Everything
+/// outside `infra` asks this instead of asking which provider runs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Its processes are on this kernel (CPU and memory probes).
+    pub processes: bool,
+    /// Its output can be captured.
+    pub logs: bool,
+    pub kill: bool,
+    /// Stop it without losing state (SIGSTOP or `docker pause`) and resume it.
+    pub pause: bool,
+    pub restart: bool,
 }
 
 /// One running service.
@@ -376,11 +398,74 @@ impl Stack {
     }
 
     /// The Docker client of a container stack.
-    pub fn docker(&self) -> Option<&testcontainers::bollard::Docker> {
+    fn docker(&self) -> Option<&testcontainers::bollard::Docker> {
         match &self.backend {
             Backend::Containers(running) => Some(running.docker()),
             _ => None,
         }
+    }
+
+    /// Whether the harness started these services (and so configured,
+    /// seeded and may disturb them); an external stack is only visited.
+    pub fn manages_services(&self) -> bool {
+        self.provider != Provider::External
+    }
+
+    /// What the harness may do to a service of this stack.
+    pub fn capabilities(&self, _service: ServiceName) -> Capabilities {
+        match self.provider {
+            Provider::Containers | Provider::Native => Capabilities {
+                processes: true,
+                logs: true,
+                kill: true,
+                pause: true,
+                restart: true,
+            },
+            Provider::External => Capabilities::default(),
+        }
+    }
+
+    /// Each service's output, by service name.
+    pub fn log_sources(&self) -> Vec<(String, LogSource)> {
+        let mut sources = Vec::new();
+        for service in &self.services {
+            let source = match (&service.location, self.docker()) {
+                (ServiceLocation::Container { id, .. }, Some(docker)) => {
+                    LogSource::container(docker.clone(), id.clone())
+                }
+                (ServiceLocation::Process { log, .. }, _) => LogSource::file(log.clone()),
+                _ => continue,
+            };
+            sources.push((service.name.to_string(), source));
+        }
+        sources
+    }
+
+    /// The root process of each service on this kernel, for CPU and memory
+    /// probes: a container's main process is a process here too.
+    pub async fn processes(&self) -> Vec<(String, u32)> {
+        let mut processes = Vec::new();
+        for service in &self.services {
+            let pid = match &service.location {
+                ServiceLocation::Process { pid, .. } => Some(*pid),
+                ServiceLocation::Container { id, .. } => match self.docker() {
+                    Some(docker) => docker
+                        .inspect_container(id, None)
+                        .await
+                        .ok()
+                        .and_then(|c| c.state)
+                        .and_then(|s| s.pid)
+                        .and_then(|p| u32::try_from(p).ok())
+                        .filter(|p| *p > 0),
+                    None => None,
+                },
+                ServiceLocation::External => None,
+            };
+            if let Some(pid) = pid {
+                processes.push((service.name.to_string(), pid));
+            }
+        }
+        processes
     }
 
     /// Stops every service and removes what the run created.

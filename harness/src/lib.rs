@@ -19,5 +19,6 @@ pub mod integrity;
 pub mod metrics;
 pub mod probe;
 pub mod report;
+pub mod run;
 pub mod suite;
 pub mod verdict;

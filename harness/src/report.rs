@@ -4,6 +4,7 @@
 //! Architecture invariant: reporters only write; they compute nothing the
 //! verdict depends on.
 
+pub mod gate;
 pub mod html;
 pub mod json;
 pub mod junit;
@@ -58,6 +59,34 @@ pub struct RunReport {
     pub correctness: Option<crate::correctness::CorrectnessReport>,
     #[serde(default)]
     pub coverage: Option<crate::coverage::CoverageReport>,
+    /// Set when a signal ended the run early: every figure covers only what
+    /// was measured until then.
+    #[serde(default)]
+    pub interrupted: Option<Interruption>,
+}
+
+/// How a run was cut short.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Interruption {
+    /// `SIGINT` or `SIGTERM`.
+    pub signal: String,
+    /// A second signal skipped the graceful stop: requests in flight were cut.
+    pub graceful_stop_skipped: bool,
+}
+
+impl Interruption {
+    /// One line for every format: what happened and what the figures cover.
+    pub fn describe(&self) -> String {
+        format!(
+            "interrupted by {}{}: the figures cover only what was measured until then",
+            self.signal,
+            if self.graceful_stop_skipped {
+                " (again: the graceful stop was skipped)"
+            } else {
+                ""
+            }
+        )
+    }
 }
 
 impl RunReport {
@@ -77,6 +106,7 @@ impl RunReport {
             integrity: None,
             correctness: None,
             coverage: None,
+            interrupted: None,
         }
     }
 }

@@ -159,7 +159,7 @@ async fn containers_provider() -> anyhow::Result<()> {
         })
         .collect();
     let result = check_stack(&stack).await;
-    let docker = stack.docker().cloned().expect("a docker client");
+    let docker = testcontainers::bollard::Docker::connect_with_local_defaults()?;
     stack.stop().await?;
     result?;
     for id in ids {

@@ -1,9 +1,10 @@
-//! The AHSP suites and their runner: provision the stack, seed the data,
-//! start the target, run the load, judge and report. `cargo xtask perf` and
-//! the SLA test target (`tests/sla.rs`) both run suites through here.
+//! The AHSP suites: the suite files (`ahsp/`, `proof/`), the AHSP domain
+//! the harness's run pipeline needs ([`ahsp::Ahsp`]: seeding and the
+//! embedded reference service), and the tests that run them. `cargo xtask
+//! perf` and the SLA test target (`tests/sla.rs`) both run suites through
+//! `harness::run` with this domain.
 
-pub mod runner;
-pub mod target;
+pub mod ahsp;
 
 use std::path::PathBuf;
 

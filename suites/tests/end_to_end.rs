@@ -6,8 +6,13 @@
 use std::path::PathBuf;
 
 use harness::report::locust::{FAILURES_COLUMNS, HISTORY_COLUMNS, STATS_COLUMNS};
-use suites::runner::{RunOptions, plan, run_suite};
-use suites::target::EmbeddedCommand;
+use harness::run::{RunOptions, plan, run_suite};
+use suites::ahsp::Ahsp;
+
+/// The AHSP domain with the reference service from this crate's binary.
+fn domain() -> Ahsp {
+    Ahsp::target_binary(PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")), &[])
+}
 
 fn options(output: &str) -> RunOptions {
     RunOptions {
@@ -16,10 +21,6 @@ fn options(output: &str) -> RunOptions {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("../target/perf/tests")
                 .join(output),
-            EmbeddedCommand {
-                program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
-                args: vec!["--listen".into(), "127.0.0.1:0".into()],
-            },
         )
     }
 }
@@ -32,7 +33,7 @@ fn every_suite_file_is_valid_under_every_standard_profile() {
                 profile: Some(profile.to_owned()),
                 ..options("plans")
             };
-            if let Err(errors) = plan(&path, &options) {
+            if let Err(errors) = plan(&domain(), &path, &options) {
                 panic!("{} under {profile}:\n{errors}", path.display());
             }
         }
@@ -41,9 +42,13 @@ fn every_suite_file_is_valid_under_every_standard_profile() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_in_the_result_equal_the_requests_the_target_logged() {
-    let run = run_suite(&suites::find_suite("core").unwrap(), &options("end-to-end"))
-        .await
-        .unwrap();
+    let run = run_suite(
+        &domain(),
+        &suites::find_suite("core").unwrap(),
+        &options("end-to-end"),
+    )
+    .await
+    .unwrap();
     let summary = &run.report.summary;
     let counted: u64 = summary
         .endpoints

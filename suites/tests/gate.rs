@@ -7,28 +7,27 @@
 use std::path::{Path, PathBuf};
 
 use harness::baseline::{self, Baseline, Comparison, GateSettings, Metric, SuiteBaseline, Verdict};
-use suites::runner::{RunOptions, SuiteRun, run_suite};
-use suites::target::EmbeddedCommand;
+use harness::run::{RunOptions, SuiteRun, run_suite};
+use suites::ahsp::Ahsp;
 
 const REKAP: &str = "GET /detail_project/[id]/rekap-rab/";
 const DASHBOARD: &str = "GET /dashboard/";
 
+/// The AHSP domain with the reference service from this crate's binary.
+fn domain() -> Ahsp {
+    Ahsp::target_binary(PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")), &[])
+}
+
 fn options(switches: &[&str]) -> RunOptions {
     RunOptions {
         switches: switches.iter().map(|s| s.to_string()).collect(),
-        ..RunOptions::quiet(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/gate"),
-            EmbeddedCommand {
-                program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
-                args: vec!["--listen".into(), "127.0.0.1:0".into()],
-            },
-        )
+        ..RunOptions::quiet(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/gate"))
     }
 }
 
 async fn run(switches: &[&str]) -> SuiteRun {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proof/baseline_gate.toml");
-    run_suite(&path, &options(switches))
+    run_suite(&domain(), &path, &options(switches))
         .await
         .unwrap_or_else(|e| panic!("baseline_gate {switches:?}: {e:#}"))
 }
@@ -44,7 +43,7 @@ fn gate(baseline: &Baseline, run: &SuiteRun) -> Comparison {
     );
     eprintln!(
         "{}",
-        baseline::render_markdown(&comparison, &GateSettings::default())
+        harness::report::gate::render_markdown(&comparison, &GateSettings::default())
     );
     comparison
 }
@@ -120,7 +119,7 @@ async fn the_gate_passes_an_unchanged_rerun_and_fails_a_slow_query_on_its_endpoi
             .all(|(endpoint, _)| *endpoint != DASHBOARD),
         "the dashboard's latency was blamed: {worse_latency:?}"
     );
-    let table = baseline::render_markdown(&comparison, &GateSettings::default());
+    let table = harness::report::gate::render_markdown(&comparison, &GateSettings::default());
     assert!(table.contains("gate FAILED"));
     let first_row = table.lines().find(|line| line.starts_with("| `")).unwrap();
     assert!(

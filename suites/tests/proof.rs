@@ -6,22 +6,21 @@
 use std::path::PathBuf;
 
 use harness::report::RunReport;
-use suites::runner::{RunOptions, run_suite};
-use suites::target::EmbeddedCommand;
+use harness::run::{RunOptions, run_suite};
+use suites::ahsp::Ahsp;
 
 /// Load tests side by side would measure each other.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The AHSP domain with the reference service from this crate's binary.
+fn domain() -> Ahsp {
+    Ahsp::target_binary(PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")), &[])
+}
+
 fn options(switches: &[&str]) -> RunOptions {
     RunOptions {
         switches: switches.iter().map(|s| s.to_string()).collect(),
-        ..RunOptions::quiet(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/proof"),
-            EmbeddedCommand {
-                program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
-                args: vec!["--listen".into(), "127.0.0.1:0".into()],
-            },
-        )
+        ..RunOptions::quiet(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/proof"))
     }
 }
 
@@ -29,7 +28,7 @@ async fn run(suite: &str, switches: &[&str]) -> RunReport {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("proof")
         .join(format!("{suite}.toml"));
-    let run = run_suite(&path, &options(switches))
+    let run = run_suite(&domain(), &path, &options(switches))
         .await
         .unwrap_or_else(|e| panic!("{suite} {switches:?}: {e:#}"));
     eprintln!("{}", harness::report::terminal::render(&run.report));

@@ -19,21 +19,23 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use harness::report::RunReport;
+use harness::run::{RunError, RunOptions, plan, run_suite};
 use libtest_mimic::{Arguments, Failed, Trial};
-use suites::runner::{RunError, RunOptions, plan, run_suite};
-use suites::target::EmbeddedCommand;
+use suites::ahsp::Ahsp;
+
+/// The AHSP domain with the reference service from this crate's binary.
+fn domain() -> Ahsp {
+    Ahsp::target_binary(
+        PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
+        &["--quiet"],
+    )
+}
 
 fn options() -> RunOptions {
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/sla");
     RunOptions {
         profile: Some(std::env::var("AHSP_PERF_PROFILE").unwrap_or_else(|_| "ci".to_owned())),
-        ..RunOptions::quiet(
-            target,
-            EmbeddedCommand {
-                program: PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")),
-                args: vec!["--listen".into(), "127.0.0.1:0".into(), "--quiet".into()],
-            },
-        )
+        ..RunOptions::quiet(target)
     }
 }
 
@@ -58,7 +60,7 @@ fn outcome(suite: &str, path: &Path) -> Outcome {
 
 fn run(path: &Path) -> Outcome {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    match runtime.block_on(run_suite(path, &options())) {
+    match runtime.block_on(run_suite(&domain(), path, &options())) {
         Ok(run) => {
             eprintln!("{}", harness::report::terminal::render(&run.report));
             eprintln!("reports in {}", run.dir.display());
@@ -148,7 +150,7 @@ fn main() {
             .and_then(|s| s.to_str())
             .unwrap_or("suite")
             .to_owned();
-        let planned = match plan(&path, &options) {
+        let planned = match plan(&domain(), &path, &options) {
             Ok(planned) => planned,
             Err(errors) => {
                 let message = errors.to_string();

@@ -8,20 +8,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use testcontainers::bollard::Docker;
-use testcontainers::bollard::query_parameters::LogsOptionsBuilder;
 use tokio::io::AsyncWriteExt as _;
 
-/// Where a service's log comes from.
-#[derive(Debug, Clone)]
-pub enum LogSource {
-    Container {
-        docker: Docker,
-        id: String,
-    },
-    /// A file another process appends to.
-    File(PathBuf),
-}
+pub use crate::infra::logs::LogSource;
 
 /// Known causes, by the text that shows them.
 pub const SIGNATURES: [(&str, &str, &str); 12] = [
@@ -131,51 +120,21 @@ async fn capture(
             line.trim_end()
         )
     };
-    match source {
-        LogSource::Container { docker, id } => {
-            let options = LogsOptionsBuilder::new()
-                .follow(true)
-                .stdout(true)
-                .stderr(true)
-                .since(0)
-                .build();
-            let mut stream = docker.logs(&id, Some(options));
-            let mut pending = String::new();
-            loop {
-                tokio::select! {
-                    item = stream.next() => match item {
-                        Some(Ok(output)) => {
-                            pending.push_str(&String::from_utf8_lossy(output.as_ref()));
-                            while let Some(end) = pending.find('\n') {
-                                let line: String = pending.drain(..=end).collect();
-                                out.write_all(stamp(&line).as_bytes()).await?;
-                            }
-                        }
-                        _ => break,
-                    },
-                    _ = stopped.changed() => break,
-                }
-            }
-        }
-        LogSource::File(file) => {
-            let mut offset = 0u64;
-            let mut pending = String::new();
-            loop {
-                if let Ok(bytes) = tokio::fs::read(&file).await
-                    && (bytes.len() as u64) > offset
-                {
-                    pending.push_str(&String::from_utf8_lossy(&bytes[offset as usize..]));
-                    offset = bytes.len() as u64;
+    let mut stream = source.follow();
+    let mut pending = String::new();
+    loop {
+        tokio::select! {
+            chunk = stream.next() => match chunk {
+                Some(chunk) => {
+                    pending.push_str(&String::from_utf8_lossy(&chunk));
                     while let Some(end) = pending.find('\n') {
                         let line: String = pending.drain(..=end).collect();
                         out.write_all(stamp(&line).as_bytes()).await?;
                     }
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    _ = stopped.changed() => break,
-                }
-            }
+                None => break,
+            },
+            _ = stopped.changed() => break,
         }
     }
     out.flush().await

@@ -230,6 +230,13 @@ pub fn render(report: &RunReport) -> String {
         users = summary.max_users,
         requests = summary.total.requests
     );
+    if let Some(interruption) = &report.interrupted {
+        let _ = write!(
+            body,
+            r#"<p class="note interrupted" id="interrupted"><strong>Partial run:</strong> {}.</p>"#,
+            esc(&interruption.describe())
+        );
+    }
     for note in &report.notes {
         let _ = write!(body, r#"<p class="note">{}</p>"#, esc(note));
     }
@@ -588,6 +595,7 @@ h1 {{ font-size: 22px; }} h2 {{ font-size: 17px; margin-top: 28px; border-bottom
 .verdict {{ padding: 2px 8px; border-radius: 4px; color: #fff; font-size: 14px; }}
 .verdict.passed {{ background: #2a7d2a; }} .verdict.failed {{ background: #b22222; }}
 .meta, .note {{ color: #555; }}
+.interrupted {{ color: #8a4b00; background: #fff3e0; padding: 0.5em; }}
 table {{ border-collapse: collapse; margin: 8px 0; }}
 th, td {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }}
 td:not(:first-child) {{ font-variant-numeric: tabular-nums; }}

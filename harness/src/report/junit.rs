@@ -44,6 +44,17 @@ pub fn render(reports: &[&RunReport]) -> anyhow::Result<String> {
             case.set_classname(format!("ahsp-perf.{suite_name}"));
             suite.add_test_case(case);
         }
+        if let Some(interruption) = &report.interrupted {
+            // A partial run is no verdict: CI must not read it as green.
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+            if let TestCaseStatus::NonSuccess { message, ty, .. } = &mut status {
+                *message = Some(interruption.describe().into());
+                *ty = Some("interrupted".into());
+            }
+            let mut case = TestCase::new("run completed", status);
+            case.set_classname(format!("ahsp-perf.{suite_name}"));
+            suite.add_test_case(case);
+        }
         junit.add_test_suite(suite);
     }
     Ok(junit.to_string()?)

@@ -29,6 +29,9 @@ pub fn render(report: &RunReport) -> String {
             format!("{failed} of {} thresholds failed", report.thresholds.len())
         }
     );
+    if let Some(interruption) = &report.interrupted {
+        let _ = writeln!(out, "> **⚠ Partial run:** {}.\n", interruption.describe());
+    }
     let _ = writeln!(
         out,
         "Profile `{}` against `{}`: {:.0}s measured after {:.0}s warm-up, up to {} users, {} requests.\n",

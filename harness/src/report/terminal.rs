@@ -31,6 +31,9 @@ pub fn render(report: &RunReport) -> String {
             infra.provider, infra.time_to_ready_seconds
         );
     }
+    if let Some(interruption) = &report.interrupted {
+        let _ = writeln!(out, "  PARTIAL RUN: {}", interruption.describe());
+    }
     for note in &report.notes {
         let _ = writeln!(out, "  note: {note}");
     }

@@ -1,25 +1,19 @@
-//! The application under test as a process: the embedded reference service
-//! or the user's own command. It receives the stack's URLs in its
-//! environment, is owned by a run (so a killed runner's target is swept like
-//! its services), and its output goes to the run's folder.
+//! The application under test as a process: an embedded service that
+//! announces its URL, or the user's own command polled until it answers. It
+//! receives the stack's URLs in its environment, is owned by a run (so a
+//! killed runner's target is swept like its services), and its output goes
+//! to the run's folder. A [`RunningTarget`] is its own guard: dropped on an
+//! early return or a panic, it stops the process.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::infra::StackUrls;
+use crate::infra::ownership::{OwnedProcess, ProcessId, RunGuard, STOP_GRACE, stop_process};
 use anyhow::Context as _;
-use harness::infra::StackUrls;
-use harness::infra::ownership::{OwnedProcess, ProcessId, RunGuard, STOP_GRACE, stop_process};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-
-/// How to start the embedded reference service: a program whose output
-/// includes a `TARGET_URL=http://…` line once it answers.
-#[derive(Debug, Clone)]
-pub struct EmbeddedCommand {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-}
 
 /// A running target.
 #[derive(Debug)]
@@ -49,20 +43,19 @@ impl RunningTarget {
         }
     }
 
-    /// Starts the reference service and waits for its `TARGET_URL` line.
-    pub async fn embedded(
-        command: &EmbeddedCommand,
-        urls: &StackUrls,
-        switches: &[String],
+    /// Starts a service that prints a `TARGET_URL=http://…` line once it
+    /// answers (the embedded reference service does), and waits for that line.
+    pub async fn announced(
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
         dir: &Path,
     ) -> anyhow::Result<RunningTarget> {
-        let mut process = tokio::process::Command::new(&command.program);
-        process
-            .args(&command.args)
-            .env("PGBOUNCER_URL", &urls.pgbouncer_url)
-            .env("REDIS_URL", &urls.redis_url)
-            .env("DATABASE_URL", &urls.database_url)
-            .env("AHSP_SWITCHES", switches.join(","));
+        let mut process = tokio::process::Command::new(program);
+        process.args(args);
+        for (name, value) in env {
+            process.env(name, value);
+        }
         let (mut target, mut lines) = spawn(process, dir).await?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -70,10 +63,11 @@ impl RunningTarget {
                 .await
                 .map_err(|_| {
                     anyhow::anyhow!(
-                        "the reference service printed no TARGET_URL within {READY_TIMEOUT:?}"
+                        "`{}` printed no TARGET_URL within {READY_TIMEOUT:?}",
+                        program.display()
                     )
                 })?
-                .context("reading the reference service's output")?;
+                .with_context(|| format!("reading the output of `{}`", program.display()))?;
             match line {
                 Some(line) if line.starts_with("TARGET_URL=") => {
                     target.base_url = line["TARGET_URL=".len()..]
@@ -87,7 +81,7 @@ impl RunningTarget {
                     let log =
                         std::fs::read_to_string(dir.join("target.stderr.log")).unwrap_or_default();
                     target.stop().await;
-                    anyhow::bail!("the reference service exited before it answered:\n{log}");
+                    anyhow::bail!("`{}` exited before it answered:\n{log}", program.display());
                 }
             }
         }
@@ -140,6 +134,18 @@ impl RunningTarget {
         }
     }
 
+    /// Its output files, for log capture: standard output (the access log of
+    /// the reference service) and standard error.
+    pub fn log_files(&self, dir: &Path) -> Vec<(String, PathBuf)> {
+        match &self.log {
+            Some(log) => vec![
+                ("app".to_owned(), log.clone()),
+                ("app-stderr".to_owned(), dir.join("target.stderr.log")),
+            ],
+            None => Vec::new(),
+        }
+    }
+
     /// Stops the process (SIGTERM, then SIGKILL) and flushes its log.
     pub async fn stop(mut self) {
         if let Some(run) = self.run.take() {
@@ -157,6 +163,16 @@ impl RunningTarget {
         }
         if let Some(copier) = self.copier.take() {
             let _ = copier.await;
+        }
+    }
+}
+
+impl Drop for RunningTarget {
+    fn drop(&mut self) {
+        // An early return or a panic between start and stop: the record
+        // names the process, and cleaning up from it blocks briefly.
+        if let Some(run) = self.run.take() {
+            run.release();
         }
     }
 }

@@ -1,0 +1,61 @@
+//! The gate on a finished run: its figures compared with a saved baseline,
+//! the table written beside the run's reports (and appended to
+//! `$GITHUB_STEP_SUMMARY` when set).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::{Baseline, Comparison, GateSettings, SuiteBaseline, compare};
+use crate::report::gate::render_markdown;
+
+/// What the gate said about one suite.
+#[derive(Debug, Clone)]
+pub enum GateOutcome {
+    /// The baseline has no figures for this suite: not gated.
+    NotInBaseline,
+    Compared {
+        comparison: Comparison,
+        /// The table, as written to `baseline-NAME.md`.
+        table: String,
+    },
+}
+
+impl GateOutcome {
+    pub fn passed(&self) -> bool {
+        match self {
+            GateOutcome::NotInBaseline => true,
+            GateOutcome::Compared { comparison, .. } => comparison.passed(),
+        }
+    }
+}
+
+/// Compares one suite's run with the baseline and writes
+/// `baseline-NAME.md` and `.json` into `run_dir`.
+pub fn check(
+    against: &Baseline,
+    figures: &SuiteBaseline,
+    suite: &str,
+    run_dir: &Path,
+    settings: &GateSettings,
+) -> anyhow::Result<GateOutcome> {
+    let Some(then) = against.suites.get(suite) else {
+        return Ok(GateOutcome::NotInBaseline);
+    };
+    let comparison = compare(&against.name, suite, then, figures, settings);
+    let table = render_markdown(&comparison, settings);
+    // Not `with_extension`: a baseline named `v1.2` would lose its `.2`.
+    let path = |extension: &str| run_dir.join(format!("baseline-{}.{extension}", against.name));
+    std::fs::write(path("md"), &table)?;
+    std::fs::write(path("json"), serde_json::to_vec_pretty(&comparison)?)?;
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&summary)
+            .with_context(|| format!("appending to {}", PathBuf::from(&summary).display()))?;
+        writeln!(file, "{table}")?;
+    }
+    Ok(GateOutcome::Compared { comparison, table })
+}

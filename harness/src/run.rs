@@ -1,0 +1,270 @@
+//! One suite, end to end, as named phases: **prepare** (stack, data, target,
+//! what is in effect, queries per request, rows before the load) →
+//! **measure** (the load with its probes and log capture) → **judge**
+//! (integrity, correctness, coverage, thresholds, diagnosis) → **report**
+//! (every sink). The target is stopped on every exit path, the stack too.
+//!
+//! The application's domain (its data and its embedded service) comes in
+//! through [`Domain`]; binaries only parse arguments and map a
+//! [`SetOutcome`] to an exit code.
+
+pub mod domain;
+mod judge;
+mod measure;
+mod prepare;
+pub mod set;
+pub mod target;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+
+pub use self::domain::Domain;
+pub use self::set::{SetOptions, SetOutcome, run_set};
+pub use self::target::RunningTarget;
+use crate::infra::ownership::InterruptListener;
+use crate::infra::{InfraConfig, ProviderChoice, Stack};
+use crate::report::json::JsonReporter;
+use crate::report::locust::LocustCsvReporter;
+use crate::report::terminal::TerminalReporter;
+use crate::report::{Reporter, RunReport};
+use crate::suite::diagnostic::SuiteErrors;
+use crate::suite::plan::{Plan, PlanOptions, TargetPlan};
+
+/// Choices for a run, from the command line or a test.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub profile: Option<String>,
+    pub include_tags: Vec<String>,
+    pub exclude_tags: Vec<String>,
+    pub target_url: Option<String>,
+    pub infra: Option<ProviderChoice>,
+    pub switches: Vec<String>,
+    /// Runs go to `<output_root>/<timestamp>-<suite>/`.
+    pub output_root: PathBuf,
+    pub progress: bool,
+    pub print_summary: bool,
+}
+
+impl RunOptions {
+    /// A quiet run of every task under each suite's own settings: what
+    /// tests start from.
+    pub fn quiet(output_root: PathBuf) -> RunOptions {
+        RunOptions {
+            profile: None,
+            include_tags: Vec::new(),
+            exclude_tags: Vec::new(),
+            target_url: None,
+            infra: None,
+            switches: Vec::new(),
+            output_root,
+            progress: false,
+            print_summary: false,
+        }
+    }
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct SuiteRun {
+    pub report: RunReport,
+    pub dir: PathBuf,
+    /// The target's output, when the run started it.
+    pub target_log: Option<PathBuf>,
+}
+
+/// Why a suite did not produce a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The suite file is wrong: nothing ran.
+    #[error("{0}")]
+    Invalid(#[from] SuiteErrors),
+    /// The suite does not run under this profile.
+    #[error("suite {suite} runs only under profile(s) {only:?}")]
+    NotInProfile { suite: String, only: Vec<String> },
+    /// Infrastructure, seeding, the target or the engine failed.
+    #[error(transparent)]
+    Harness(#[from] anyhow::Error),
+}
+
+/// Named values beside the engine's that thresholds may use: what the
+/// probes, integrity, correctness and coverage put in the summary.
+pub fn extra_metrics() -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = crate::probe::metric_names(&crate::probe::SERVICE_NAMES)
+        .into_iter()
+        .collect();
+    names.extend(crate::integrity::METRICS.iter().map(|m| m.to_string()));
+    names.extend(crate::correctness::METRICS.iter().map(|m| m.to_string()));
+    names.extend(crate::coverage::metric_names());
+    names
+}
+
+/// Plans a suite file with the options of a run and the domain's catalog.
+pub fn plan(domain: &dyn Domain, path: &Path, options: &RunOptions) -> Result<Plan, SuiteErrors> {
+    Plan::from_file(path, &plan_options(domain, options))
+}
+
+/// What planning needs from a run's options and its domain.
+pub fn plan_options(domain: &dyn Domain, options: &RunOptions) -> PlanOptions {
+    PlanOptions {
+        profile: options.profile.clone(),
+        include_tags: options.include_tags.clone(),
+        exclude_tags: options.exclude_tags.clone(),
+        target_url: options.target_url.clone(),
+        catalog_variables: domain.catalog_variables(),
+        extra_metrics: extra_metrics(),
+        switches: options.switches.clone(),
+        custom_tasks: Vec::new(),
+    }
+}
+
+/// Runs one suite file.
+pub async fn run_suite(
+    domain: &dyn Domain,
+    path: &Path,
+    options: &RunOptions,
+) -> Result<SuiteRun, RunError> {
+    let plan = plan(domain, path, options)?;
+    if !plan.runs_in_profile() {
+        return Err(RunError::NotInProfile {
+            suite: plan.name.clone(),
+            only: plan.only_profiles.clone(),
+        });
+    }
+    Ok(run_plan(domain, plan, options).await?)
+}
+
+/// Runs a validated plan: the four phases, the stack stopped on every path.
+pub async fn run_plan(
+    domain: &dyn Domain,
+    plan: Plan,
+    options: &RunOptions,
+) -> anyhow::Result<SuiteRun> {
+    let dir = run_dir(&options.output_root, &plan.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let infra = infra_config(&plan, options)?;
+    let stack = if needs_stack(&plan, &infra) {
+        Some(Stack::start(&infra).await.context("starting the stack")?)
+    } else {
+        None
+    };
+    // From here an interrupt stops the load and the reports are still
+    // written; only a third one quits at once.
+    let mut interrupts = InterruptListener::new();
+    let outcome = prepare_measure_judge(
+        domain,
+        &plan,
+        options,
+        &dir,
+        stack.as_ref(),
+        &infra,
+        &mut interrupts,
+    )
+    .await;
+    if let Some(stack) = stack {
+        stack.stop().await.context("stopping the stack")?;
+    }
+    let (report, target_log) = outcome?;
+    write_reports(&report, &plan.name, &dir, options.print_summary)?;
+    drop(interrupts);
+    Ok(SuiteRun {
+        report,
+        dir,
+        target_log,
+    })
+}
+
+async fn prepare_measure_judge(
+    domain: &dyn Domain,
+    plan: &Plan,
+    options: &RunOptions,
+    dir: &Path,
+    stack: Option<&Stack>,
+    infra: &InfraConfig,
+    interrupts: &mut InterruptListener,
+) -> anyhow::Result<(RunReport, Option<PathBuf>)> {
+    // From here the target runs: it is stopped inside `measure`, or dropped
+    // (and so stopped) on any early return.
+    let prepare::Prepared {
+        target,
+        input,
+        before,
+    } = prepare::prepare(domain, plan, dir, stack, infra).await?;
+    let target_log = target.log.clone();
+    let measured = measure::measure(
+        plan,
+        target,
+        input,
+        stack,
+        dir,
+        options.progress,
+        interrupts,
+    )
+    .await?;
+    let report = judge::judge(plan, infra, stack, before, measured).await?;
+    Ok((report, target_log))
+}
+
+/// The suite's infrastructure settings, the environment and the command line over them.
+fn infra_config(plan: &Plan, options: &RunOptions) -> anyhow::Result<InfraConfig> {
+    let mut infra = plan.infra.clone();
+    infra.apply_env()?;
+    if let Some(choice) = options.infra {
+        infra.provider = choice;
+    }
+    Ok(infra)
+}
+
+/// A target the harness starts needs a stack; a URL target needs one only
+/// when the user names the stack behind it (to probe and check it).
+fn needs_stack(plan: &Plan, infra: &InfraConfig) -> bool {
+    match &plan.target {
+        TargetPlan::Embedded { .. } | TargetPlan::Command { .. } => true,
+        TargetPlan::Url { .. } => infra.names_existing_stack(),
+    }
+}
+
+/// Every sink, in the run's folder (and the terminal when asked).
+fn write_reports(
+    report: &RunReport,
+    suite: &str,
+    dir: &Path,
+    print_summary: bool,
+) -> anyhow::Result<()> {
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![
+        Box::new(JsonReporter {
+            path: dir.join("result.json"),
+        }),
+        Box::new(LocustCsvReporter {
+            dir: dir.to_path_buf(),
+            prefix: suite.to_owned(),
+        }),
+        Box::new(crate::report::html::HtmlReporter {
+            path: dir.join("report.html"),
+        }),
+        Box::new(crate::report::markdown::MarkdownReporter {
+            path: dir.join("summary.md"),
+        }),
+        Box::new(crate::report::junit::JunitReporter {
+            path: dir.join("junit.xml"),
+        }),
+    ];
+    if print_summary {
+        reporters.push(Box::new(TerminalReporter));
+    }
+    for reporter in &mut reporters {
+        reporter.finished(report)?;
+    }
+    Ok(())
+}
+
+fn run_dir(root: &Path, suite: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "")
+        .replace('T', "-")
+        .replace('Z', "");
+    root.join(format!("{stamp}-{suite}"))
+}

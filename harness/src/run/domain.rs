@@ -1,0 +1,42 @@
+//! What a run needs from the application's domain and nothing else does: the
+//! data set it seeds and the catalog of what it wrote, and the embedded
+//! target. The AHSP crate (`suites`) implements it; the harness stays free of
+//! any one application's schema.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use futures::future::LocalBoxFuture;
+
+use super::target::RunningTarget;
+use crate::catalog::Catalog;
+use crate::infra::StackUrls;
+
+/// The domain hooks of a run. Their futures need not be `Send` (sqlx's
+/// are not, in general): a run is driven by one task.
+pub trait Domain: Send + Sync {
+    /// Template variables a seeded catalog offers, known before seeding so
+    /// that a suite naming an unknown one is refused before any load.
+    fn catalog_variables(&self) -> BTreeSet<String>;
+
+    /// The data set seeded for the embedded target when a suite names none.
+    fn default_data_set(&self) -> &str;
+
+    /// Seeds `data_set` (from the generator's `seed`) through the direct
+    /// database URL and returns the catalog of what it wrote.
+    fn seed<'a>(
+        &'a self,
+        database_url: &'a str,
+        data_set: &'a str,
+        seed: u64,
+    ) -> LocalBoxFuture<'a, anyhow::Result<Catalog>>;
+
+    /// Starts the embedded target on the stack, with the suite's switches,
+    /// its output in `dir`.
+    fn start_embedded<'a>(
+        &'a self,
+        urls: &'a StackUrls,
+        switches: &'a [String],
+        dir: &'a Path,
+    ) -> LocalBoxFuture<'a, anyhow::Result<RunningTarget>>;
+}

@@ -1,0 +1,159 @@
+//! The third phase: what the load left in the database (integrity of
+//! acknowledged writes, sampled values against independent SQL), which
+//! routes it exercised, then every threshold judged on the summary and the
+//! likely cause written beside each failure.
+
+use super::measure::Measured;
+use super::prepare::Before;
+use crate::infra::{InfraConfig, Stack};
+use crate::metrics::RunSummary;
+use crate::report::{InfraReport, Interruption, RunReport};
+use crate::suite::plan::Plan;
+use crate::verdict::{self, ThresholdResult};
+
+pub(super) async fn judge(
+    plan: &Plan,
+    infra: &InfraConfig,
+    stack: Option<&Stack>,
+    before: Before,
+    measured: Measured,
+) -> anyhow::Result<RunReport> {
+    let Before {
+        mut notes,
+        effective_config,
+        direct,
+        query_budgets,
+        snapshots,
+        inventory,
+    } = before;
+    let Measured {
+        mut output,
+        probes,
+        log_signatures,
+        interrupts,
+    } = measured;
+    let extra = &mut output.summary.extra;
+    extra.extend(probes.values.iter().map(|(k, v)| (k.clone(), *v)));
+    if output.aborted {
+        notes.push("the run was aborted early by an abort-on-fail threshold".to_owned());
+    }
+    for measure in &query_budgets {
+        extra.insert(
+            format!("queries_per_request:{}", measure.task),
+            measure.per_request,
+        );
+    }
+    let mut integrity = None;
+    if let Some(db) = &direct
+        && !snapshots.is_empty()
+    {
+        let mut checked = crate::integrity::IntegrityReport::default();
+        for (task, spec, before) in &snapshots {
+            let acked: Vec<_> = output
+                .writes
+                .iter()
+                .filter(|w| &w.task == task)
+                .cloned()
+                .collect();
+            crate::integrity::check(db, spec, before, &acked, &mut checked).await?;
+        }
+        output.summary.extra.extend(checked.values());
+        integrity = Some(checked);
+    }
+    let mut correctness = None;
+    if let (Some(db), false) = (&direct, output.truths.is_empty()) {
+        let checked = crate::correctness::check(db, &output.truths).await?;
+        output.summary.extra.extend(checked.values());
+        correctness = Some(checked);
+    }
+    if let Some(db) = direct {
+        db.close().await;
+    }
+    let coverage = inventory.map(|routes| {
+        let endpoints: Vec<_> = output
+            .summary
+            .endpoints
+            .iter()
+            .chain(&output.summary.warm_up)
+            .collect();
+        let coverage = crate::coverage::CoverageReport::compute(&routes, &endpoints);
+        output.summary.extra.extend(coverage.values());
+        coverage
+    });
+    let mut thresholds = verdict::evaluate(&output.summary, &plan.thresholds);
+    thresholds.push(tasks_ran(&output.summary));
+    let mut report = RunReport::new(output.summary, thresholds);
+    report.notes = notes;
+    report.probes = Some(probes);
+    report.effective_config = effective_config;
+    report.log_signatures = log_signatures;
+    report.query_budgets = query_budgets;
+    report.integrity = integrity;
+    report.correctness = correctness;
+    report.coverage = coverage;
+    if interrupts > 0 {
+        report.interrupted = Some(Interruption {
+            signal: signal_name(crate::infra::ownership::interrupted_by()),
+            graceful_stop_skipped: interrupts > 1,
+        });
+    }
+    crate::diagnosis::diagnose(
+        &mut report,
+        &crate::diagnosis::Context {
+            pool_size: Some(infra.pgbouncer.default_pool_size.get()),
+            query_wait_timeout: Some(infra.pgbouncer.query_wait_timeout.as_secs_f64()),
+        },
+    );
+    if let Some(stack) = stack {
+        report.infra = Some(InfraReport {
+            provider: stack.provider().to_string(),
+            time_to_ready_seconds: stack.time_to_ready().as_secs_f64(),
+            services: stack.services().to_vec(),
+        });
+        if !stack.manages_services() {
+            report
+                .notes
+                .push("the stack is external: nothing was started or seeded by the harness".into());
+        }
+    }
+    Ok(report)
+}
+
+/// A run that executes no task fails: the history's `--tags api,page` ran
+/// nothing useful and passed.
+fn tasks_ran(summary: &RunSummary) -> ThresholdResult {
+    let requests: u64 = summary
+        .endpoints
+        .iter()
+        .filter(|e| !e.meta.tags.iter().any(|t| t == "auth"))
+        .map(|e| e.requests)
+        .sum();
+    ThresholdResult {
+        source: "tasks.executed: count > 0".to_owned(),
+        metric: "tasks.executed".to_owned(),
+        passed: requests > 0,
+        observed: Some(requests as f64),
+        observed_text: requests.to_string(),
+        detail: if requests > 0 {
+            String::new()
+        } else {
+            format!(
+                "no task request was sent ({} skipped for want of data, {} logins of {} succeeded)",
+                summary.counters.skipped,
+                summary.counters.login_successes,
+                summary.counters.login_attempts
+            )
+        },
+        abort_on_fail: false,
+        diagnosis: Vec::new(),
+    }
+}
+
+fn signal_name(signal: Option<i32>) -> String {
+    match signal {
+        Some(signal) => nix::sys::signal::Signal::try_from(signal)
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_else(|_| format!("signal {signal}")),
+        None => "a signal".to_owned(),
+    }
+}

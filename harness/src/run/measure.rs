@@ -1,0 +1,150 @@
+//! The second phase: the load, with the probes sampling once a second and
+//! every service's log captured beside it; the target is stopped when the
+//! load ends, whatever its outcome.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::target::RunningTarget;
+use crate::engine::stop::StopSignal;
+use crate::engine::{self, EngineInput, EngineOutput, LiveStatus};
+use crate::infra::Stack;
+use crate::infra::ownership::InterruptListener;
+use crate::metrics::RunSummary;
+use crate::metrics::summary::RunHeader;
+use crate::probe::ProbeReport;
+use crate::probe::logs::{LogCapture, LogSource, SignatureHit};
+use crate::probe::{ProbeTargets, Sampler};
+use crate::report::Reporter as _;
+use crate::report::progress::ProgressReporter;
+use crate::suite::plan::Plan;
+use crate::verdict;
+
+/// What the load and its watchers saw.
+#[derive(Debug)]
+pub(super) struct Measured {
+    pub output: EngineOutput,
+    pub probes: ProbeReport,
+    pub log_signatures: Vec<SignatureHit>,
+    /// Interrupts received while the load ran (1: stopped gracefully, 2:
+    /// the graceful stop skipped).
+    pub interrupts: u32,
+}
+
+pub(super) async fn measure(
+    plan: &Plan,
+    target: RunningTarget,
+    input: EngineInput,
+    stack: Option<&Stack>,
+    dir: &Path,
+    progress: bool,
+    interrupts: &mut InterruptListener,
+) -> anyhow::Result<Measured> {
+    let mut processes = match stack {
+        Some(stack) => stack.processes().await,
+        None => Vec::new(),
+    };
+    if let Some(pid) = target.pid {
+        processes.push(("app".to_owned(), pid));
+    }
+    let mut sources = stack.map(Stack::log_sources).unwrap_or_default();
+    sources.extend(
+        target
+            .log_files(dir)
+            .into_iter()
+            .map(|(name, path)| (name, LogSource::file(path))),
+    );
+    let logs = LogCapture::start(sources, dir, Instant::now())?;
+    let sampler = Sampler::start(
+        ProbeTargets {
+            urls: stack.map(|s| s.urls().clone()),
+            processes,
+        },
+        Instant::now(),
+    );
+
+    let (live_sender, mut live_receiver) = tokio::sync::watch::channel(LiveStatus::default());
+    let progress_task = progress.then(|| {
+        let label = plan.name.clone();
+        tokio::spawn(async move {
+            let mut progress = ProgressReporter::new(&label);
+            while live_receiver.changed().await.is_ok() {
+                let status = live_receiver.borrow().clone();
+                progress.progress(&status);
+            }
+            progress.clear();
+        })
+    });
+    let stop = StopSignal::default();
+    forward_interrupts(interrupts.count(), &stop);
+    let engine = engine::run_until(input, Some(live_sender), abort_check(plan), stop.clone());
+    tokio::pin!(engine);
+    let result = loop {
+        tokio::select! {
+            result = &mut engine => break result,
+            count = interrupts.changed() => forward_interrupts(count, &stop),
+        }
+    };
+    if let Some(task) = progress_task {
+        let _ = task.await;
+    }
+    let probes = sampler.stop().await;
+    target.stop().await;
+    let log_files = logs.stop().await;
+    Ok(Measured {
+        output: result?,
+        probes,
+        log_signatures: crate::probe::logs::scan(&log_files),
+        interrupts: interrupts.count(),
+    })
+}
+
+/// The first interrupt stops the load gracefully, the second at once.
+fn forward_interrupts(count: u32, stop: &StopSignal) {
+    match count {
+        0 => {}
+        1 => stop.stop_gracefully(),
+        _ => stop.stop_now(),
+    }
+}
+
+/// Judges the `abort-on-fail` thresholds while the load runs.
+fn abort_check(plan: &Plan) -> Option<engine::AbortCheck> {
+    let thresholds: Vec<_> = plan
+        .thresholds
+        .iter()
+        .filter(|t| t.abort_on_fail)
+        .cloned()
+        .collect();
+    if thresholds.is_empty() {
+        return None;
+    }
+    let endpoints = plan.endpoints.clone();
+    let warm_up = plan.load.warm_up;
+    Some(Box::new(move |aggregator, elapsed| {
+        // Judge only with some measured data behind the verdict.
+        if elapsed < warm_up + Duration::from_secs(5) {
+            return false;
+        }
+        let header = RunHeader {
+            suite: String::new(),
+            profile: String::new(),
+            target: String::new(),
+            started_at: String::new(),
+            warm_up_seconds: warm_up.as_secs_f64(),
+            measured_seconds: (elapsed - warm_up).as_secs_f64(),
+            max_users: 0,
+            selection: Default::default(),
+        };
+        let summary = RunSummary::build(
+            header,
+            &endpoints,
+            aggregator.warm_up(),
+            aggregator.measured(),
+            Vec::new(),
+        );
+        verdict::evaluate(&summary, &thresholds)
+            .iter()
+            .any(|r| !r.passed && r.observed.is_some())
+    }))
+}

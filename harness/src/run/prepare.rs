@@ -1,0 +1,275 @@
+//! The first phase: data (seeded, or drawn by SQL from a stack the harness
+//! did not seed), the target started, the configuration in effect read back,
+//! each task's queries per request measured alone, and the rows the suite
+//! writes snapshotted before the load.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::domain::Domain;
+use super::target::RunningTarget;
+use crate::catalog::{Catalog, Choice, Scope};
+use crate::db::Db;
+use crate::engine::EngineInput;
+use crate::engine::isolated::IsolatedMeasure;
+use crate::engine::vu::EngineUser;
+use crate::infra::{InfraConfig, Stack};
+use crate::integrity::Snapshot;
+use crate::probe::config::EffectiveConfig;
+use crate::suite::WriteSpec;
+use crate::suite::plan::{Plan, TargetPlan, TaskKind, UserPool};
+
+/// How often each task runs alone to measure its queries per request.
+const BUDGET_REPETITIONS: u32 = 5;
+
+/// Everything the load starts from.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    pub target: RunningTarget,
+    pub input: EngineInput,
+    pub before: Before,
+}
+
+/// What the judge needs from before the load.
+#[derive(Debug)]
+pub(super) struct Before {
+    /// Things a reader of the report should know.
+    pub notes: Vec<String>,
+    pub effective_config: Option<EffectiveConfig>,
+    /// A direct connection to the database, for integrity and correctness.
+    pub direct: Option<Db>,
+    pub query_budgets: Vec<IsolatedMeasure>,
+    /// Per writing task: what it writes and the rows before the load.
+    pub snapshots: Vec<(String, WriteSpec, Snapshot)>,
+    /// The routes the target has, when it can say (for coverage).
+    pub inventory: Option<Vec<crate::coverage::Route>>,
+}
+
+pub(super) async fn prepare(
+    domain: &dyn Domain,
+    plan: &Plan,
+    dir: &Path,
+    stack: Option<&Stack>,
+    infra: &InfraConfig,
+) -> anyhow::Result<Prepared> {
+    let mut notes = Vec::new();
+    let catalog = data(domain, plan, stack).await?;
+    let target = match &plan.target {
+        TargetPlan::Embedded { switches } => {
+            let stack = stack.context("the embedded target needs a stack")?;
+            domain.start_embedded(stack.urls(), switches, dir).await?
+        }
+        TargetPlan::Command {
+            program,
+            args,
+            ready_path,
+            env,
+        } => {
+            RunningTarget::command(program, args, env, ready_path, stack.map(Stack::urls), dir)
+                .await?
+        }
+        TargetPlan::Url { url } => RunningTarget::external(url),
+    };
+    // From here on an early return drops `target`, which stops it.
+    let effective_config = match stack {
+        Some(stack) => Some(effective_config(stack, infra, &mut notes).await?),
+        None => None,
+    };
+    let input = EngineInput {
+        plan: Arc::new(plan.clone()),
+        base_url: target.base_url.clone(),
+        users: engine_users(plan, &catalog)?,
+        global: Arc::new(catalog.global.clone()),
+        seed: plan.data_seed,
+    };
+    let direct = match stack {
+        Some(stack) => Some(Db::connect(&stack.urls().database_url, 2).await?),
+        None => None,
+    };
+    // Queries per request, each task alone, before the load and its probes.
+    let mut query_budgets = Vec::new();
+    if let Some(db) = &direct
+        && infra.postgres.loads_pg_stat_statements()
+        && !matches!(plan.target, TargetPlan::Url { .. })
+    {
+        match crate::engine::isolated::measure_each(input.clone(), BUDGET_REPETITIONS, || {
+            statement_count(db)
+        })
+        .await
+        {
+            Ok(measures) => query_budgets = measures,
+            Err(error) => notes.push(format!("queries per request not measured: {error:#}")),
+        }
+    }
+    let mut snapshots = Vec::new();
+    if let Some(db) = &direct {
+        for task in &plan.tasks {
+            if let TaskKind::Http(http) = &task.kind
+                && let Some(spec) = &http.writes
+            {
+                let before = crate::integrity::snapshot(db, spec).await?;
+                snapshots.push((task.name.clone(), spec.clone(), before));
+            }
+        }
+    }
+    let inventory = match &plan.target {
+        TargetPlan::Embedded { .. } => crate::coverage::fetch_inventory(&target.base_url)
+            .await
+            .ok(),
+        _ => None,
+    };
+    Ok(Prepared {
+        target,
+        input,
+        before: Before {
+            notes,
+            effective_config,
+            direct,
+            query_budgets,
+            snapshots,
+            inventory,
+        },
+    })
+}
+
+/// Seeds the data set for the embedded target or where the suite names one;
+/// adds variables from SQL for data the harness did not seed.
+async fn data(domain: &dyn Domain, plan: &Plan, stack: Option<&Stack>) -> anyhow::Result<Catalog> {
+    let data_set = match (&plan.target, &plan.data_profile) {
+        (_, Some(data_set)) => Some(data_set.as_str()),
+        (TargetPlan::Embedded { .. }, None) => Some(domain.default_data_set()),
+        _ => None,
+    };
+    let mut catalog = Catalog::default();
+    if let (Some(data_set), Some(stack)) = (data_set, stack) {
+        catalog = domain
+            .seed(&stack.urls().database_url, data_set, plan.data_seed)
+            .await
+            .context("seeding")?;
+    }
+    if !plan.data_sql.is_empty() {
+        let stack = stack.context(
+            "`data.sql` needs a database: run with the external provider and DATABASE_URL",
+        )?;
+        catalog.global = sql_variables(&stack.urls().database_url, &plan.data_sql).await?;
+    }
+    Ok(catalog)
+}
+
+/// What is in effect must be what the suite asked for; on a stack the
+/// harness only visits, a difference is a note rather than a refusal.
+async fn effective_config(
+    stack: &Stack,
+    infra: &InfraConfig,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<EffectiveConfig> {
+    let effective = crate::probe::config::read(stack.urls(), infra)
+        .await
+        .context("reading back the effective configuration")?;
+    let mismatches: Vec<String> = effective
+        .mismatches()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}: asked {}, in effect {}",
+                e.service, e.setting, e.asked, e.effective
+            )
+        })
+        .collect();
+    if !mismatches.is_empty() {
+        anyhow::ensure!(
+            !stack.manages_services(),
+            "the stack does not run with the suite's settings:\n  {}",
+            mismatches.join("\n  ")
+        );
+        notes.push(format!(
+            "the external stack differs from the suite's settings: {}",
+            mismatches.join("; ")
+        ));
+    }
+    Ok(effective)
+}
+
+/// Statements PostgreSQL has run, the harness's own left out.
+async fn statement_count(db: &Db) -> anyhow::Result<f64> {
+    use sqlx::Row as _;
+    let sql = format!(
+        "SELECT coalesce(sum(calls), 0)::text FROM pg_stat_statements WHERE {}",
+        crate::probe::OWN_STATEMENTS
+    );
+    let row = sqlx::Executor::fetch_one(db.pool(), sql.as_str()).await?;
+    Ok(row.try_get_unchecked::<String, _>(0)?.parse()?)
+}
+
+fn engine_users(plan: &Plan, catalog: &Catalog) -> anyhow::Result<Vec<EngineUser>> {
+    let from_catalog = |take: usize| -> Vec<EngineUser> {
+        catalog
+            .users
+            .iter()
+            .take(take)
+            .map(|u| EngineUser {
+                login: u.login.clone(),
+                password: u.password.clone(),
+                scope: Arc::new(u.scope.clone()),
+            })
+            .collect()
+    };
+    let Some(auth) = &plan.auth else {
+        // Without a login, virtual users still draw variables from what
+        // catalog users can see; nobody logs in.
+        return Ok(from_catalog(catalog.users.len()));
+    };
+    let users: Vec<EngineUser> = match &auth.users {
+        UserPool::Catalog { count } => {
+            from_catalog(count.map_or(catalog.users.len(), |c| c as usize))
+        }
+        UserPool::Fixed(list) => list
+            .iter()
+            .map(|u| EngineUser {
+                login: u.login.clone(),
+                password: u.password.clone(),
+                scope: Arc::new(Scope::default()),
+            })
+            .collect(),
+    };
+    anyhow::ensure!(
+        !users.is_empty(),
+        "the user pool is empty: the catalog has no users (was the data seeded?)"
+    );
+    if let UserPool::Catalog { count: Some(count) } = auth.users
+        && (count as usize) > users.len()
+    {
+        tracing::warn!(
+            asked = count,
+            available = users.len(),
+            "fewer catalog users than asked; users are shared"
+        );
+    }
+    Ok(users)
+}
+
+/// Variables from SQL: the first column of each query's rows. The simple
+/// protocol returns every value as text, whatever the column's type.
+async fn sql_variables(database_url: &str, queries: &[(String, String)]) -> anyhow::Result<Scope> {
+    use sqlx::Row as _;
+    let db = Db::connect(database_url, 1).await?;
+    let mut vars = BTreeMap::new();
+    for (name, sql) in queries {
+        let rows = sqlx::raw_sql(sql)
+            .fetch_all(db.pool())
+            .await
+            .with_context(|| format!("data.sql.{name}"))?;
+        let values: Vec<Choice> = rows
+            .iter()
+            .filter_map(|row| row.try_get_unchecked::<Option<String>, _>(0).ok().flatten())
+            .map(Choice::leaf)
+            .collect();
+        anyhow::ensure!(!values.is_empty(), "data.sql.{name} returned no rows");
+        vars.insert(name.clone(), values);
+    }
+    db.close().await;
+    Ok(Scope { vars })
+}
