@@ -285,15 +285,13 @@ pub fn render(report: &RunReport) -> String {
             summary.selection.skipped_thresholds.join(", ")
         );
     }
-    let _ = writeln!(
-        out,
-        "\n{}",
-        if report.passed {
-            "PASSED: every threshold held"
-        } else {
-            "FAILED: a threshold did not hold"
-        }
-    );
+    let verdict = match (&report.interrupted, report.passed) {
+        (Some(_), true) => "PARTIAL: interrupted; every threshold held on what was measured",
+        (Some(_), false) => "PARTIAL: interrupted; a threshold did not hold on what was measured",
+        (None, true) => "PASSED: every threshold held",
+        (None, false) => "FAILED: a threshold did not hold",
+    };
+    let _ = writeln!(out, "\n{verdict}");
     out
 }
 
