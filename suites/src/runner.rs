@@ -310,6 +310,7 @@ async fn run_on_stack(
         users,
         global: Arc::new(catalog.global.clone()),
         seed: plan.data_seed,
+        custom_tasks: Default::default(),
     };
 
     // Queries per request, each task alone, before the load and its probes.

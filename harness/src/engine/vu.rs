@@ -14,11 +14,10 @@ use rand::Rng as _;
 use rand::seq::IndexedRandom as _;
 use serde::{Deserialize, Serialize};
 
-use super::http::{Client, Response, content_type, form_body};
-use super::task::{TaskContext, snippet};
+use super::http::{Client, Response, content_type, form_body, snippet};
 use crate::catalog::{Scope, Secret};
 use crate::metrics::{FailureKind, Outcome, Recorder};
-use crate::suite::plan::{AuthPlan, BodyPlan, ExtractHow, HttpTask, Plan, TaskKind, TaskPlan};
+use crate::suite::plan::{AuthPlan, BodyPlan, ExtractHow, HttpTask, Plan, TaskPlan};
 use crate::suite::template::{Function, RenderError, Template, Variables, call_with};
 
 /// A user to log in as, with what they can see.
@@ -279,31 +278,9 @@ impl VirtualUser {
         }
     }
 
-    /// Runs one task; `scheduled` is when an open-model iteration was due
-    /// (latency counts from then: coordinated omission corrected).
-    pub async fn run_task(
-        &mut self,
-        shared: &WorkerShared,
-        task: &TaskPlan,
-        scheduled: Option<Instant>,
-    ) {
-        match &task.kind {
-            TaskKind::Http(http_task) => {
-                self.run_http_task(shared, task, http_task, scheduled).await
-            }
-            TaskKind::Custom(custom) => {
-                let custom = custom.clone();
-                let mut context = TaskContext {
-                    vu: self,
-                    shared,
-                    endpoint: task.endpoint,
-                };
-                custom.run(&mut context).await;
-            }
-        }
-    }
-
-    async fn run_http_task(
+    /// Runs one HTTP task; `scheduled` is when an open-model iteration was
+    /// due (latency counts from then: coordinated omission corrected).
+    pub(crate) async fn run_http_task(
         &mut self,
         shared: &WorkerShared,
         task: &TaskPlan,

@@ -19,7 +19,6 @@ use super::{
     ThinkTime, UserSource, WriteSpec,
 };
 use crate::catalog::Secret;
-use crate::engine::task::CustomTask;
 use crate::infra::InfraConfig;
 use crate::metrics::summary::{EndpointMeta, TaskSelection};
 
@@ -40,12 +39,15 @@ pub struct PlanOptions {
     /// Pathology switches added on the command line.
     pub switches: Vec<String>,
     /// Tasks written in Rust ([`super::builder::SuiteBuilder::custom_task`]),
-    /// planned beside the file's tasks so thresholds and tags may name them.
+    /// planned beside the file's tasks so thresholds and tags may name them;
+    /// their implementations go to the engine, not into the plan.
     pub custom_tasks: Vec<CustomTaskDecl>,
 }
 
-/// A task written in Rust, as the builder declares it.
-#[derive(Clone)]
+/// A task written in Rust, as the builder declares it: what the plan needs
+/// to select it and to let thresholds and tags name it. Its implementation
+/// goes to the engine beside the plan ([`crate::engine::EngineInput::custom_tasks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomTaskDecl {
     pub name: String,
     /// The label its requests are reported under (Locust's Type column).
@@ -53,19 +55,6 @@ pub struct CustomTaskDecl {
     pub weight: u32,
     pub tags: Vec<String>,
     pub on_start: bool,
-    pub task: Arc<dyn CustomTask>,
-}
-
-impl std::fmt::Debug for CustomTaskDecl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CustomTaskDecl")
-            .field("name", &self.name)
-            .field("method", &self.method)
-            .field("weight", &self.weight)
-            .field("tags", &self.tags)
-            .field("on_start", &self.on_start)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Profiles every suite accepts, whether or not it overrides anything for them.
@@ -259,20 +248,12 @@ pub struct ExtractPlan {
 }
 
 /// What a task does.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum TaskKind {
     Http(Box<HttpTask>),
-    /// Written in Rust with [`super::builder`].
-    Custom(Arc<dyn CustomTask>),
-}
-
-impl std::fmt::Debug for TaskKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TaskKind::Http(task) => f.debug_tuple("Http").field(task).finish(),
-            TaskKind::Custom(_) => f.write_str("Custom(..)"),
-        }
-    }
+    /// Written in Rust with [`super::builder`]; the engine runs the
+    /// implementation registered under the task's name.
+    Custom,
 }
 
 /// A declarative HTTP task.
@@ -686,7 +667,7 @@ fn plan(
             weight: custom.weight,
             tags: custom.tags.clone(),
             on_start: custom.on_start,
-            kind: TaskKind::Custom(custom.task.clone()),
+            kind: TaskKind::Custom,
         });
     }
     if file.tasks.is_empty() && options.custom_tasks.is_empty() {
