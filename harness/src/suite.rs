@@ -8,6 +8,7 @@
 
 pub mod builder;
 pub mod diagnostic;
+pub mod metric;
 pub mod plan;
 pub mod template;
 pub mod threshold;

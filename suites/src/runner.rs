@@ -395,7 +395,7 @@ async fn run_on_stack(
     }
     for measure in &query_budgets {
         output.summary.extra.insert(
-            format!("queries_per_request:{}", measure.task),
+            harness::suite::metric::Metric::queries_per_request_key(&measure.task),
             measure.per_request,
         );
     }
@@ -474,12 +474,12 @@ fn tasks_ran(summary: &harness::metrics::RunSummary) -> ThresholdResult {
     let requests: u64 = summary
         .endpoints
         .iter()
-        .filter(|e| !e.meta.tags.iter().any(|t| t == "auth"))
+        .filter(|e| !e.meta.is_auth_flow())
         .map(|e| e.requests)
         .sum();
     ThresholdResult {
         source: "tasks.executed: count > 0".to_owned(),
-        metric: "tasks.executed".to_owned(),
+        metric: harness::suite::metric::Metric::TasksExecuted.to_string(),
         passed: requests > 0,
         observed: Some(requests as f64),
         observed_text: requests.to_string(),

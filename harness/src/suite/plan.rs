@@ -20,7 +20,7 @@ use super::{
 };
 use crate::catalog::Secret;
 use crate::infra::InfraConfig;
-use crate::metrics::summary::{EndpointMeta, TaskSelection};
+use crate::metrics::summary::{AUTH_TAG, EndpointMeta, TaskSelection};
 
 /// Choices from outside the file: the command line and the data set.
 #[derive(Debug, Clone, Default)]
@@ -1346,9 +1346,9 @@ fn check_auth(
         endpoints,
         &format!("[AUTH] login form {path}"),
         "GET",
-        &["auth".to_owned()],
+        &[AUTH_TAG.to_owned()],
     );
-    let login_endpoint = endpoint_for(endpoints, &spec.name, "POST", &["auth".to_owned()]);
+    let login_endpoint = endpoint_for(endpoints, &spec.name, "POST", &[AUTH_TAG.to_owned()]);
     Some(AuthPlan {
         login_url,
         user_field: spec.fields.user.clone(),
@@ -1620,7 +1620,7 @@ fn check_selector(
                     Some(format!("task names: {}", names.join(", ")));
                 ok = false;
             }
-            "tag" if !known_tags.contains(value) && value != "auth" => {
+            "tag" if !known_tags.contains(value) && value != AUTH_TAG => {
                 unknown_tag(checker, Some(span), value, known_tags);
                 ok = false;
             }
