@@ -7,6 +7,7 @@
 //! what virtual users do (tasks) and what must hold (thresholds).
 
 pub mod builder;
+pub mod defaults;
 pub mod diagnostic;
 pub mod metric;
 pub mod plan;
@@ -117,7 +118,13 @@ pub struct TargetSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DataSpec {
-    pub profile: Option<String>,
+    /// The data set to seed (`ci`, `production`, `large`).
+    pub set: Option<String>,
+    /// The key's old name, refused with a hint naming `set` ("profile" now
+    /// means only the load profile). Read as any value so the refusal is
+    /// about the key, whatever was written.
+    #[serde(rename = "profile")]
+    pub retired_profile: Option<Spanned<toml::Value>>,
     pub seed: Option<u64>,
     /// For targets whose data the harness did not seed: a variable name and
     /// the SQL (against the direct database URL) whose first column lists
@@ -245,7 +252,8 @@ pub struct LoadSpec {
 }
 
 impl LoadSpec {
-    /// This spec with every field `over` sets replaced.
+    /// This spec with every field `over` sets replaced: a profile's `[load]`
+    /// over the file's, in the order [`defaults::layered`] gives every layer.
     pub fn overridden_by(&self, over: &LoadSpec) -> LoadSpec {
         macro_rules! pick {
             ($($field:ident),*) => { LoadSpec { $($field: over.$field.clone().or_else(|| self.$field.clone())),* } };

@@ -213,12 +213,8 @@ async fn run_on_stack(
     infra: &InfraConfig,
 ) -> anyhow::Result<(RunReport, Option<PathBuf>)> {
     let mut notes = Vec::new();
-    // Data: seed for the embedded target, or where the suite names a profile.
-    let seed_profile = match (&plan.target, &plan.data_profile) {
-        (_, Some(profile)) => Some(profile.clone()),
-        (TargetPlan::Embedded { .. }, None) => Some("ci".to_owned()),
-        _ => None,
-    };
+    // Data: the set the plan says to seed (the embedded target always has one).
+    let seed_profile = plan.data_set.clone();
     let mut catalog = Catalog::default();
     if let (Some(profile), Some(stack)) = (&seed_profile, stack) {
         let options = fixtures::SeedOptions {
@@ -310,6 +306,7 @@ async fn run_on_stack(
         users,
         global: Arc::new(catalog.global.clone()),
         seed: plan.data_seed,
+
         custom_tasks: Default::default(),
     };
 
