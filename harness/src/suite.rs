@@ -21,6 +21,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use self::defaults::Defaults;
 use crate::infra::InfraConfig;
 
 pub use self::diagnostic::SuiteError;
@@ -153,10 +154,10 @@ pub struct AuthSpec {
 }
 
 fn default_login_name() -> String {
-    "[AUTH] login".to_owned()
+    Defaults::embedded().auth.name.clone()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LoginFields {
     pub user: String,
@@ -166,16 +167,12 @@ pub struct LoginFields {
 
 impl Default for LoginFields {
     fn default() -> Self {
-        LoginFields {
-            user: "login".into(),
-            password: "password".into(),
-            csrf: Some("csrfmiddlewaretoken".into()),
-        }
+        Defaults::embedded().auth.fields.clone()
     }
 }
 
 /// Where the CSRF token lives and how API writes send it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CsrfSpec {
     pub cookie: Option<String>,
@@ -184,10 +181,7 @@ pub struct CsrfSpec {
 
 impl Default for CsrfSpec {
     fn default() -> Self {
-        CsrfSpec {
-            cookie: Some("csrftoken".into()),
-            header: Some("X-CSRFToken".into()),
-        }
+        Defaults::embedded().auth.csrf.clone()
     }
 }
 
@@ -431,7 +425,7 @@ pub struct TaskSpec {
 }
 
 fn default_weight() -> u32 {
-    1
+    Defaults::embedded().task.weight
 }
 
 /// What a response must be.

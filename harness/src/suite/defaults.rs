@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::ThinkTime;
+use super::{CsrfSpec, LoginFields, ThinkTime};
 
 /// The embedded defaults, as written.
 pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
@@ -17,6 +17,8 @@ pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Defaults {
     pub data: DataDefaults,
+    pub auth: AuthDefaults,
+    pub task: TaskDefaults,
     pub target: TargetDefaults,
     pub load: LoadDefaults,
     pub truth: TruthDefaults,
@@ -28,6 +30,22 @@ pub struct DataDefaults {
     pub seed: u64,
     /// The data set seeded for the embedded reference service.
     pub embedded_target_set: String,
+}
+
+/// The login flow's names, as Django's login form has them; a suite's
+/// `[auth]` overrides them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthDefaults {
+    pub name: String,
+    pub fields: LoginFields,
+    pub csrf: CsrfSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TaskDefaults {
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -98,6 +116,8 @@ mod tests {
         assert_eq!(defaults.data.seed, 42);
         assert_eq!(defaults.load.workers, 1);
         assert_eq!(defaults.target.timeout, Duration::from_secs(120));
+        assert_eq!(defaults.auth.fields.user, "login");
+        assert_eq!(defaults.task.weight, 1);
     }
 
     #[track_caller]
