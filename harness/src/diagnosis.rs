@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 
 use crate::metrics::summary::EndpointSummary;
 use crate::report::RunReport;
+use crate::suite::metric::Metric;
 use crate::suite::threshold::Selector;
 use crate::verdict::ThresholdResult;
 
@@ -145,7 +146,10 @@ impl Findings {
             .source
             .split_once(": ")
             .and_then(|(s, _)| s.parse().ok());
-        let metric = result.metric.as_str();
+        let metric: Metric = result
+            .metric
+            .parse()
+            .unwrap_or_else(|never: std::convert::Infallible| match never {});
         let mut causes = Vec::new();
         let selection: Vec<&EndpointSummary> = match &selector {
             Some(selector) => report
@@ -161,8 +165,8 @@ impl Findings {
                 .collect(),
             None => report.summary.endpoints.iter().collect(),
         };
-        match metric {
-            "http.duration" | "auth.duration" => {
+        match &metric {
+            Metric::HttpDuration | Metric::AuthDuration => {
                 let combined = report.summary.combined(selection.iter().copied());
                 causes.extend(shared_timeout(&combined.histogram.0));
                 causes.extend(bimodal(&combined.histogram.0));
@@ -177,14 +181,18 @@ impl Findings {
                         .map(|(_, t)| t.clone()),
                 );
             }
-            "http.failed" | "failures" | "auth.success" | "checks" | "tasks.executed" => {
-                let relevant: Vec<&EndpointSummary> = if metric == "auth.success" {
+            Metric::HttpFailed
+            | Metric::Failures
+            | Metric::AuthSuccess
+            | Metric::Checks
+            | Metric::TasksExecuted => {
+                let relevant: Vec<&EndpointSummary> = if metric == Metric::AuthSuccess {
                     report
                         .summary
                         .endpoints
                         .iter()
                         .chain(&report.summary.warm_up)
-                        .filter(|e| e.meta.tags.iter().any(|t| t == "auth"))
+                        .filter(|e| e.meta.is_auth_flow())
                         .collect()
                 } else {
                     selection.clone()
@@ -223,7 +231,7 @@ impl Findings {
                         .map(|(_, t)| t.clone()),
                 );
             }
-            "queries_per_request" => {
+            Metric::QueriesPerRequest => {
                 match result.observed {
                     Some(observed) if observed >= 10.0 => causes.push(format!(
                         "{observed:.1} SQL statements per request: a query per row (N+1) where one aggregated query would do"
@@ -236,12 +244,12 @@ impl Findings {
                 causes.extend(self.cache.clone());
                 causes.extend(self.slow_statement.clone());
             }
-            m if m.starts_with("redis.") => causes.extend(self.cache.clone()),
-            m if m.starts_with("pgbouncer.") => {
+            Metric::Extra(m) if m.starts_with("redis.") => causes.extend(self.cache.clone()),
+            Metric::Extra(m) if m.starts_with("pgbouncer.") => {
                 causes.extend(self.pgbouncer.clone());
                 causes.extend(self.leak.clone());
             }
-            m if m.starts_with("integrity.") => {
+            Metric::Extra(m) if m.starts_with("integrity.") => {
                 if let Some(integrity) = &report.integrity {
                     for violation in integrity.violations.iter().take(3) {
                         causes.push(format!(
@@ -255,7 +263,7 @@ impl Findings {
                     }
                 }
             }
-            m if m.starts_with("correctness.") => {
+            Metric::Extra(m) if m.starts_with("correctness.") => {
                 if let Some(correctness) = &report.correctness {
                     for mismatch in correctness.examples.iter().take(3) {
                         causes.push(format!(
@@ -265,7 +273,7 @@ impl Findings {
                     }
                 }
             }
-            m if m.starts_with("service.") => {
+            Metric::Extra(m) if m.starts_with("service.") => {
                 let service = m.split('.').nth(1).unwrap_or_default();
                 if let (Some(max), Some(growth)) = (
                     value(report, &format!("service.{service}.memory.max")),
@@ -276,7 +284,7 @@ impl Findings {
                     ));
                 }
             }
-            m if m.starts_with("postgres.") => {
+            Metric::Extra(m) if m.starts_with("postgres.") => {
                 causes.extend(self.lock_waits.clone());
                 causes.extend(
                     self.logs

@@ -24,11 +24,12 @@ use tokio::sync::mpsc;
 
 use self::http::{Client, Origin};
 use self::stop::StopSignal;
+use self::task::{CustomTasks, run_task};
 use self::vu::{AckedWrite, EngineUser, TruthSample, VirtualUser, WorkerShared};
 use crate::catalog::Scope;
 use crate::metrics::summary::{RunHeader, RunSummary};
 use crate::metrics::{Aggregator, Interval, Phase, Recorder};
-use crate::suite::plan::{Executor, Plan, TaskPlan};
+use crate::suite::plan::{Executor, Plan, TaskKind, TaskPlan};
 
 /// What a run needs beside the plan.
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ pub struct EngineInput {
     pub global: Arc<Scope>,
     /// Seeds each virtual user's random source.
     pub seed: u64,
+    /// The implementations of the plan's custom tasks, by task name.
+    pub custom_tasks: CustomTasks,
 }
 
 /// What a run measured.
@@ -72,6 +75,7 @@ pub type AbortCheck = Box<dyn FnMut(&Aggregator, Duration) -> bool + Send>;
 
 struct Global {
     plan: Arc<Plan>,
+    custom_tasks: CustomTasks,
     origin: Arc<Origin>,
     users: Vec<EngineUser>,
     global_scope: Arc<Scope>,
@@ -143,6 +147,17 @@ pub async fn run_until(
         plan.weighted_tasks().next().is_some(),
         "the plan has no task to run"
     );
+    let missing: Vec<&str> = plan
+        .tasks
+        .iter()
+        .filter(|t| matches!(t.kind, TaskKind::Custom) && !input.custom_tasks.contains(&t.name))
+        .map(|t| t.name.as_str())
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "custom tasks without an implementation: {}",
+        missing.join(", ")
+    );
     if plan.auth.is_some() {
         anyhow::ensure!(
             !input.users.is_empty(),
@@ -165,6 +180,7 @@ pub async fn run_until(
     let workers = plan.load.workers.max(1) as usize;
     let global = Arc::new(Global {
         plan: plan.clone(),
+        custom_tasks: input.custom_tasks,
         origin,
         users: input.users,
         global_scope: input.global,
@@ -616,11 +632,11 @@ async fn vu_main(
         if !started_tasks {
             started_tasks = true;
             for task in plan.tasks.iter().filter(|t| t.on_start) {
-                vu.run_task(&shared, task, None).await;
+                run_task(&mut vu, &shared, &global.custom_tasks, task, None).await;
             }
         }
         let task = pick_task(&mut vu, &global);
-        vu.run_task(&shared, task, scheduled).await;
+        run_task(&mut vu, &shared, &global.custom_tasks, task, scheduled).await;
         done += 1;
         end_iteration(&mut vu, &shared, &plan, &mode, &state).await;
         if let VuMode::Closed {

@@ -7,7 +7,9 @@
 //! what virtual users do (tasks) and what must hold (thresholds).
 
 pub mod builder;
+pub mod defaults;
 pub mod diagnostic;
+pub mod metric;
 pub mod plan;
 pub mod template;
 pub mod threshold;
@@ -19,6 +21,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use self::defaults::Defaults;
 use crate::infra::InfraConfig;
 
 pub use self::diagnostic::SuiteError;
@@ -116,7 +119,13 @@ pub struct TargetSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DataSpec {
-    pub profile: Option<String>,
+    /// The data set to seed (`ci`, `production`, `large`).
+    pub set: Option<String>,
+    /// The key's old name, refused with a hint naming `set` ("profile" now
+    /// means only the load profile). Read as any value so the refusal is
+    /// about the key, whatever was written.
+    #[serde(rename = "profile")]
+    pub retired_profile: Option<Spanned<toml::Value>>,
     pub seed: Option<u64>,
     /// For targets whose data the harness did not seed: a variable name and
     /// the SQL (against the direct database URL) whose first column lists
@@ -145,10 +154,10 @@ pub struct AuthSpec {
 }
 
 fn default_login_name() -> String {
-    "[AUTH] login".to_owned()
+    Defaults::embedded().auth.name.clone()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LoginFields {
     pub user: String,
@@ -158,16 +167,12 @@ pub struct LoginFields {
 
 impl Default for LoginFields {
     fn default() -> Self {
-        LoginFields {
-            user: "login".into(),
-            password: "password".into(),
-            csrf: Some("csrfmiddlewaretoken".into()),
-        }
+        Defaults::embedded().auth.fields.clone()
     }
 }
 
 /// Where the CSRF token lives and how API writes send it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CsrfSpec {
     pub cookie: Option<String>,
@@ -176,10 +181,7 @@ pub struct CsrfSpec {
 
 impl Default for CsrfSpec {
     fn default() -> Self {
-        CsrfSpec {
-            cookie: Some("csrftoken".into()),
-            header: Some("X-CSRFToken".into()),
-        }
+        Defaults::embedded().auth.csrf.clone()
     }
 }
 
@@ -244,7 +246,8 @@ pub struct LoadSpec {
 }
 
 impl LoadSpec {
-    /// This spec with every field `over` sets replaced.
+    /// This spec with every field `over` sets replaced: a profile's `[load]`
+    /// over the file's, in the order [`defaults::layered`] gives every layer.
     pub fn overridden_by(&self, over: &LoadSpec) -> LoadSpec {
         macro_rules! pick {
             ($($field:ident),*) => { LoadSpec { $($field: over.$field.clone().or_else(|| self.$field.clone())),* } };
@@ -422,7 +425,7 @@ pub struct TaskSpec {
 }
 
 fn default_weight() -> u32 {
-    1
+    Defaults::embedded().task.weight
 }
 
 /// What a response must be.

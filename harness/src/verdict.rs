@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::summary::{EndpointSummary, RunSummary};
+use crate::suite::metric::Metric;
 use crate::suite::plan::ThresholdPlan;
 use crate::suite::threshold::{Aggregate, Selector, Unit};
 
@@ -93,7 +94,7 @@ fn judge(summary: &RunSummary, threshold: &ThresholdPlan) -> ThresholdResult {
     };
     ThresholdResult {
         source: threshold.source.clone(),
-        metric: threshold.selector.metric.clone(),
+        metric: threshold.selector.metric.to_string(),
         passed,
         observed,
         observed_text,
@@ -131,15 +132,13 @@ fn observe(
     selector: &Selector,
     aggregate: Aggregate,
 ) -> (Option<f64>, Kind, Option<String>) {
-    let metric = selector.metric.as_str();
+    let metric = &selector.metric;
     match metric {
-        "http.duration" | "auth.duration" => {
-            let endpoints = if metric == "auth.duration" {
+        Metric::HttpDuration | Metric::AuthDuration => {
+            let endpoints = if *metric == Metric::AuthDuration {
                 // Logins cluster where users start, often in the warm-up, so
                 // auth metrics judge the whole run.
-                let is_login = |e: &&EndpointSummary| {
-                    e.meta.method == "POST" && e.meta.tags.iter().any(|t| t == "auth")
-                };
+                let is_login = |e: &&EndpointSummary| e.meta.is_login();
                 summary
                     .endpoints
                     .iter()
@@ -172,16 +171,16 @@ fn observe(
                 Some(format!("{} requests", combined.requests)),
             )
         }
-        "http.failed" | "http.conflicts" | "http.requests" => {
+        Metric::HttpFailed | Metric::HttpConflicts | Metric::HttpRequests => {
             let combined = summary.combined(selected(summary, selector).into_iter());
             let part = match metric {
-                "http.failed" => combined.failures,
-                "http.conflicts" => combined.conflicts,
+                Metric::HttpFailed => combined.failures,
+                Metric::HttpConflicts => combined.conflicts,
                 _ => combined.requests,
             };
             match aggregate {
                 Aggregate::Count => (Some(part as f64), Kind::Count, None),
-                Aggregate::Rate if metric == "http.requests" => (
+                Aggregate::Rate if *metric == Metric::HttpRequests => (
                     Some(combined.requests_per_second),
                     Kind::PerSecond,
                     Some(format!("{} requests", combined.requests)),
@@ -194,7 +193,7 @@ fn observe(
                 ),
             }
         }
-        "failures" => {
+        Metric::Failures => {
             let endpoints = selected(summary, selector);
             let requests: u64 = endpoints.iter().map(|e| e.requests).sum();
             let count: u64 = endpoints
@@ -221,7 +220,7 @@ fn observe(
                 ),
             }
         }
-        "auth.success" => {
+        Metric::AuthSuccess => {
             // The whole run, warm-up included: see auth.duration.
             let attempts =
                 summary.counters.login_attempts + summary.warm_up_counters.login_attempts;
@@ -241,7 +240,7 @@ fn observe(
                 ),
             }
         }
-        "checks" => {
+        Metric::Checks => {
             let (passed, failed) = (
                 summary.counters.checks_passed,
                 summary.counters.checks_failed,
@@ -257,20 +256,23 @@ fn observe(
                 ),
             }
         }
-        "queries_per_request" => {
+        Metric::QueriesPerRequest => {
             let name = selector.filter("name").unwrap_or_default();
-            match summary.extra.get(&format!("queries_per_request:{name}")) {
+            match summary.extra.get(&Metric::queries_per_request_key(name)) {
                 Some(value) => (Some(*value), Kind::Plain, Some("measured alone".into())),
                 None => (None, Kind::Plain, Some("not measured (the task needs values from another task, or pg_stat_statements is off)".into())),
             }
         }
-        "iterations.dropped" => (
+        Metric::IterationsDropped => (
             Some(summary.counters.dropped_iterations as f64),
             Kind::Count,
             None,
         ),
-        "iterations.completed" => (Some(summary.counters.iterations as f64), Kind::Count, None),
-        other => match summary.extra.get(other) {
+        Metric::IterationsCompleted => {
+            (Some(summary.counters.iterations as f64), Kind::Count, None)
+        }
+        // Values later layers put in the summary under the metric's name.
+        Metric::TasksExecuted | Metric::Extra(_) => match summary.extra.get(metric.as_str()) {
             Some(value) => (Some(*value), Kind::Plain, None),
             None => (None, Kind::Plain, Some("the run did not measure it".into())),
         },

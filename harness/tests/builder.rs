@@ -11,7 +11,7 @@ use axum::routing::get;
 use harness::catalog::Catalog;
 use harness::engine::{EngineInput, run};
 use harness::suite::PlanOptions;
-use harness::suite::builder::SuiteBuilder;
+use harness::suite::builder::{BuiltSuite, SuiteBuilder};
 
 #[derive(Default)]
 struct Seen {
@@ -92,7 +92,7 @@ fn checkout() -> SuiteBuilder {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suite_built_in_rust_runs_its_custom_task_and_counts_every_request() {
     let (base, seen) = server();
-    let plan = checkout()
+    let BuiltSuite { plan, custom_tasks } = checkout()
         .build(&PlanOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plan.thresholds.len(), 3);
@@ -104,6 +104,7 @@ async fn a_suite_built_in_rust_runs_its_custom_task_and_counts_every_request() {
             users: Vec::new(),
             global: Arc::new(Catalog::default().global),
             seed: 1,
+            custom_tasks,
         },
         None,
         None,

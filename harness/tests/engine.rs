@@ -205,6 +205,7 @@ fn input(plan: Arc<Plan>, base_url: String, users: Vec<EngineUser>) -> EngineInp
         users,
         global: Arc::new(Catalog::default().global),
         seed: 7,
+        custom_tasks: Default::default(),
     }
 }
 

@@ -168,3 +168,13 @@ fn several_problems_at_once() {
         .replace("p(95) < 200ms", "p(95) < 200 ms");
     insta::assert_snapshot!(refuse(&source, &options()));
 }
+
+#[test]
+fn data_profile_is_now_set() {
+    // "profile" means the load profile only; the data set has its own key.
+    let source = GOOD.replace("[auth]", "[data]\nprofile = \"ci\"\n\n[auth]");
+    insta::assert_snapshot!(refuse(&source, &options()));
+    let renamed = GOOD.replace("[auth]", "[data]\nset = \"production\"\n\n[auth]");
+    let plan = Plan::from_source(&renamed, "suites/core.toml", &options()).unwrap();
+    assert_eq!(plan.data_set.as_deref(), Some("production"));
+}

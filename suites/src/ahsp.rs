@@ -44,10 +44,6 @@ impl Domain for Ahsp {
         catalog_variables()
     }
 
-    fn default_data_set(&self) -> &str {
-        "ci"
-    }
-
     fn seed<'a>(
         &'a self,
         database_url: &'a str,

@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Profile::Ci)]
     profile: Profile,
     /// Seed of the generator: the same seed gives the same data.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = harness::suite::defaults::Defaults::embedded().data.seed)]
     seed: u64,
     /// PostgreSQL directly (not PgBouncer).
     #[arg(long, env = "DATABASE_URL")]

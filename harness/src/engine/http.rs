@@ -320,3 +320,20 @@ fn classify_hyper(error: &hyper::Error) -> TransportError {
         message: error.to_string(),
     }
 }
+
+/// The first characters of a body, on one line, for failure samples.
+pub fn snippet(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(160).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_are_one_short_line() {
+        assert_eq!(snippet("a\n  b\tc"), "a b c");
+        assert_eq!(snippet(&"x".repeat(500)).len(), 160);
+    }
+}

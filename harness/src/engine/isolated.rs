@@ -73,7 +73,7 @@ where
                 drop(before_stats);
                 let start = counter().await?;
                 for _ in 0..repetitions {
-                    vu.run_task(&shared, task, None).await;
+                    super::task::run_task(&mut vu, &shared, &input.custom_tasks, task, None).await;
                 }
                 let end = counter().await?;
                 let interval = shared.recorder.borrow_mut().take_interval();

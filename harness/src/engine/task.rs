@@ -1,16 +1,23 @@
 //! Tasks written in Rust, for what a suite file cannot say. A custom task
 //! gets a [`TaskContext`]: the virtual user's client, variables and random
 //! source, with every request recorded under the task's endpoint.
+//!
+//! The plan knows a custom task only by its declaration (name, weight,
+//! tags); the implementations come to the engine beside the plan, in
+//! [`CustomTasks`], keyed by the task's name.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use http::HeaderValue;
 
-use super::http::{Response, TransportError};
+use super::http::{Response, TransportError, snippet};
 use super::vu::{VirtualUser, WorkerShared};
 use crate::metrics::{FailureKind, Outcome};
+use crate::suite::plan::{TaskKind, TaskPlan};
 
 /// A task implemented in Rust. It runs on the virtual user's worker thread,
 /// so its future need not be `Send`.
@@ -24,6 +31,71 @@ where
 {
     fn run<'a>(&'a self, context: &'a mut TaskContext<'_>) -> LocalBoxFuture<'a, ()> {
         self(context)
+    }
+}
+
+/// The implementations of a suite's custom tasks, by task name.
+#[derive(Clone, Default)]
+pub struct CustomTasks {
+    by_name: BTreeMap<String, Arc<dyn CustomTask>>,
+}
+
+impl CustomTasks {
+    /// Adds (or replaces) the implementation of the task `name`.
+    pub fn insert(&mut self, name: &str, task: Arc<dyn CustomTask>) {
+        self.by_name.insert(name.to_owned(), task);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn CustomTask>> {
+        self.by_name.get(name)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+impl std::fmt::Debug for CustomTasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.by_name.keys()).finish()
+    }
+}
+
+/// Runs one task of the plan for a virtual user: an HTTP task by the user
+/// itself, a custom task by its implementation. `scheduled` is when an
+/// open-model iteration was due (latency counts from then: coordinated
+/// omission corrected).
+pub(crate) async fn run_task(
+    vu: &mut VirtualUser,
+    shared: &WorkerShared,
+    custom_tasks: &CustomTasks,
+    task: &TaskPlan,
+    scheduled: Option<Instant>,
+) {
+    match &task.kind {
+        TaskKind::Http(http_task) => vu.run_http_task(shared, task, http_task, scheduled).await,
+        TaskKind::Custom => {
+            // The engine checks at the start of a run that every custom task
+            // of the plan has its implementation.
+            let custom = custom_tasks
+                .get(&task.name)
+                .expect("checked when the run started")
+                .clone();
+            let mut context = TaskContext {
+                vu,
+                shared,
+                endpoint: task.endpoint,
+            };
+            custom.run(&mut context).await;
+        }
     }
 }
 
@@ -134,8 +206,22 @@ impl TaskContext<'_> {
     }
 }
 
-/// The first characters of a body, on one line, for failure samples.
-pub fn snippet(text: &str) -> String {
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    one_line.chars().take(160).collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_tasks_are_found_by_name() {
+        let mut tasks = CustomTasks::default();
+        assert!(tasks.is_empty());
+        fn nothing<'a>(_: &'a mut TaskContext<'_>) -> LocalBoxFuture<'a, ()> {
+            Box::pin(async {})
+        }
+        tasks.insert("checkout", Arc::new(nothing));
+        assert!(tasks.contains("checkout"));
+        assert!(tasks.get("checkout").is_some());
+        assert!(tasks.get("other").is_none());
+        assert_eq!(tasks.names().collect::<Vec<_>>(), ["checkout"]);
+        assert_eq!(format!("{tasks:?}"), r#"{"checkout"}"#);
+    }
 }

@@ -20,6 +20,22 @@ pub struct EndpointMeta {
     pub tags: Vec<String>,
 }
 
+/// The tag the plan gives the login flow's endpoints (the login form and the
+/// login itself); thresholds may select them with `tag:auth`.
+pub const AUTH_TAG: &str = "auth";
+
+impl EndpointMeta {
+    /// Whether it belongs to the login flow (the form or the login), not to a task.
+    pub fn is_auth_flow(&self) -> bool {
+        self.tags.iter().any(|t| t == AUTH_TAG)
+    }
+
+    /// Whether it is the login itself: the POST of the login flow.
+    pub fn is_login(&self) -> bool {
+        self.method == "POST" && self.is_auth_flow()
+    }
+}
+
 /// A latency histogram that serialises as base64 of HdrHistogram's V2
 /// compressed encoding (readable by every HdrHistogram implementation).
 #[derive(Debug, Clone)]
@@ -475,6 +491,21 @@ pub struct RunHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_login_flow_is_known_by_its_tag_and_the_login_by_its_post() {
+        let meta = |method: &str, tags: &[&str]| EndpointMeta {
+            name: "x".into(),
+            method: method.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        };
+        let form = meta("GET", &["auth"]);
+        let login = meta("POST", &["page", "auth"]);
+        let task = meta("POST", &["api"]);
+        assert!(form.is_auth_flow() && !form.is_login());
+        assert!(login.is_auth_flow() && login.is_login());
+        assert!(!task.is_auth_flow() && !task.is_login());
+    }
 
     #[test]
     fn histograms_round_trip_through_json() {

@@ -19,9 +19,6 @@ pub trait Domain: Send + Sync {
     /// that a suite naming an unknown one is refused before any load.
     fn catalog_variables(&self) -> BTreeSet<String>;
 
-    /// The data set seeded for the embedded target when a suite names none.
-    fn default_data_set(&self) -> &str;
-
     /// Seeds `data_set` (from the generator's `seed`) through the direct
     /// database URL and returns the catalog of what it wrote.
     fn seed<'a>(

@@ -8,6 +8,7 @@ use super::prepare::Before;
 use crate::infra::{InfraConfig, Stack};
 use crate::metrics::RunSummary;
 use crate::report::{InfraReport, Interruption, RunReport};
+use crate::suite::metric::Metric;
 use crate::suite::plan::Plan;
 use crate::verdict::{self, ThresholdResult};
 
@@ -39,7 +40,7 @@ pub(super) async fn judge(
     }
     for measure in &query_budgets {
         extra.insert(
-            format!("queries_per_request:{}", measure.task),
+            Metric::queries_per_request_key(&measure.task),
             measure.per_request,
         );
     }
@@ -125,12 +126,12 @@ fn tasks_ran(summary: &RunSummary) -> ThresholdResult {
     let requests: u64 = summary
         .endpoints
         .iter()
-        .filter(|e| !e.meta.tags.iter().any(|t| t == "auth"))
+        .filter(|e| !e.meta.is_auth_flow())
         .map(|e| e.requests)
         .sum();
     ThresholdResult {
         source: "tasks.executed: count > 0".to_owned(),
-        metric: "tasks.executed".to_owned(),
+        metric: Metric::TasksExecuted.to_string(),
         passed: requests > 0,
         observed: Some(requests as f64),
         observed_text: requests.to_string(),

@@ -84,6 +84,7 @@ pub(super) async fn prepare(
         users: engine_users(plan, &catalog)?,
         global: Arc::new(catalog.global.clone()),
         seed: plan.data_seed,
+        custom_tasks: Default::default(),
     };
     let direct = match stack {
         Some(stack) => Some(Db::connect(&stack.urls().database_url, 2).await?),
@@ -135,16 +136,11 @@ pub(super) async fn prepare(
     })
 }
 
-/// Seeds the data set for the embedded target or where the suite names one;
-/// adds variables from SQL for data the harness did not seed.
+/// Seeds the plan's data set (the embedded target always has one); adds
+/// variables from SQL for data the harness did not seed.
 async fn data(domain: &dyn Domain, plan: &Plan, stack: Option<&Stack>) -> anyhow::Result<Catalog> {
-    let data_set = match (&plan.target, &plan.data_profile) {
-        (_, Some(data_set)) => Some(data_set.as_str()),
-        (TargetPlan::Embedded { .. }, None) => Some(domain.default_data_set()),
-        _ => None,
-    };
     let mut catalog = Catalog::default();
-    if let (Some(data_set), Some(stack)) = (data_set, stack) {
+    if let (Some(data_set), Some(stack)) = (&plan.data_set, stack) {
         catalog = domain
             .seed(&stack.urls().database_url, data_set, plan.data_seed)
             .await

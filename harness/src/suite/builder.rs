@@ -6,10 +6,10 @@
 //! planned beside the declarative ones, so thresholds and tags can name them.
 //!
 //! ```no_run
-//! use harness::suite::builder::SuiteBuilder;
+//! use harness::suite::builder::{BuiltSuite, SuiteBuilder};
 //! use harness::suite::PlanOptions;
 //!
-//! let plan = SuiteBuilder::new("checkout")
+//! let BuiltSuite { plan, custom_tasks } = SuiteBuilder::new("checkout")
 //!     .load(toml::toml! { executor = "constant-users"  users = 5  duration = "10s" })
 //!     .task(toml::toml! { name = "/dashboard/"  get = "/dashboard/" })
 //!     .custom_task("open two pages", |ctx| {
@@ -23,7 +23,8 @@
 //!     .threshold("http.duration{name:open two pages}", "p(95) < 300ms")
 //!     .build(&PlanOptions::default())
 //!     .expect("a valid suite");
-//! # let _ = plan;
+//! // Both go to the engine: `EngineInput { plan, custom_tasks, .. }`.
+//! # let _ = (plan, custom_tasks);
 //! ```
 
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use futures::future::LocalBoxFuture;
 
 use super::diagnostic::SuiteErrors;
 use super::plan::{CustomTaskDecl, Plan, PlanOptions};
-use crate::engine::task::TaskContext;
+use crate::engine::task::{CustomTask, CustomTasks, TaskContext};
 
 /// A suite under construction. Sections are TOML tables, exactly as in a file.
 #[derive(Debug, Clone)]
@@ -42,7 +43,16 @@ pub struct SuiteBuilder {
     sections: toml::Table,
     tasks: Vec<toml::Value>,
     thresholds: toml::Table,
-    custom: Vec<CustomTaskDecl>,
+    custom_declarations: Vec<CustomTaskDecl>,
+    custom_tasks: CustomTasks,
+}
+
+/// A built suite: the plan, and the implementations of its custom tasks,
+/// which the engine takes beside the plan.
+#[derive(Debug, Clone)]
+pub struct BuiltSuite {
+    pub plan: Plan,
+    pub custom_tasks: CustomTasks,
 }
 
 impl SuiteBuilder {
@@ -53,7 +63,8 @@ impl SuiteBuilder {
             sections: toml::Table::new(),
             tasks: Vec::new(),
             thresholds: toml::Table::new(),
-            custom: Vec::new(),
+            custom_declarations: Vec::new(),
+            custom_tasks: CustomTasks::default(),
         }
     }
 
@@ -104,19 +115,26 @@ impl SuiteBuilder {
             + Sync
             + 'static,
     {
-        self.custom_task_with(CustomTaskDecl {
-            name: name.to_owned(),
-            method: "CUSTOM".to_owned(),
-            weight: 1,
-            tags: Vec::new(),
-            on_start: false,
-            task: Arc::new(task),
-        })
+        self.custom_task_with(
+            CustomTaskDecl {
+                name: name.to_owned(),
+                method: "CUSTOM".to_owned(),
+                weight: 1,
+                tags: Vec::new(),
+                on_start: false,
+            },
+            Arc::new(task),
+        )
     }
 
     /// A task written in Rust with its weight, tags and report label chosen.
-    pub fn custom_task_with(mut self, declaration: CustomTaskDecl) -> SuiteBuilder {
-        self.custom.push(declaration);
+    pub fn custom_task_with(
+        mut self,
+        declaration: CustomTaskDecl,
+        task: Arc<dyn CustomTask>,
+    ) -> SuiteBuilder {
+        self.custom_tasks.insert(&declaration.name, task);
+        self.custom_declarations.push(declaration);
         self
     }
 
@@ -165,13 +183,19 @@ impl SuiteBuilder {
 
     /// Plans the suite with the checks a file gets; errors name the
     /// generated TOML's lines (see [`SuiteBuilder::to_toml`]).
-    pub fn build(&self, options: &PlanOptions) -> Result<Plan, SuiteErrors> {
+    pub fn build(&self, options: &PlanOptions) -> Result<BuiltSuite, SuiteErrors> {
         let mut options = options.clone();
-        options.custom_tasks.extend(self.custom.iter().cloned());
-        Plan::from_source(
+        options
+            .custom_tasks
+            .extend(self.custom_declarations.iter().cloned());
+        let plan = Plan::from_source(
             &self.to_toml(),
             &format!("<suite {} built in Rust>", self.name),
             &options,
-        )
+        )?;
+        Ok(BuiltSuite {
+            plan,
+            custom_tasks: self.custom_tasks.clone(),
+        })
     }
 }

@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::metric::Metric;
+
 /// What is computed from a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -302,7 +304,7 @@ impl fmt::Display for Expression {
 /// A metric and its filters: `http.duration{name:/dashboard/,method:GET}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Selector {
-    pub metric: String,
+    pub metric: Metric,
     pub filters: Vec<(String, String)>,
 }
 
@@ -325,7 +327,7 @@ impl std::str::FromStr for Selector {
                 .strip_suffix("\")")
                 .ok_or_else(|| error(text.len(), "write a named metric as metric(\"name\")"))?;
             return Ok(Selector {
-                metric: metric.to_owned(),
+                metric: metric_named(metric),
                 filters: vec![("name".to_owned(), name.to_owned())],
             });
         }
@@ -334,14 +336,14 @@ impl std::str::FromStr for Selector {
                 return Err(error(0, "empty metric name"));
             }
             return Ok(Selector {
-                metric: text.to_owned(),
+                metric: metric_named(text),
                 filters: Vec::new(),
             });
         };
         if !text.ends_with('}') {
             return Err(error(text.len(), "missing `}` after the filters"));
         }
-        let metric = text[..open].to_owned();
+        let metric = metric_named(&text[..open]);
         let inner = &text[open + 1..text.len() - 1];
         let mut filters = Vec::new();
         let mut offset = open + 1;
@@ -359,6 +361,11 @@ impl std::str::FromStr for Selector {
         }
         Ok(Selector { metric, filters })
     }
+}
+
+fn metric_named(name: &str) -> Metric {
+    name.parse()
+        .unwrap_or_else(|never: std::convert::Infallible| match never {})
 }
 
 /// Filter keys a selector understands.
@@ -383,7 +390,7 @@ fn split_filters(inner: &str) -> Vec<&str> {
 
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.metric)?;
+        f.write_str(self.metric.as_str())?;
         if !self.filters.is_empty() {
             let inner: Vec<String> = self
                 .filters
@@ -444,7 +451,7 @@ mod tests {
         let s: Selector = "http.duration{name:/api/v2/project/[id]/chart-data/,method:GET}"
             .parse()
             .unwrap();
-        assert_eq!(s.metric, "http.duration");
+        assert_eq!(s.metric, Metric::HttpDuration);
         assert_eq!(s.filter("name"), Some("/api/v2/project/[id]/chart-data/"));
         assert_eq!(s.filter("method"), Some("GET"));
         assert_eq!(

@@ -1,0 +1,217 @@
+//! Metric names, typed: what a threshold's selector measures. The engine's
+//! metrics each have a variant; the named values later layers add to the
+//! summary (probe peaks, integrity, correctness, coverage) are `Extra`.
+//! Metrics read and print as the names suite files and reports use, so
+//! serialized output keeps its strings.
+
+use std::convert::Infallible;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A metric a threshold may judge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// SQL statements per request of one task, measured alone before the load.
+    QueriesPerRequest,
+    HttpDuration,
+    HttpFailed,
+    HttpRequests,
+    HttpConflicts,
+    AuthSuccess,
+    AuthDuration,
+    /// Failures by kind (`failures{kind:timeout}`).
+    Failures,
+    Checks,
+    IterationsDropped,
+    IterationsCompleted,
+    /// Requests of tasks, logins aside: the verdict every run gets.
+    TasksExecuted,
+    /// A named value of the summary's `extra` (`pgbouncer.cl_waiting.max`,
+    /// `integrity.lost`…). Never holds the name of another variant: build
+    /// it with `parse`.
+    Extra(String),
+}
+
+impl Metric {
+    /// Metrics thresholds may use over requests, checks and logins.
+    pub const BUILTIN: [Metric; 9] = [
+        Metric::QueriesPerRequest,
+        Metric::HttpDuration,
+        Metric::HttpFailed,
+        Metric::HttpRequests,
+        Metric::HttpConflicts,
+        Metric::AuthSuccess,
+        Metric::AuthDuration,
+        Metric::Failures,
+        Metric::Checks,
+    ];
+
+    /// Metrics of the engine that are single values.
+    pub const ENGINE_VALUES: [Metric; 2] = [Metric::IterationsDropped, Metric::IterationsCompleted];
+
+    /// Every variant but `Extra`, for parsing.
+    const NAMED: [Metric; 12] = [
+        Metric::QueriesPerRequest,
+        Metric::HttpDuration,
+        Metric::HttpFailed,
+        Metric::HttpRequests,
+        Metric::HttpConflicts,
+        Metric::AuthSuccess,
+        Metric::AuthDuration,
+        Metric::Failures,
+        Metric::Checks,
+        Metric::IterationsDropped,
+        Metric::IterationsCompleted,
+        Metric::TasksExecuted,
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Metric::QueriesPerRequest => "queries_per_request",
+            Metric::HttpDuration => "http.duration",
+            Metric::HttpFailed => "http.failed",
+            Metric::HttpRequests => "http.requests",
+            Metric::HttpConflicts => "http.conflicts",
+            Metric::AuthSuccess => "auth.success",
+            Metric::AuthDuration => "auth.duration",
+            Metric::Failures => "failures",
+            Metric::Checks => "checks",
+            Metric::IterationsDropped => "iterations.dropped",
+            Metric::IterationsCompleted => "iterations.completed",
+            Metric::TasksExecuted => "tasks.executed",
+            Metric::Extra(name) => name,
+        }
+    }
+
+    /// Whether it is a latency, judged by percentiles of a histogram.
+    pub fn is_duration(&self) -> bool {
+        matches!(self, Metric::HttpDuration | Metric::AuthDuration)
+    }
+
+    /// The aggregates a threshold may compute from it (`p(N)` for any percentile).
+    pub fn aggregates(&self) -> &'static [&'static str] {
+        match self {
+            Metric::HttpDuration | Metric::AuthDuration => {
+                &["p(N)", "avg", "min", "max", "med", "count"]
+            }
+            Metric::HttpFailed
+            | Metric::AuthSuccess
+            | Metric::Checks
+            | Metric::Failures
+            | Metric::HttpConflicts => &["rate", "count"],
+            Metric::HttpRequests => &["count", "rate"],
+            Metric::QueriesPerRequest
+            | Metric::IterationsDropped
+            | Metric::IterationsCompleted
+            | Metric::TasksExecuted
+            | Metric::Extra(_) => &["value"],
+        }
+    }
+
+    /// The key of the summary's `extra` holding `queries_per_request` of a task.
+    pub fn queries_per_request_key(task: &str) -> String {
+        format!("{}:{task}", Metric::QueriesPerRequest)
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Metric::NAMED
+            .into_iter()
+            .find(|metric| metric.as_str() == text)
+            .unwrap_or_else(|| Metric::Extra(text.to_owned())))
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Metric {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(text
+            .parse()
+            .unwrap_or_else(|never: Infallible| match never {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[track_caller]
+    fn check(text: &str, expect: Metric) {
+        let metric: Metric = text.parse().unwrap();
+        assert_eq!(metric, expect);
+        assert_eq!(metric.to_string(), text);
+        assert_eq!(
+            serde_json::to_string(&metric).unwrap(),
+            format!("\"{text}\"")
+        );
+        let back: Metric = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+        assert_eq!(back, expect);
+    }
+
+    #[test]
+    fn metrics_read_and_print_as_suite_files_write_them() {
+        check("queries_per_request", Metric::QueriesPerRequest);
+        check("http.duration", Metric::HttpDuration);
+        check("http.failed", Metric::HttpFailed);
+        check("http.requests", Metric::HttpRequests);
+        check("http.conflicts", Metric::HttpConflicts);
+        check("auth.success", Metric::AuthSuccess);
+        check("auth.duration", Metric::AuthDuration);
+        check("failures", Metric::Failures);
+        check("checks", Metric::Checks);
+        check("iterations.dropped", Metric::IterationsDropped);
+        check("iterations.completed", Metric::IterationsCompleted);
+        check("tasks.executed", Metric::TasksExecuted);
+        check(
+            "pgbouncer.cl_waiting.max",
+            Metric::Extra("pgbouncer.cl_waiting.max".into()),
+        );
+    }
+
+    #[test]
+    fn every_named_metric_is_listed_once() {
+        for metric in Metric::BUILTIN.iter().chain(&Metric::ENGINE_VALUES) {
+            assert!(Metric::NAMED.contains(metric), "{metric}");
+        }
+        let mut names: Vec<&str> = Metric::NAMED.iter().map(Metric::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Metric::NAMED.len());
+    }
+
+    #[test]
+    fn queries_per_request_keys_name_the_task() {
+        assert_eq!(
+            Metric::queries_per_request_key("/dashboard/"),
+            "queries_per_request:/dashboard/"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_name_round_trips(name in "[a-z_.:]{1,24}") {
+            let metric: Metric = name.parse().unwrap();
+            prop_assert_eq!(metric.to_string(), name.clone());
+            let again: Metric = metric.to_string().parse().unwrap();
+            prop_assert_eq!(again, metric);
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The target: the embedded reference service, a URL, or a command that
+//! starts the application; load goes only to loopback or allowed hosts.
+
+use std::ops::Range;
+
+use serde::Serialize;
+
+use super::PlanOptions;
+use super::checker::Checker;
+use crate::suite::TargetSpec;
+use crate::suite::defaults::Defaults;
+
+/// What the load runs against.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum TargetPlan {
+    /// The reference service of this workspace, started by the runner.
+    Embedded {
+        switches: Vec<String>,
+    },
+    Url {
+        url: String,
+    },
+    Command {
+        program: String,
+        args: Vec<String>,
+        ready_path: String,
+        env: Vec<(String, String)>,
+    },
+}
+
+/// The target the load goes to, and the hosts allowed besides loopback. A
+/// URL on the command line overrides the file's target.
+pub(super) fn check_target(
+    checker: &mut Checker<'_>,
+    spec: &TargetSpec,
+    options: &PlanOptions,
+    defaults: &Defaults,
+) -> (TargetPlan, Vec<String>) {
+    let mut allow_hosts = spec.allow_hosts.clone();
+    let target = match (&options.target_url, &spec.url, &spec.command) {
+        (Some(url), _, _) => {
+            check_target_url(checker, url, None, &allow_hosts);
+            TargetPlan::Url {
+                url: url.trim_end_matches('/').to_owned(),
+            }
+        }
+        (None, Some(_), Some(command)) => {
+            checker.at(
+                command.span(),
+                "a target has a `url` or a `command`, not both",
+            );
+            TargetPlan::Embedded {
+                switches: Vec::new(),
+            }
+        }
+        (None, Some(url), None) => {
+            check_target_url(checker, url.get_ref(), Some(url.span()), &allow_hosts);
+            TargetPlan::Url {
+                url: url.get_ref().trim_end_matches('/').to_owned(),
+            }
+        }
+        (None, None, Some(command)) => match command.get_ref().split_first() {
+            Some((program, args)) => TargetPlan::Command {
+                program: program.clone(),
+                args: args.to_vec(),
+                ready_path: spec
+                    .ready_url
+                    .clone()
+                    .unwrap_or_else(|| defaults.target.ready_url.clone()),
+                env: spec
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+            None => {
+                checker.at(command.span(), "the target command is empty");
+                TargetPlan::Embedded {
+                    switches: Vec::new(),
+                }
+            }
+        },
+        (None, None, None) => {
+            let mut switches = spec.switches.clone();
+            switches.extend(options.switches.iter().cloned());
+            TargetPlan::Embedded { switches }
+        }
+    };
+    if !matches!(target, TargetPlan::Embedded { .. })
+        && (!spec.switches.is_empty() || !options.switches.is_empty())
+    {
+        checker
+            .general("pathology switches apply to the embedded reference service only")
+            .hint = Some("remove target.switches, or drop target.url/command".into());
+    }
+    allow_hosts.dedup();
+    (target, allow_hosts)
+}
+
+fn check_target_url(
+    checker: &mut Checker<'_>,
+    url: &str,
+    span: Option<Range<usize>>,
+    allow_hosts: &[String],
+) {
+    let report = |checker: &mut Checker<'_>, message: String, hint: Option<String>| {
+        let error = match &span {
+            Some(span) => checker.at(span.clone(), message),
+            None => checker.general(message),
+        };
+        error.hint = hint;
+    };
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+            let host = parsed
+                .host_str()
+                .unwrap_or_default()
+                .trim_matches(['[', ']'])
+                .to_owned();
+            if !is_loopback(&host) && !allow_hosts.iter().any(|h| h == &host) {
+                report(
+                    checker,
+                    format!("target host `{host}` is not loopback"),
+                    Some(format!(
+                        "load goes only to 127.0.0.0/8, ::1, localhost or hosts in target.allow-hosts; add \"{host}\" there if you mean it"
+                    )),
+                );
+            }
+        }
+        Ok(parsed) => report(
+            checker,
+            format!(
+                "target URL scheme `{}` is not http or https",
+                parsed.scheme()
+            ),
+            None,
+        ),
+        Err(error) => report(checker, format!("`{url}` is not a URL ({error})"), None),
+    }
+}
+
+/// Loopback: 127.0.0.0/8, ::1 and localhost.
+pub fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(target: &str, options: &PlanOptions, expect: &str) {
+        let source = format!("[suite]\nname = \"t\"\n[target]\n{target}\n");
+        let file = crate::suite::parse(&source, "t.toml").unwrap();
+        let mut checker = Checker::new("t.toml", &source);
+        let (plan, allow_hosts) =
+            check_target(&mut checker, &file.target, options, Defaults::embedded());
+        let mut got = format!("{plan:?} allow={allow_hosts:?}");
+        for error in &checker.errors {
+            got.push_str(&format!(
+                "\n{}:{} {}",
+                error.line, error.column, error.message
+            ));
+        }
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn targets_resolve_with_the_command_line_first() {
+        let none = PlanOptions::default();
+        check(
+            "switches = [\"slow_query\"]",
+            &PlanOptions {
+                switches: vec!["leak".into()],
+                ..PlanOptions::default()
+            },
+            r#"Embedded { switches: ["slow_query", "leak"] } allow=[]"#,
+        );
+        check(
+            "url = \"http://127.0.0.1:8000/\"",
+            &none,
+            r#"Url { url: "http://127.0.0.1:8000" } allow=[]"#,
+        );
+        check(
+            "url = \"http://127.0.0.1:8000/\"",
+            &PlanOptions {
+                target_url: Some("http://localhost:9000".into()),
+                ..PlanOptions::default()
+            },
+            r#"Url { url: "http://localhost:9000" } allow=[]"#,
+        );
+        check(
+            "command = [\"app\", \"--port\", \"0\"]\nenv = { A = \"1\" }",
+            &none,
+            r#"Command { program: "app", args: ["--port", "0"], ready_path: "/", env: [("A", "1")] } allow=[]"#,
+        );
+    }
+
+    #[test]
+    fn a_target_is_refused_when_it_is_ambiguous_empty_or_remote() {
+        let none = PlanOptions::default();
+        check(
+            "url = \"http://127.0.0.1/\"\ncommand = [\"app\"]",
+            &none,
+            "Embedded { switches: [] } allow=[]\n5:11 a target has a `url` or a `command`, not both",
+        );
+        check(
+            "command = []",
+            &none,
+            "Embedded { switches: [] } allow=[]\n4:11 the target command is empty",
+        );
+        check(
+            "url = \"http://example.com/\"",
+            &none,
+            "Url { url: \"http://example.com\" } allow=[]\n4:7 target host `example.com` is not loopback",
+        );
+        check(
+            "url = \"http://example.com/\"\nallow-hosts = [\"example.com\", \"example.com\"]",
+            &none,
+            "Url { url: \"http://example.com\" } allow=[\"example.com\"]",
+        );
+        check(
+            "url = \"ftp://127.0.0.1/\"\nswitches = [\"leak\"]",
+            &none,
+            "Url { url: \"ftp://127.0.0.1\" } allow=[]\n4:7 target URL scheme `ftp` is not http or https\n0:0 pathology switches apply to the embedded reference service only",
+        );
+    }
+
+    #[test]
+    fn loopback_is_localhost_127_and_ipv6_one() {
+        for host in ["localhost", "127.0.0.1", "127.9.9.9", "::1"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["example.com", "10.0.0.1", "::2", "localhost.example.com"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! `[thresholds]`: selectors (a metric and filters) with k6-style
+//! expressions, each checked against the metrics, the endpoints, the tags
+//! and the failure kinds the run can produce.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use serde::Serialize;
+use toml::Spanned;
+
+use super::PlanOptions;
+use super::checker::Checker;
+use super::tags::unknown_tag;
+use crate::metrics::summary::{AUTH_TAG, EndpointMeta, TaskSelection};
+use crate::suite::SuiteFile;
+use crate::suite::metric::Metric;
+use crate::suite::threshold::{Aggregate, Expression, FILTER_KEYS, Selector};
+
+/// One threshold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdPlan {
+    pub selector: Selector,
+    pub expression: Expression,
+    /// As written: `http.duration{name:/dashboard/}: p(95) < 200ms`.
+    pub source: String,
+    pub abort_on_fail: bool,
+}
+
+/// Failure kinds the engine itself reports (besides `http-NNN` and the auth markers).
+pub const BUILTIN_FAILURE_KINDS: [&str; 7] = [
+    "connection-refused",
+    "connection-reset",
+    "timeout",
+    "check-failed",
+    "login-page-returned",
+    "csrf-rejected",
+    "transport",
+];
+
+/// Every threshold of the file, checked; a threshold on a task the tags
+/// left out is skipped and noted in the selection.
+pub(super) fn check_thresholds(
+    checker: &mut Checker<'_>,
+    file: &SuiteFile,
+    endpoints: &[EndpointMeta],
+    known_tags: &BTreeSet<String>,
+    selection: &mut TaskSelection,
+    options: &PlanOptions,
+) -> Vec<ThresholdPlan> {
+    let mut failure_kinds: BTreeSet<String> = BUILTIN_FAILURE_KINDS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(auth) = &file.auth {
+        failure_kinds.extend(auth.failure_kinds.keys().cloned());
+    }
+    let mut thresholds = Vec::new();
+    for (key, value) in &file.thresholds {
+        let selector = match key.get_ref().parse::<Selector>() {
+            Ok(selector) => selector,
+            Err(error) => {
+                let span = checker.inside(&key.span(), key.get_ref(), error.offset);
+                checker.at(span, error.message);
+                continue;
+            }
+        };
+        if let Some(name) = selector.filter("name")
+            && !endpoints.iter().any(|e| e.name == name)
+            && selection.excluded.iter().any(|(task, _)| task == name)
+        {
+            selection
+                .skipped_thresholds
+                .push(format!("{} (its task is excluded)", key.get_ref()));
+            continue;
+        }
+        let metric_ok = check_selector(
+            checker,
+            key,
+            &selector,
+            endpoints,
+            known_tags,
+            &failure_kinds,
+            options,
+        );
+        for expression_text in &value.get_ref().expressions {
+            let span = if expression_text.span().is_empty() {
+                value.span()
+            } else {
+                expression_text.span()
+            };
+            match expression_text.get_ref().parse::<Expression>() {
+                Ok(expression) => {
+                    if metric_ok {
+                        check_aggregate(checker, span.clone(), &selector, &expression);
+                    }
+                    thresholds.push(ThresholdPlan {
+                        source: format!("{}: {}", selector, expression),
+                        selector: selector.clone(),
+                        expression,
+                        abort_on_fail: value.get_ref().abort_on_fail,
+                    });
+                }
+                Err(error) => {
+                    let at = checker.inside(&span, expression_text.get_ref(), error.offset);
+                    checker.at(
+                        at,
+                        format!(
+                            "in threshold `{}`: {}",
+                            expression_text.get_ref(),
+                            error.message
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    thresholds
+}
+
+/// Whether the selector's metric exists and its filters fit it.
+fn check_selector(
+    checker: &mut Checker<'_>,
+    key: &Spanned<String>,
+    selector: &Selector,
+    endpoints: &[EndpointMeta],
+    known_tags: &BTreeSet<String>,
+    failure_kinds: &BTreeSet<String>,
+    options: &PlanOptions,
+) -> bool {
+    let metric = &selector.metric;
+    let is_value =
+        Metric::ENGINE_VALUES.contains(metric) || options.extra_metrics.contains(metric.as_str());
+    if !Metric::BUILTIN.contains(metric) && !is_value {
+        let mut all: Vec<&str> = Metric::BUILTIN
+            .iter()
+            .chain(Metric::ENGINE_VALUES.iter())
+            .map(Metric::as_str)
+            .collect();
+        all.extend(options.extra_metrics.iter().map(String::as_str));
+        checker
+            .at(key.span(), format!("unknown metric `{metric}`"))
+            .hint = Some(format!("metrics: {}", all.join(", ")));
+        return false;
+    }
+    let mut ok = true;
+    if *metric == Metric::QueriesPerRequest && selector.filter("name").is_none() {
+        checker.at(
+            key.span(),
+            "queries_per_request names its task: queries_per_request(\"/dashboard/\")",
+        );
+        ok = false;
+    }
+    for (filter, value) in &selector.filters {
+        let offset = key.get_ref().find(&format!("{filter}:")).unwrap_or(0);
+        let span = checker.inside(&key.span(), key.get_ref(), offset);
+        let span = span.start..span.start + filter.len() + 1 + value.len();
+        match filter.as_str() {
+            "name" if !endpoints.iter().any(|e| &e.name == value) => {
+                let names: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+                checker.at(span, format!("no task is named `{value}`")).hint =
+                    Some(format!("task names: {}", names.join(", ")));
+                ok = false;
+            }
+            "tag" if !known_tags.contains(value) && value != AUTH_TAG => {
+                unknown_tag(checker, Some(span), value, known_tags);
+                ok = false;
+            }
+            "kind" if !failure_kinds.contains(value) && !is_status_kind(value) => {
+                checker
+                    .at(span, format!("unknown failure kind `{value}`"))
+                    .hint = Some(format!(
+                    "kinds: {}, http-NNN, and the auth failure-kinds",
+                    failure_kinds.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+                ok = false;
+            }
+            "kind" if *metric != Metric::Failures => {
+                checker.at(span, "the `kind` filter applies to the `failures` metric");
+                ok = false;
+            }
+            "method" if !matches!(value.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") => {
+                checker.at(span, format!("`{value}` is not an HTTP method"));
+                ok = false;
+            }
+            other if !FILTER_KEYS.contains(&other) => {
+                checker.at(
+                    span,
+                    format!("unknown filter `{other}` (use name, tag, method or kind)"),
+                );
+                ok = false;
+            }
+            _ => {}
+        }
+    }
+    if is_value && !selector.filters.is_empty() {
+        checker.at(key.span(), format!("`{metric}` takes no filters"));
+        ok = false;
+    }
+    ok
+}
+
+/// `http-NNN`: a failure kind named by its status.
+fn is_status_kind(kind: &str) -> bool {
+    kind.strip_prefix("http-")
+        .is_some_and(|code| code.len() == 3 && code.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Whether the expression computes something the metric has.
+fn check_aggregate(
+    checker: &mut Checker<'_>,
+    span: Range<usize>,
+    selector: &Selector,
+    expression: &Expression,
+) {
+    let metric = &selector.metric;
+    let allowed = metric.aggregates();
+    let name = match expression.aggregate {
+        Aggregate::Percentile(_) => "p(N)",
+        Aggregate::Avg => "avg",
+        Aggregate::Min => "min",
+        Aggregate::Max => "max",
+        Aggregate::Med => "med",
+        Aggregate::Rate => "rate",
+        Aggregate::Count => "count",
+        Aggregate::Value => "value",
+    };
+    let value_like =
+        allowed == ["value"] && matches!(expression.aggregate, Aggregate::Max | Aggregate::Count);
+    if !allowed.contains(&name) && !value_like {
+        checker.at(span, format!("`{metric}` has no `{name}`")).hint =
+            Some(format!("use {}", allowed.join(", ")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::plan::Plan;
+
+    const SUITE: &str = r#"
+[suite]
+name = "t"
+[auth]
+login-url = "/login/"
+success = { status = 302, location = "/" }
+failure-kinds = { rate-limited = "Too many" }
+users = { from = "catalog" }
+[load]
+users = 1
+duration = "1s"
+[[task]]
+name = "/a/"
+tags = ["page"]
+get = "/a/"
+[[task]]
+name = "/slow/"
+tags = ["slow"]
+get = "/slow/"
+[thresholds]
+"#;
+
+    #[track_caller]
+    fn check(thresholds: &str, options: &PlanOptions, expect: &str) -> Option<Plan> {
+        let source = format!("{SUITE}{thresholds}\n");
+        match Plan::from_source(&source, "t.toml", options) {
+            Ok(plan) => {
+                let got: Vec<&str> = plan.thresholds.iter().map(|t| t.source.as_str()).collect();
+                assert_eq!(got.join(", "), expect);
+                Some(plan)
+            }
+            Err(errors) => {
+                let got: Vec<String> = errors
+                    .0
+                    .iter()
+                    .map(|e| format!("{}:{} {}", e.line, e.column, e.message))
+                    .collect();
+                assert_eq!(got.join("\n"), expect);
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn thresholds_name_metrics_filters_and_kinds_that_exist() {
+        let none = PlanOptions::default();
+        check(
+            "\"http.duration{name:/a/,tag:auth}\" = [\"p(95) < 200ms\", \"max < 1s\"]\n\"failures{kind:rate-limited}\" = \"count == 0\"\n\"failures{kind:http-503}\" = \"rate < 1%\"\n\"auth.success\" = \"rate > 99%\"\n'queries_per_request(\"/a/\")' = \"<= 5\"",
+            &none,
+            "http.duration{name:/a/,tag:auth}: p(95) < 200ms, http.duration{name:/a/,tag:auth}: max < 1s, failures{kind:rate-limited}: count == 0, failures{kind:http-503}: rate < 1%, auth.success: rate > 99%, queries_per_request{name:/a/}: value <= 5",
+        );
+        check(
+            "\"http.latency\" = \"p(95) < 1s\"",
+            &none,
+            "21:1 unknown metric `http.latency`",
+        );
+        check(
+            "\"http.duration{tag:fast}\" = \"p(95) < 1s\"",
+            &none,
+            "21:16 unknown tag `fast`",
+        );
+        check(
+            "\"http.failed{kind:timeout}\" = \"rate < 1%\"",
+            &none,
+            "21:14 the `kind` filter applies to the `failures` metric",
+        );
+        check(
+            "\"failures{kind:boom}\" = \"count == 0\"",
+            &none,
+            "21:11 unknown failure kind `boom`",
+        );
+        check(
+            "\"queries_per_request\" = \"<= 5\"",
+            &none,
+            "21:1 queries_per_request names its task: queries_per_request(\"/dashboard/\")",
+        );
+    }
+
+    #[test]
+    fn aggregates_fit_their_metric() {
+        let none = PlanOptions::default();
+        check(
+            "\"http.failed\" = \"p(95) < 1s\"",
+            &none,
+            "21:17 `http.failed` has no `p(N)`",
+        );
+        check(
+            "\"http.duration\" = \"rate > 99%\"",
+            &none,
+            "21:19 `http.duration` has no `rate`",
+        );
+    }
+
+    #[test]
+    fn extra_metrics_are_single_values_without_filters() {
+        let options = PlanOptions {
+            extra_metrics: ["pgbouncer.cl_waiting.max".to_owned()].into(),
+            ..PlanOptions::default()
+        };
+        let plan = check(
+            "\"pgbouncer.cl_waiting.max\" = \"max == 0\"",
+            &options,
+            "pgbouncer.cl_waiting.max: max == 0",
+        )
+        .unwrap();
+        assert_eq!(
+            plan.thresholds[0].selector.metric,
+            Metric::Extra("pgbouncer.cl_waiting.max".into())
+        );
+        check(
+            "\"pgbouncer.cl_waiting.max{name:/a/}\" = \"max == 0\"",
+            &options,
+            "21:1 `pgbouncer.cl_waiting.max` takes no filters",
+        );
+    }
+
+    #[test]
+    fn a_threshold_on_an_excluded_task_is_skipped_and_noted() {
+        let options = PlanOptions {
+            exclude_tags: vec!["slow".into()],
+            ..PlanOptions::default()
+        };
+        let plan = check(
+            "\"http.duration{name:/slow/}\" = \"p(95) < 1s\"\n\"http.duration{name:/a/}\" = \"p(95) < 1s\"",
+            &options,
+            "http.duration{name:/a/}: p(95) < 1s",
+        )
+        .unwrap();
+        assert_eq!(
+            plan.selection.skipped_thresholds,
+            ["http.duration{name:/slow/} (its task is excluded)"]
+        );
+    }
+}
