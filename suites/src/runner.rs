@@ -306,7 +306,6 @@ async fn run_on_stack(
         users,
         global: Arc::new(catalog.global.clone()),
         seed: plan.data_seed,
-
         custom_tasks: Default::default(),
     };
 
