@@ -214,7 +214,6 @@ async fn measure_engine(url: &str, connections: u32, duration: Duration) -> anyh
         users: Vec::new(),
         global: Arc::default(),
         seed: 1,
-
         custom_tasks: Default::default(),
     };
     let before = cpu_seconds(UsageWho::RUSAGE_SELF)?;
