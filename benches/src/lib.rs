@@ -67,7 +67,14 @@ pub fn recorded_summary(endpoints: usize, seconds: u64, per_second: u64) -> RunS
             }
         }
         let interval = recorder.take_interval();
-        aggregator.add(second as usize, 20, &interval);
+        aggregator.add(
+            second as usize,
+            harness::metrics::Gauges {
+                users: 20,
+                ..Default::default()
+            },
+            &interval,
+        );
     }
     aggregator.finish();
     let header = RunHeader {

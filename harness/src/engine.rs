@@ -28,7 +28,7 @@ use self::task::{CustomTasks, run_task};
 use self::vu::{AckedWrite, EngineUser, TruthSample, VirtualUser, WorkerShared};
 use crate::catalog::Scope;
 use crate::metrics::summary::{RunHeader, RunSummary};
-use crate::metrics::{Aggregator, Interval, Phase, Recorder};
+use crate::metrics::{Aggregator, Gauges, Interval, Phase, Recorder};
 use crate::suite::plan::{Executor, Plan, TaskKind, TaskPlan};
 
 /// What a run needs beside the plan.
@@ -104,7 +104,7 @@ impl Global {
 enum Report {
     Interval {
         second: usize,
-        users: u64,
+        gauges: Gauges,
         interval: Interval,
     },
     Done {
@@ -226,10 +226,10 @@ pub async fn run_until(
         match report {
             Report::Interval {
                 second,
-                users,
+                gauges,
                 interval,
             } => {
-                let complete = aggregator.add(second, users, &interval);
+                let complete = aggregator.add(second, gauges, &interval);
                 while completed_seconds < complete {
                     completed_seconds += 1;
                     let elapsed = Duration::from_secs(completed_seconds as u64);
@@ -347,18 +347,24 @@ async fn worker_main(worker: usize, global: Arc<Global>, sender: mpsc::Unbounded
                     (global.started + Duration::from_secs(second as u64 + 1)).into(),
                 )
                 .await;
-                let interval = {
+                let (interval, gauges) = {
                     let mut recorder = shared.recorder.borrow_mut();
+                    let (in_flight, oldest) = recorder.in_flight_at(Instant::now());
+                    let gauges = Gauges {
+                        users: u64::from(state.active.get()),
+                        in_flight,
+                        oldest_in_flight_ms: oldest.as_millis() as u64,
+                    };
                     let interval = recorder.take_interval();
                     if second as u64 + 1 >= global.warm_up_seconds {
                         recorder.set_phase(Phase::Measured);
                     }
-                    interval
+                    (interval, gauges)
                 };
                 if sender
                     .send(Report::Interval {
                         second,
-                        users: u64::from(state.active.get()),
+                        gauges,
                         interval,
                     })
                     .is_err()
@@ -511,7 +517,7 @@ async fn worker_main(worker: usize, global: Arc<Global>, sender: mpsc::Unbounded
         };
         let _ = sender.send(Report::Interval {
             second,
-            users: 0,
+            gauges: Gauges::default(),
             interval: final_interval,
         });
     }

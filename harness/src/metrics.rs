@@ -62,6 +62,9 @@ pub enum FailureKind {
     Named(Arc<str>),
     /// Any other transport error.
     Transport,
+    /// Still in flight when the run ended (or its graceful stop ran out):
+    /// its latency is the time it had waited, a lower bound.
+    Interrupted,
 }
 
 impl FailureKind {
@@ -77,6 +80,7 @@ impl FailureKind {
             FailureKind::CsrfRejected => "csrf-rejected".into(),
             FailureKind::Named(name) => name.to_string(),
             FailureKind::Transport => "transport".into(),
+            FailureKind::Interrupted => "interrupted".into(),
         }
     }
 }
@@ -170,8 +174,14 @@ pub struct Counters {
     pub dropped_iterations: u64,
     pub checks_passed: u64,
     pub checks_failed: u64,
-    /// Requests cut off by the end of the run's graceful stop.
+    /// Iterations cut off by the end of the run's graceful stop.
     pub interrupted: u64,
+    /// Requests still in flight when they were cut off (failures of kind
+    /// `interrupted` or `timeout`), and the longest any of them had waited.
+    #[serde(default)]
+    pub interrupted_requests: u64,
+    #[serde(default)]
+    pub interrupted_longest_ms: u64,
     /// Tasks not sent because a template variable had no value.
     pub skipped: u64,
 }
@@ -185,6 +195,10 @@ impl Counters {
         self.checks_passed += other.checks_passed;
         self.checks_failed += other.checks_failed;
         self.interrupted += other.interrupted;
+        self.interrupted_requests += other.interrupted_requests;
+        self.interrupted_longest_ms = self
+            .interrupted_longest_ms
+            .max(other.interrupted_longest_ms);
         self.skipped += other.skipped;
     }
 }
@@ -233,14 +247,42 @@ pub enum Outcome<'a> {
     },
 }
 
+/// What a worker's virtual users were doing at the end of a second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    pub users: u64,
+    /// Requests sent and not yet answered.
+    pub in_flight: u64,
+    /// How long the oldest of them had waited, in milliseconds.
+    pub oldest_in_flight_ms: u64,
+}
+
+impl Gauges {
+    /// Several workers' gauges of one second together.
+    fn add(&mut self, other: &Gauges) {
+        self.users += other.users;
+        self.in_flight += other.in_flight;
+        self.oldest_in_flight_ms = self.oldest_in_flight_ms.max(other.oldest_in_flight_ms);
+    }
+}
+
+/// A request the recorder knows is in flight, by its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlightId(usize);
+
 /// One worker's recorder. Recording a request costs a histogram increment
 /// and a few counter updates; only the first failure of a kind on an endpoint
-/// in an interval allocates (its sample message).
+/// in an interval allocates (its sample message). Requests in flight are
+/// slots of a table reused as they land, so they cost no allocation either
+/// once the table has grown to the worker's concurrency.
 #[derive(Debug)]
 pub struct Recorder {
     current: Interval,
     /// A spare interval, swapped in by [`Recorder::take_interval`].
     spare: Option<Interval>,
+    /// When each request in flight was sent; `None` for a free slot.
+    in_flight: Vec<Option<std::time::Instant>>,
+    free_slots: Vec<usize>,
 }
 
 impl Recorder {
@@ -248,7 +290,43 @@ impl Recorder {
         Recorder {
             current: Interval::new(Phase::WarmUp, n_endpoints),
             spare: None,
+            in_flight: Vec::new(),
+            free_slots: Vec::new(),
         }
+    }
+
+    /// Notes a request sent at `started`; [`Recorder::land`] it when it ends.
+    pub fn take_off(&mut self, started: std::time::Instant) -> FlightId {
+        match self.free_slots.pop() {
+            Some(slot) => {
+                self.in_flight[slot] = Some(started);
+                FlightId(slot)
+            }
+            None => {
+                self.in_flight.push(Some(started));
+                FlightId(self.in_flight.len() - 1)
+            }
+        }
+    }
+
+    /// The request is no longer in flight (answered, failed or cut).
+    pub fn land(&mut self, flight: FlightId) {
+        if let Some(slot) = self.in_flight.get_mut(flight.0)
+            && slot.take().is_some()
+        {
+            self.free_slots.push(flight.0);
+        }
+    }
+
+    /// How many requests are in flight at `now`, and the oldest one's wait.
+    pub fn in_flight_at(&self, now: std::time::Instant) -> (u64, std::time::Duration) {
+        let mut count = 0;
+        let mut oldest = std::time::Duration::ZERO;
+        for started in self.in_flight.iter().flatten() {
+            count += 1;
+            oldest = oldest.max(now.saturating_duration_since(*started));
+        }
+        (count, oldest)
     }
 
     pub fn set_phase(&mut self, phase: Phase) {
@@ -335,7 +413,7 @@ pub struct Aggregator {
 #[derive(Debug)]
 struct SecondAccumulator {
     interval: Interval,
-    users: u64,
+    gauges: Gauges,
     workers_reported: usize,
 }
 
@@ -352,9 +430,9 @@ impl Aggregator {
         }
     }
 
-    /// Adds a worker's interval for second `second` of the run, when it had
-    /// `users` active virtual users. Returns how many seconds are complete.
-    pub fn add(&mut self, second: usize, users: u64, interval: &Interval) -> usize {
+    /// Adds a worker's interval for second `second` of the run, with what
+    /// its users were doing at its end. Returns how many seconds are complete.
+    pub fn add(&mut self, second: usize, gauges: Gauges, interval: &Interval) -> usize {
         match interval.phase {
             Phase::WarmUp => self.warm_up.merge(interval),
             Phase::Measured => self.measured.merge(interval),
@@ -365,12 +443,12 @@ impl Aggregator {
             .entry(second)
             .or_insert_with(|| SecondAccumulator {
                 interval: Interval::new(interval.phase, n_endpoints),
-                users: 0,
+                gauges: Gauges::default(),
                 workers_reported: 0,
             });
         slot.interval.merge(interval);
         slot.interval.phase = interval.phase;
-        slot.users += users;
+        slot.gauges.add(&gauges);
         slot.workers_reported += 1;
         while let Some(entry) = self.pending.first_entry() {
             if entry.get().workers_reported < self.workers {
@@ -387,15 +465,19 @@ impl Aggregator {
         // a late final interval may jump ahead) keep the series dense.
         while self.points.len() < second {
             let empty = Interval::new(slot.interval.phase, self.n_endpoints);
-            let point =
-                SecondPoint::from_interval(self.points.len() as u64, 0, &empty, &self.running);
+            let point = SecondPoint::from_interval(
+                self.points.len() as u64,
+                Gauges::default(),
+                &empty,
+                &self.running,
+            );
             self.points.push(point);
         }
         for stats in &slot.interval.endpoints {
             self.running.merge(stats);
         }
         let point =
-            SecondPoint::from_interval(second as u64, slot.users, &slot.interval, &self.running);
+            SecondPoint::from_interval(second as u64, slot.gauges, &slot.interval, &self.running);
         self.points.push(point);
     }
 

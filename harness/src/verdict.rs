@@ -271,6 +271,24 @@ fn observe(
         Metric::IterationsCompleted => {
             (Some(summary.counters.iterations as f64), Kind::Count, None)
         }
+        Metric::HttpStalledSeconds => (
+            Some(summary.stalls.stalled_seconds as f64),
+            Kind::Count,
+            Some("seconds with requests in flight and none completed".into()),
+        ),
+        Metric::HttpLongestStall => (
+            Some(summary.stalls.longest_seconds as f64 * 1000.0),
+            Kind::Millis,
+            summary
+                .stalls
+                .longest_from_second
+                .map(|from| format!("from second {from} of the run")),
+        ),
+        Metric::HttpInflightAge => (
+            Some(summary.stalls.max_in_flight_age_ms),
+            Kind::Millis,
+            Some("the longest wait of a request still in flight".into()),
+        ),
         // Values later layers put in the summary under the metric's name.
         Metric::TasksExecuted | Metric::Extra(_) => match summary.extra.get(metric.as_str()) {
             Some(value) => (Some(*value), Kind::Plain, None),

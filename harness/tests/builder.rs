@@ -95,7 +95,8 @@ async fn a_suite_built_in_rust_runs_its_custom_task_and_counts_every_request() {
     let BuiltSuite { plan, custom_tasks } = checkout()
         .build(&PlanOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(plan.thresholds.len(), 3);
+    // Its three, and the stall threshold every plan gets by default.
+    assert_eq!(plan.thresholds.len(), 4);
     let plan = Arc::new(plan);
     let output = run(
         EngineInput {

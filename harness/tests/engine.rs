@@ -26,6 +26,8 @@ struct Seen {
     /// Versions of items, for the write task.
     versions: Mutex<HashMap<u64, u64>>,
     saves: AtomicU64,
+    /// Requests to `/stops-answering/` so far.
+    answered_then_hung: AtomicU64,
 }
 
 impl Seen {
@@ -124,6 +126,15 @@ async fn slow(State(seen): State<Arc<Seen>>) -> &'static str {
     "ok"
 }
 
+/// Answers its first requests, then hangs like a target whose Redis or
+/// PgBouncer is gone and whose pool waits for ever.
+async fn stops_answering(State(seen): State<Arc<Seen>>) -> &'static str {
+    if seen.answered_then_hung.fetch_add(1, Ordering::Relaxed) >= 20 {
+        std::future::pending::<()>().await;
+    }
+    "ok"
+}
+
 /// Starts the server on its own runtime thread; returns its base URL.
 fn server() -> (String, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
@@ -133,6 +144,7 @@ fn server() -> (String, Arc<Seen>) {
         .route("/items/{id}/", get(item))
         .route("/items/{id}/save/", post(save))
         .route("/slow/", get(slow))
+        .route("/stops-answering/", get(stops_answering))
         .with_state(seen.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -363,4 +375,71 @@ get = "/slow/"
         "latency below the server's 20 ms: {:?}",
         summary.total.latency_ms
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hang_is_a_stall_and_requests_cut_off_are_failures_with_their_wait() {
+    let (base, _seen) = server();
+    let plan = plan(
+        r#"
+[suite]
+name = "hang"
+[load]
+executor = "constant-users"
+users = 2
+duration = "6s"
+graceful-stop = "1s"
+
+[[task]]
+name = "/stops-answering/"
+get = "/stops-answering/"
+"#,
+    );
+    let thresholds = plan.thresholds.clone();
+    let output = run(input(plan, base, Vec::new()), None, None)
+        .await
+        .unwrap();
+    let summary = output.summary;
+
+    // Both users hang from the first second to the end: every second after
+    // the first few answers is a stall, and the series says why.
+    let stalled: Vec<_> = summary.series.iter().filter(|p| p.stalled).collect();
+    assert!(
+        summary.stalls.longest_seconds >= 3,
+        "longest stall {:?} in {:?}",
+        summary.stalls,
+        summary
+            .series
+            .iter()
+            .map(|p| (p.requests, p.in_flight, p.oldest_in_flight_ms))
+            .collect::<Vec<_>>()
+    );
+    assert!(stalled.iter().all(|p| p.in_flight == 2 && p.requests == 0));
+    assert!(stalled.last().unwrap().oldest_in_flight_ms >= 2_000.0);
+
+    // The two requests cut off at the end are failures of their own kind,
+    // and their wait (a lower bound) is in the histogram.
+    let endpoint = &summary.endpoints[0];
+    let cut = endpoint
+        .failure_kinds
+        .iter()
+        .find(|r| r.kind == FailureKind::Interrupted)
+        .expect("interrupted requests are failures");
+    assert_eq!(cut.count, 2);
+    assert_eq!(summary.counters.interrupted_requests, 2);
+    assert!(summary.counters.interrupted_longest_ms >= 5_000);
+    assert!(
+        endpoint.latency_ms.max >= 5_000.0,
+        "{:?}",
+        endpoint.latency_ms
+    );
+    assert!(summary.stalls.max_in_flight_age_ms >= 5_000.0);
+
+    // The default stall threshold fails the run.
+    let results = harness::verdict::evaluate(&summary, &thresholds);
+    let stall = results
+        .iter()
+        .find(|r| r.metric == "http.longest-stall")
+        .expect("the default stall threshold");
+    assert!(!stall.passed, "{stall:?}");
 }

@@ -63,7 +63,14 @@ fn recorded_summary() -> RunSummary {
         recorder.counters().login_successes += 1;
         recorder.counters().iterations += 200;
         let interval = recorder.take_interval();
-        aggregator.add(second as usize, 10, &interval);
+        aggregator.add(
+            second as usize,
+            harness::metrics::Gauges {
+                users: 10,
+                ..Default::default()
+            },
+            &interval,
+        );
     }
     aggregator.finish();
     let header = RunHeader {

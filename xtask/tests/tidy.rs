@@ -161,9 +161,9 @@ const LAYERS: [(&str, &str, &str); 5] = [
         "the load engine knows nothing about the stack",
     ),
     (
-        "harness/src/suite",
+        "harness/src/suite/plan",
         "crate::engine",
-        "suite files plan; the engine runs plans (no import circle)",
+        "a plan knows nothing of the engine that runs it (no import circle; custom tasks reach the engine beside the plan)",
     ),
     (
         "harness/src/verdict.rs",

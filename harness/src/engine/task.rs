@@ -126,7 +126,9 @@ impl TaskContext<'_> {
         body: Bytes,
     ) -> Result<Response, TransportError> {
         let started = Instant::now();
+        let flight = self.shared.take_off(self.endpoint);
         let result = self.vu.client.send(method, path, headers, body, true).await;
+        flight.land();
         let latency = started.elapsed();
         let at = self.shared.elapsed_ms();
         let mut recorder = self.shared.recorder.borrow_mut();

@@ -25,7 +25,7 @@ use self::checks::Judgement;
 use self::variables::{TaskVars, VarValue, prepare};
 use super::http::Client;
 use crate::catalog::{Scope, Secret};
-use crate::metrics::{FailureKind, Outcome, Recorder};
+use crate::metrics::{FailureKind, FlightId, Outcome, Recorder};
 use crate::suite::plan::{HttpTask, Plan, TaskPlan};
 use crate::suite::template::RenderError;
 
@@ -57,6 +57,78 @@ pub struct WorkerShared {
 impl WorkerShared {
     pub(crate) fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Notes a request to `endpoint` as in flight until the returned guard
+    /// lands. A guard dropped without landing (the run cut its request off)
+    /// records a failure with the time the request had waited.
+    pub(crate) fn take_off(&self, endpoint: usize) -> Flight<'_> {
+        let started = Instant::now();
+        let id = self.recorder.borrow_mut().take_off(started);
+        Flight {
+            shared: self,
+            id,
+            endpoint,
+            started,
+            landed: false,
+        }
+    }
+}
+
+/// A request in flight; see [`WorkerShared::take_off`].
+#[derive(Debug)]
+pub(crate) struct Flight<'a> {
+    shared: &'a WorkerShared,
+    id: FlightId,
+    endpoint: usize,
+    started: Instant,
+    landed: bool,
+}
+
+impl Flight<'_> {
+    /// The request ended (answered or failed): its caller records it.
+    pub(crate) fn land(mut self) {
+        self.landed = true;
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        // A future is dropped at an await point, where no borrow of the
+        // recorder is held; `try_` keeps a panic's unwinding from aborting.
+        let Ok(mut recorder) = self.shared.recorder.try_borrow_mut() else {
+            return;
+        };
+        recorder.land(self.id);
+        if self.landed {
+            return;
+        }
+        let waited = self.started.elapsed();
+        let kind = if waited >= self.shared.plan.load.timeout {
+            FailureKind::Timeout
+        } else {
+            FailureKind::Interrupted
+        };
+        let message = format!(
+            "still in flight after {:.1}s when the run ended (its latency is a lower bound)",
+            waited.as_secs_f64()
+        );
+        let at = self.shared.elapsed_ms();
+        recorder.record(
+            self.endpoint,
+            micros(waited),
+            0,
+            Outcome::Failure {
+                kind: &kind,
+                message: &message,
+            },
+            at,
+        );
+        let counters = recorder.counters();
+        counters.interrupted_requests += 1;
+        counters.interrupted_longest_ms = counters
+            .interrupted_longest_ms
+            .max(waited.as_millis() as u64);
     }
 }
 
@@ -174,10 +246,12 @@ impl VirtualUser {
             crate::suite::plan::Method::Delete => http::Method::DELETE,
         };
         let started = scheduled.unwrap_or_else(Instant::now);
+        let flight = shared.take_off(task.endpoint);
         let result = self
             .client
             .send(method, &path, &headers, body, keep_body)
             .await;
+        flight.land();
         let latency = micros(started.elapsed());
         let at = shared.elapsed_ms();
         let response = match result {

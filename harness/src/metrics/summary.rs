@@ -236,12 +236,22 @@ pub struct SecondPoint {
     pub totals: RunningTotals,
     /// In the order of [`RunSummary::endpoints`].
     pub endpoints: Vec<EndpointSecond>,
+    /// Requests in flight at the end of the second.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// How long the oldest of them had waited.
+    #[serde(default)]
+    pub oldest_in_flight_ms: f64,
+    /// Requests were in flight and none completed: users waited on a
+    /// system that answered nothing.
+    #[serde(default)]
+    pub stalled: bool,
 }
 
 impl SecondPoint {
     pub(crate) fn from_interval(
         second: u64,
-        users: u64,
+        gauges: super::Gauges,
         interval: &Interval,
         running: &EndpointStats,
     ) -> SecondPoint {
@@ -263,11 +273,15 @@ impl SecondPoint {
             });
         }
         let latency = &running.latency;
+        let requests = endpoints.iter().map(|e| e.requests).sum();
         SecondPoint {
             second,
             warm_up: interval.phase == super::Phase::WarmUp,
-            users,
-            requests: endpoints.iter().map(|e| e.requests).sum(),
+            users: gauges.users,
+            in_flight: gauges.in_flight,
+            oldest_in_flight_ms: gauges.oldest_in_flight_ms as f64,
+            stalled: gauges.in_flight > 0 && requests == 0,
+            requests,
             failures: endpoints.iter().map(|e| e.failures).sum(),
             percentiles_ms: LOCUST_QUANTILES
                 .iter()
@@ -361,10 +375,58 @@ pub struct RunSummary {
     pub warm_up: Vec<EndpointSummary>,
     pub warm_up_counters: Counters,
     pub series: Vec<SecondPoint>,
+    /// Seconds in which nothing completed while users waited, over the
+    /// whole run (warm-up included: a hang is a hang).
+    #[serde(default)]
+    pub stalls: Stalls,
     /// Extra named values (probe peaks, query budgets, integrity, coverage)
     /// that later layers add and thresholds may use.
     #[serde(default)]
     pub extra: BTreeMap<String, f64>,
+}
+
+/// What the per-second series says about hangs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Stalls {
+    /// Seconds with requests in flight and none completed.
+    pub stalled_seconds: u64,
+    /// The longest run of consecutive stalled seconds …
+    pub longest_seconds: u64,
+    /// … and the second of the run it began in.
+    pub longest_from_second: Option<u64>,
+    /// The longest wait of a request seen in flight, or cut at the end.
+    pub max_in_flight_age_ms: f64,
+}
+
+impl Stalls {
+    /// Reads the stalls off a per-second series; `cut_longest_ms` is the
+    /// longest wait of a request cut when the run ended.
+    pub fn of(series: &[SecondPoint], cut_longest_ms: u64) -> Stalls {
+        let mut stalls = Stalls {
+            max_in_flight_age_ms: cut_longest_ms as f64,
+            ..Stalls::default()
+        };
+        let mut current: Option<(u64, u64)> = None;
+        for point in series {
+            stalls.max_in_flight_age_ms =
+                stalls.max_in_flight_age_ms.max(point.oldest_in_flight_ms);
+            if !point.stalled {
+                current = None;
+                continue;
+            }
+            stalls.stalled_seconds += 1;
+            let (from, length) = match current {
+                Some((from, length)) => (from, length + 1),
+                None => (point.second, 1),
+            };
+            current = Some((from, length));
+            if length > stalls.longest_seconds {
+                stalls.longest_seconds = length;
+                stalls.longest_from_second = Some(from);
+            }
+        }
+        stalls
+    }
 }
 
 impl RunSummary {
@@ -413,6 +475,13 @@ impl RunSummary {
             counters: measured.counters.clone(),
             warm_up: warm_up_endpoints,
             warm_up_counters: warm_up.counters.clone(),
+            stalls: Stalls::of(
+                &series,
+                measured
+                    .counters
+                    .interrupted_longest_ms
+                    .max(warm_up.counters.interrupted_longest_ms),
+            ),
             series,
             extra: BTreeMap::new(),
         }

@@ -22,6 +22,8 @@ pub struct Defaults {
     pub target: TargetDefaults,
     pub load: LoadDefaults,
     pub truth: TruthDefaults,
+    /// Thresholds every suite has unless it names the same key.
+    pub thresholds: indexmap::IndexMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -118,6 +120,12 @@ mod tests {
         assert_eq!(defaults.target.timeout, Duration::from_secs(120));
         assert_eq!(defaults.auth.fields.user, "login");
         assert_eq!(defaults.task.weight, 1);
+        for (key, expression) in &defaults.thresholds {
+            key.parse::<crate::suite::threshold::Selector>().unwrap();
+            expression
+                .parse::<crate::suite::threshold::Expression>()
+                .unwrap();
+        }
     }
 
     #[track_caller]

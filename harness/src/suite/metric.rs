@@ -27,6 +27,12 @@ pub enum Metric {
     IterationsCompleted,
     /// Requests of tasks, logins aside: the verdict every run gets.
     TasksExecuted,
+    /// Seconds with requests in flight and none completed.
+    HttpStalledSeconds,
+    /// The longest run of such seconds.
+    HttpLongestStall,
+    /// The longest any request was seen waiting, cut at the end included.
+    HttpInflightAge,
     /// A named value of the summary's `extra` (`pgbouncer.cl_waiting.max`,
     /// `integrity.lost`…). Never holds the name of another variant: build
     /// it with `parse`.
@@ -48,10 +54,16 @@ impl Metric {
     ];
 
     /// Metrics of the engine that are single values.
-    pub const ENGINE_VALUES: [Metric; 2] = [Metric::IterationsDropped, Metric::IterationsCompleted];
+    pub const ENGINE_VALUES: [Metric; 5] = [
+        Metric::IterationsDropped,
+        Metric::IterationsCompleted,
+        Metric::HttpStalledSeconds,
+        Metric::HttpLongestStall,
+        Metric::HttpInflightAge,
+    ];
 
     /// Every variant but `Extra`, for parsing.
-    const NAMED: [Metric; 12] = [
+    const NAMED: [Metric; 15] = [
         Metric::QueriesPerRequest,
         Metric::HttpDuration,
         Metric::HttpFailed,
@@ -64,6 +76,9 @@ impl Metric {
         Metric::IterationsDropped,
         Metric::IterationsCompleted,
         Metric::TasksExecuted,
+        Metric::HttpStalledSeconds,
+        Metric::HttpLongestStall,
+        Metric::HttpInflightAge,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -80,6 +95,9 @@ impl Metric {
             Metric::IterationsDropped => "iterations.dropped",
             Metric::IterationsCompleted => "iterations.completed",
             Metric::TasksExecuted => "tasks.executed",
+            Metric::HttpStalledSeconds => "http.stalled-seconds",
+            Metric::HttpLongestStall => "http.longest-stall",
+            Metric::HttpInflightAge => "http.inflight-age",
             Metric::Extra(name) => name,
         }
     }
@@ -101,7 +119,9 @@ impl Metric {
             | Metric::Failures
             | Metric::HttpConflicts => &["rate", "count"],
             Metric::HttpRequests => &["count", "rate"],
+            Metric::HttpLongestStall | Metric::HttpInflightAge => &["max", "value"],
             Metric::QueriesPerRequest
+            | Metric::HttpStalledSeconds
             | Metric::IterationsDropped
             | Metric::IterationsCompleted
             | Metric::TasksExecuted

@@ -31,10 +31,12 @@ impl VirtualUser {
         };
         // The form.
         let started = Instant::now();
+        let flight = shared.take_off(auth.form_endpoint);
         let form = self
             .client
             .send(http::Method::GET, &path, &[], Bytes::new(), true)
             .await;
+        flight.land();
         let at = shared.elapsed_ms();
         let form = match form {
             Ok(response) if response.status.is_success() => {
@@ -103,10 +105,12 @@ impl VirtualUser {
         }
         let body = form_body(&fields);
         let started = Instant::now();
+        let flight = shared.take_off(auth.login_endpoint);
         let result = self
             .client
             .send(http::Method::POST, &path, &headers, body, true)
             .await;
+        flight.land();
         let latency = micros(started.elapsed());
         let at = shared.elapsed_ms();
         let mut recorder = shared.recorder.borrow_mut();

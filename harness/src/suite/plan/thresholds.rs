@@ -27,7 +27,7 @@ pub struct ThresholdPlan {
 }
 
 /// Failure kinds the engine itself reports (besides `http-NNN` and the auth markers).
-pub const BUILTIN_FAILURE_KINDS: [&str; 7] = [
+pub const BUILTIN_FAILURE_KINDS: [&str; 8] = [
     "connection-refused",
     "connection-reset",
     "timeout",
@@ -35,6 +35,7 @@ pub const BUILTIN_FAILURE_KINDS: [&str; 7] = [
     "login-page-returned",
     "csrf-rejected",
     "transport",
+    "interrupted",
 ];
 
 /// Every threshold of the file, checked; a threshold on a task the tags
@@ -113,6 +114,23 @@ pub(super) fn check_thresholds(
                 }
             }
         }
+    }
+    for (key, expression) in &crate::suite::defaults::Defaults::embedded().thresholds {
+        if file.thresholds.keys().any(|k| k.get_ref() == key) {
+            continue;
+        }
+        let selector: Selector = key
+            .parse()
+            .expect("defaults.toml is checked by a unit test");
+        let expression: Expression = expression
+            .parse()
+            .expect("defaults.toml is checked by a unit test");
+        thresholds.push(ThresholdPlan {
+            source: format!("{selector}: {expression}"),
+            selector,
+            expression,
+            abort_on_fail: false,
+        });
     }
     thresholds
 }
@@ -264,7 +282,13 @@ get = "/slow/"
         let source = format!("{SUITE}{thresholds}\n");
         match Plan::from_source(&source, "t.toml", options) {
             Ok(plan) => {
-                let got: Vec<&str> = plan.thresholds.iter().map(|t| t.source.as_str()).collect();
+                // The default stall threshold every plan gets has a test of its own.
+                let got: Vec<&str> = plan
+                    .thresholds
+                    .iter()
+                    .map(|t| t.source.as_str())
+                    .filter(|source| *source != STALL_DEFAULT)
+                    .collect();
                 assert_eq!(got.join(", "), expect);
                 Some(plan)
             }
@@ -313,6 +337,28 @@ get = "/slow/"
             &none,
             "21:1 queries_per_request names its task: queries_per_request(\"/dashboard/\")",
         );
+    }
+
+    const STALL_DEFAULT: &str = "http.longest-stall: max < 5s";
+
+    #[test]
+    fn every_suite_fails_on_a_stall_unless_it_says_otherwise() {
+        let none = PlanOptions::default();
+        let sources = |thresholds: &str| -> Vec<String> {
+            let source = format!("{SUITE}{thresholds}\n");
+            Plan::from_source(&source, "t.toml", &none)
+                .unwrap()
+                .thresholds
+                .iter()
+                .map(|t| t.source.clone())
+                .collect()
+        };
+        assert_eq!(sources(""), [STALL_DEFAULT]);
+        assert_eq!(
+            sources("\"http.longest-stall\" = \"max < 30s\""),
+            ["http.longest-stall: max < 30s"]
+        );
+        assert_eq!(sources("\"http.longest-stall\" = []"), Vec::<String>::new());
     }
 
     #[test]
