@@ -40,6 +40,8 @@ struct Findings {
     slow_statement: Option<String>,
     logs: Vec<(String, String)>,
     cache: Option<String>,
+    /// The longest stall and what the probes saw during it.
+    stall: Option<String>,
 }
 
 fn value(report: &RunReport, name: &str) -> Option<f64> {
@@ -138,6 +140,7 @@ impl Findings {
             slow_statement,
             logs,
             cache,
+            stall: stall(report),
         }
     }
 
@@ -217,6 +220,12 @@ impl Findings {
                         explain_kind(kind, sample)
                     ));
                 }
+                if kinds
+                    .iter()
+                    .any(|k| k.1 == "interrupted" || k.1 == "timeout")
+                {
+                    causes.extend(self.stall.clone());
+                }
                 causes.extend(self.pgbouncer.clone());
                 causes.extend(self.leak.clone());
                 causes.extend(
@@ -230,6 +239,11 @@ impl Findings {
                         })
                         .map(|(_, t)| t.clone()),
                 );
+            }
+            Metric::HttpLongestStall | Metric::HttpStalledSeconds | Metric::HttpInflightAge => {
+                causes.extend(self.stall.clone());
+                causes.extend(self.pgbouncer.clone());
+                causes.extend(self.logs.iter().map(|(_, t)| t.clone()));
             }
             Metric::QueriesPerRequest => {
                 match result.observed {
@@ -440,4 +454,81 @@ mod tests {
         }
         assert_eq!(bimodal(&one), None);
     }
+}
+
+/// The longest stall, and what the probes saw in it: which service stopped
+/// answering (it answered before the stall and not during it), and whether
+/// the target's process was there.
+fn stall(report: &RunReport) -> Option<String> {
+    let stalls = &report.summary.stalls;
+    let from = stalls.longest_from_second?;
+    let until = from + stalls.longest_seconds;
+    let in_flight = report
+        .summary
+        .series
+        .iter()
+        .filter(|p| p.second >= from && p.second < until)
+        .map(|p| p.in_flight)
+        .max()
+        .unwrap_or(0);
+    let mut text = format!(
+        "nothing completed for {}s from second {from} while up to {in_flight} requests waited",
+        stalls.longest_seconds
+    );
+    let Some(probes) = &report.probes else {
+        return Some(text);
+    };
+    let before: Vec<_> = probes.samples.iter().filter(|s| s.second < from).collect();
+    let during: Vec<_> = probes
+        .samples
+        .iter()
+        .filter(|s| s.second >= from && s.second < until)
+        .collect();
+    if during.is_empty() {
+        return Some(text);
+    }
+    type Answered = fn(&crate::probe::ProbeSample) -> bool;
+    let services: [(&str, Answered); 3] = [
+        ("redis", |s| s.redis.is_some()),
+        ("pgbouncer", |s| s.pgbouncer.is_some()),
+        ("postgres", |s| s.postgres.is_some()),
+    ];
+    let mut silent = Vec::new();
+    for (name, answered) in services {
+        let answered_before = before.iter().any(|s| answered(s));
+        let silent_during = during.iter().filter(|s| !answered(s)).count();
+        if answered_before && silent_during * 2 >= during.len() {
+            let last = before
+                .iter()
+                .rev()
+                .find(|s| answered(s))
+                .map_or(0, |s| s.second);
+            silent.push(format!(
+                "{name} (last answered the probes at second {last})"
+            ));
+        }
+    }
+    if silent.is_empty() {
+        text.push_str("; every service of the stack kept answering the probes");
+    } else {
+        text.push_str(&format!(
+            "; stopped answering the probes: {}",
+            silent.join(", ")
+        ));
+    }
+    let target: Vec<_> = during
+        .iter()
+        .flat_map(|s| s.services.iter().filter(|p| p.name == "app"))
+        .collect();
+    if !target.is_empty() {
+        if target.iter().all(|p| p.running) {
+            let cpu = target.iter().map(|p| p.cpu_percent).sum::<f64>() / target.len() as f64;
+            text.push_str(&format!(
+                "; the target's process was alive (CPU {cpu:.0}%): it waited on the stack instead of answering"
+            ));
+        } else {
+            text.push_str("; the target's process was gone");
+        }
+    }
+    Some(text)
 }

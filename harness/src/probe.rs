@@ -70,6 +70,9 @@ pub struct ServiceSample {
     pub cpu_percent: f64,
     /// Proportional set size of the whole tree, in MB.
     pub memory_mb: f64,
+    /// Whether the process was there at all.
+    #[serde(default)]
+    pub running: bool,
 }
 
 /// Everything probed at one second.
@@ -272,6 +275,19 @@ fn note(unavailable: &mut Vec<String>, what: &str, error: impl std::fmt::Display
     }
 }
 
+/// How long one probe may take before its service counts as not answering
+/// in that second.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+
+async fn bounded<T, E: std::fmt::Display>(
+    probe: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+    }
+}
+
 async fn sample(
     targets: &ProbeTargets,
     connections: &mut Connections,
@@ -283,20 +299,22 @@ async fn sample(
         second,
         ..Default::default()
     };
+    // A service that hangs (paused, or behind a black hole) must show as
+    // not answering in this second, not stop the sampling of the others.
     if let Some(admin) = connections.admin.as_mut() {
-        match pgbouncer(admin).await {
+        match bounded(pgbouncer(admin)).await {
             Ok(s) => sample.pgbouncer = Some(s),
             Err(e) => note(unavailable, "pgbouncer", e),
         }
     }
     if let Some(postgres) = connections.postgres.as_mut() {
-        match postgres_sample(postgres).await {
+        match bounded(postgres_sample(postgres)).await {
             Ok(s) => sample.postgres = Some(s),
             Err(e) => note(unavailable, "postgres", e),
         }
     }
     if let Some(redis) = connections.redis.as_mut() {
-        match redis_sample(redis).await {
+        match bounded(redis_sample(redis)).await {
             Ok(s) => sample.redis = Some(s),
             Err(e) => note(unavailable, "redis", e),
         }
@@ -306,6 +324,7 @@ async fn sample(
         let pids = table.tree(*pid);
         sample.services.push(ServiceSample {
             name: name.clone(),
+            running: !pids.is_empty(),
             cpu_percent: cpu.percent(name, &pids),
             memory_mb: process::pss_mb(&pids),
         });

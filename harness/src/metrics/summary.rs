@@ -487,6 +487,30 @@ impl RunSummary {
         }
     }
 
+    /// One line on requests cut off and stalls, for every report; `None`
+    /// when nothing hung.
+    pub fn hang_note(&self) -> Option<String> {
+        let cut = self.counters.interrupted_requests + self.warm_up_counters.interrupted_requests;
+        let longest_cut = self
+            .counters
+            .interrupted_longest_ms
+            .max(self.warm_up_counters.interrupted_longest_ms);
+        let mut parts = Vec::new();
+        if cut > 0 {
+            parts.push(format!(
+                "{cut} request(s) still in flight were cut off when the run ended (the longest had waited {:.1}s; counted as failures, their waits as lower bounds)",
+                longest_cut as f64 / 1000.0
+            ));
+        }
+        if let Some(from) = self.stalls.longest_from_second {
+            parts.push(format!(
+                "nothing completed for {}s from second {from} while requests waited ({} stalled second(s) in all)",
+                self.stalls.longest_seconds, self.stalls.stalled_seconds
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
     /// Every failure record of the measured phase, most frequent first.
     pub fn failures(&self) -> Vec<FailureSummary> {
         let mut all: Vec<FailureSummary> = self

@@ -237,6 +237,13 @@ pub fn render(report: &RunReport) -> String {
             esc(&interruption.describe())
         );
     }
+    if let Some(hang) = summary.hang_note() {
+        let _ = write!(
+            body,
+            r#"<p class="note interrupted" id="hung"><strong>Hung:</strong> {}.</p>"#,
+            esc(&hang)
+        );
+    }
     for note in &report.notes {
         let _ = write!(body, r#"<p class="note">{}</p>"#, esc(note));
     }

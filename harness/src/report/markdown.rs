@@ -42,6 +42,9 @@ pub fn render(report: &RunReport) -> String {
         summary.max_users,
         summary.total.requests
     );
+    if let Some(hang) = summary.hang_note() {
+        let _ = writeln!(out, "> **Hung:** {}.\n", escape(&hang));
+    }
     let _ = writeln!(
         out,
         "| | threshold | observed | detail |\n|---|---|---|---|"

@@ -260,6 +260,9 @@ pub fn render(report: &RunReport) -> String {
         counters.login_successes,
         counters.login_attempts
     );
+    if let Some(hang) = summary.hang_note() {
+        let _ = writeln!(out, "HUNG: {hang}");
+    }
     let warm_requests: u64 = summary.warm_up.iter().map(|e| e.requests).sum();
     let warm_failures: u64 = summary.warm_up.iter().map(|e| e.failures).sum();
     if summary.warm_up_seconds > 0.0 {
