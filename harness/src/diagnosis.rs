@@ -408,54 +408,6 @@ pub fn bimodal(histogram: &Histogram<u64>) -> Option<String> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metrics::new_histogram;
-
-    #[test]
-    fn finds_a_shared_timeout() {
-        let mut h = new_histogram();
-        for i in 0..500 {
-            h.record(20_000 + i * 10).unwrap();
-        }
-        for i in 0..6 {
-            h.record(2_000_000 + i * 1000).unwrap();
-        }
-        let found = shared_timeout(&h).expect("a cluster at 2 s");
-        assert!(
-            found.starts_with("6 requests ended between 1.9s and 2.0s"),
-            "{found}"
-        );
-        let mut spread = new_histogram();
-        for i in 1..1000 {
-            spread.record(i * 2000).unwrap();
-        }
-        assert_eq!(shared_timeout(&spread), None);
-    }
-
-    #[test]
-    fn finds_two_modes_and_not_one() {
-        let mut h = new_histogram();
-        for i in 0..300 {
-            h.record(2_000 + i).unwrap();
-        }
-        for i in 0..200 {
-            h.record(80_000 + i * 10).unwrap();
-        }
-        let found = bimodal(&h).expect("two modes");
-        assert!(
-            found.contains("(60%)") && found.contains("(40%)"),
-            "{found}"
-        );
-        let mut one = new_histogram();
-        for i in 0..500 {
-            one.record(10_000 + i * 7).unwrap();
-        }
-        assert_eq!(bimodal(&one), None);
-    }
-}
-
 /// The longest stall, and what the probes saw in it: which service stopped
 /// answering (it answered before the stall and not during it), and whether
 /// the target's process was there.
@@ -531,4 +483,52 @@ fn stall(report: &RunReport) -> Option<String> {
         }
     }
     Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::new_histogram;
+
+    #[test]
+    fn finds_a_shared_timeout() {
+        let mut h = new_histogram();
+        for i in 0..500 {
+            h.record(20_000 + i * 10).unwrap();
+        }
+        for i in 0..6 {
+            h.record(2_000_000 + i * 1000).unwrap();
+        }
+        let found = shared_timeout(&h).expect("a cluster at 2 s");
+        assert!(
+            found.starts_with("6 requests ended between 1.9s and 2.0s"),
+            "{found}"
+        );
+        let mut spread = new_histogram();
+        for i in 1..1000 {
+            spread.record(i * 2000).unwrap();
+        }
+        assert_eq!(shared_timeout(&spread), None);
+    }
+
+    #[test]
+    fn finds_two_modes_and_not_one() {
+        let mut h = new_histogram();
+        for i in 0..300 {
+            h.record(2_000 + i).unwrap();
+        }
+        for i in 0..200 {
+            h.record(80_000 + i * 10).unwrap();
+        }
+        let found = bimodal(&h).expect("two modes");
+        assert!(
+            found.contains("(60%)") && found.contains("(40%)"),
+            "{found}"
+        );
+        let mut one = new_histogram();
+        for i in 0..500 {
+            one.record(10_000 + i * 7).unwrap();
+        }
+        assert_eq!(bimodal(&one), None);
+    }
 }

@@ -42,7 +42,7 @@ enum Command {
     Doctor,
     /// Make sure what the tests need exists, then run the whole test suite.
     Test(test::Args),
-    /// Load an AHSP data profile into a running stack's PostgreSQL (COPY) and write its catalog.
+    /// Load an AHSP data set into a running stack's PostgreSQL (COPY) and write its catalog.
     Seed(seed::Args),
     /// Run the reference AHSP service against a running stack; prints TARGET_URL once it answers.
     Serve(serve::Args),

@@ -1,4 +1,4 @@
-//! `cargo xtask seed`: loads an AHSP data profile into a running stack's
+//! `cargo xtask seed`: loads an AHSP data set into a running stack's
 //! PostgreSQL over the direct URL (COPY), prints rows and rows/s per table,
 //! and writes the data catalog suites draw from. `--compare-pgbench` runs
 //! `pgbench -i` on the same database right after, for the speed goal: the
@@ -15,8 +15,8 @@ use crate::project_root;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Data profile: ci, production or large.
-    #[arg(long, value_enum, default_value_t = Profile::Ci)]
+    /// The data set: ci, production or large (`--profile` is its old name).
+    #[arg(long = "set", alias = "profile", value_enum, default_value_t = Profile::Ci)]
     profile: Profile,
     /// Seed of the generator: the same seed gives the same data.
     #[arg(long, default_value_t = harness::suite::defaults::Defaults::embedded().data.seed)]
@@ -94,7 +94,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.pgbench_scale, pgbench.rows, pgbench.seconds, pgbench.rows_per_second
         );
         println!(
-            "seed --profile {}: {} rows in {:.3}s → {:.0} rows/s ({:.2}× pgbench)",
+            "seed --set {}: {} rows in {:.3}s → {:.0} rows/s ({:.2}× pgbench)",
             args.profile,
             outcome.total_rows(),
             outcome.total_seconds,
