@@ -110,18 +110,9 @@ mod tests {
             requests_per_second: 3.0,
             noise: None,
         };
-        baseline.suites.insert(
-            "core".into(),
-            SuiteBaseline {
-                profile: Some("ci".into()),
-                source: Source::Run {
-                    started_at: "t".into(),
-                    target: "x".into(),
-                },
-                measured_seconds: 30.0,
-                endpoints: [("GET /a".to_owned(), figures)].into(),
-            },
-        );
+        baseline
+            .suites
+            .insert("core".into(), compare::tests::suite(figures));
         baseline.save(dir.path()).unwrap();
         assert_eq!(Baseline::load(dir.path(), "main").unwrap(), baseline);
         let missing = Baseline::load(dir.path(), "other").unwrap_err();

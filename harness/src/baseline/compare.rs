@@ -273,7 +273,7 @@ fn compare_metric(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::baseline::figures::{Noise, Source};
 
@@ -295,7 +295,8 @@ mod tests {
         }
     }
 
-    fn suite(figures: EndpointFigures) -> SuiteBaseline {
+    /// A suite of one endpoint, `GET /a`.
+    pub(crate) fn suite(figures: EndpointFigures) -> SuiteBaseline {
         SuiteBaseline {
             profile: Some("ci".into()),
             source: Source::Run {

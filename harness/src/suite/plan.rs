@@ -261,6 +261,34 @@ impl Plan {
     }
 }
 
+/// Plans `source` and compares what `describe` says of the plan, or the
+/// errors one `line:col message` a line, with `expect`: the check of the
+/// parts' tests.
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn check_plan(
+    source: &str,
+    options: &PlanOptions,
+    expect: &str,
+    describe: impl Fn(&Plan) -> String,
+) -> Option<Plan> {
+    match Plan::from_source(source, "t.toml", options) {
+        Ok(plan) => {
+            assert_eq!(describe(&plan), expect);
+            Some(plan)
+        }
+        Err(errors) => {
+            let got: Vec<String> = errors
+                .0
+                .iter()
+                .map(|e| format!("{}:{} {}", e.line, e.column, e.message))
+                .collect();
+            assert_eq!(got.join("\n"), expect);
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

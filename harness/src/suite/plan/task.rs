@@ -495,26 +495,14 @@ mod tests {
             catalog_variables: BTreeSet::from(["project_id".to_owned()]),
             ..PlanOptions::default()
         };
-        match Plan::from_source(&source, "t.toml", &options) {
-            Ok(plan) => {
-                let got: Vec<String> = plan
-                    .tasks
-                    .iter()
-                    .map(|t| format!("{} #{} w{}", t.name, t.endpoint, t.weight))
-                    .collect();
-                assert_eq!(got.join(", "), expect);
-                Some(plan)
-            }
-            Err(errors) => {
-                let got: Vec<String> = errors
-                    .0
-                    .iter()
-                    .map(|e| format!("{}:{} {}", e.line, e.column, e.message))
-                    .collect();
-                assert_eq!(got.join("\n"), expect);
-                None
-            }
-        }
+        super::super::check_plan(&source, &options, expect, |plan| {
+            let got: Vec<String> = plan
+                .tasks
+                .iter()
+                .map(|t| format!("{} #{} w{}", t.name, t.endpoint, t.weight))
+                .collect();
+            got.join(", ")
+        })
     }
 
     #[test]

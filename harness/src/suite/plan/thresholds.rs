@@ -280,28 +280,16 @@ get = "/slow/"
     #[track_caller]
     fn check(thresholds: &str, options: &PlanOptions, expect: &str) -> Option<Plan> {
         let source = format!("{SUITE}{thresholds}\n");
-        match Plan::from_source(&source, "t.toml", options) {
-            Ok(plan) => {
-                // The default stall threshold every plan gets has a test of its own.
-                let got: Vec<&str> = plan
-                    .thresholds
-                    .iter()
-                    .map(|t| t.source.as_str())
-                    .filter(|source| *source != STALL_DEFAULT)
-                    .collect();
-                assert_eq!(got.join(", "), expect);
-                Some(plan)
-            }
-            Err(errors) => {
-                let got: Vec<String> = errors
-                    .0
-                    .iter()
-                    .map(|e| format!("{}:{} {}", e.line, e.column, e.message))
-                    .collect();
-                assert_eq!(got.join("\n"), expect);
-                None
-            }
-        }
+        super::super::check_plan(&source, options, expect, |plan| {
+            // The default stall threshold every plan gets has a test of its own.
+            let got: Vec<&str> = plan
+                .thresholds
+                .iter()
+                .map(|t| t.source.as_str())
+                .filter(|source| *source != STALL_DEFAULT)
+                .collect();
+            got.join(", ")
+        })
     }
 
     #[test]

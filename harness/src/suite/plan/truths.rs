@@ -78,35 +78,23 @@ get = "/other/"
     #[track_caller]
     fn check(truths: &str, options: &PlanOptions, expect: &str) -> Option<Plan> {
         let source = format!("{TASKS}{truths}\n");
-        match Plan::from_source(&source, "t.toml", options) {
-            Ok(plan) => {
-                let got: Vec<String> = plan
-                    .tasks
-                    .iter()
-                    .filter_map(|t| match &t.kind {
-                        TaskKind::Http(http) => Some(http.truths.iter().map(move |truth| {
-                            format!(
-                                "{}: every {} within {}",
-                                t.name, truth.every, truth.tolerance
-                            )
-                        })),
-                        TaskKind::Custom => None,
-                    })
-                    .flatten()
-                    .collect();
-                assert_eq!(got.join(", "), expect);
-                Some(plan)
-            }
-            Err(errors) => {
-                let got: Vec<String> = errors
-                    .0
-                    .iter()
-                    .map(|e| format!("{}:{} {}", e.line, e.column, e.message))
-                    .collect();
-                assert_eq!(got.join("\n"), expect);
-                None
-            }
-        }
+        super::super::check_plan(&source, options, expect, |plan| {
+            let got: Vec<String> = plan
+                .tasks
+                .iter()
+                .filter_map(|t| match &t.kind {
+                    TaskKind::Http(http) => Some(http.truths.iter().map(move |truth| {
+                        format!(
+                            "{}: every {} within {}",
+                            t.name, truth.every, truth.tolerance
+                        )
+                    })),
+                    TaskKind::Custom => None,
+                })
+                .flatten()
+                .collect();
+            got.join(", ")
+        })
     }
 
     #[test]
