@@ -269,6 +269,27 @@ pub struct Capabilities {
     pub restart: bool,
 }
 
+/// What a fault does to a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disturbance {
+    /// SIGKILL to its processes, `docker kill` to its container.
+    Kill,
+    /// SIGSTOP, `docker pause`: it keeps its connections and answers nothing.
+    Pause,
+    /// SIGCONT, `docker unpause`.
+    Resume,
+}
+
+impl fmt::Display for Disturbance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Disturbance::Kill => "kill",
+            Disturbance::Pause => "pause",
+            Disturbance::Resume => "resume",
+        })
+    }
+}
+
 /// One running service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServiceInfo {
@@ -414,14 +435,48 @@ impl Stack {
     /// What the harness may do to a service of this stack.
     pub fn capabilities(&self, _service: ServiceName) -> Capabilities {
         match self.provider {
+            // A restarted container may come back on another host port and a
+            // native service needs its launch again: neither is offered yet.
             Provider::Containers | Provider::Native => Capabilities {
                 processes: true,
                 logs: true,
                 kill: true,
                 pause: true,
-                restart: true,
+                restart: false,
             },
             Provider::External => Capabilities::default(),
+        }
+    }
+
+    /// Kills, pauses or resumes one service, as a fault of a suite does;
+    /// refused where the provider cannot (an external stack).
+    pub async fn disturb(&self, service: ServiceName, what: Disturbance) -> anyhow::Result<()> {
+        let capabilities = self.capabilities(service);
+        let allowed = match what {
+            Disturbance::Kill => capabilities.kill,
+            Disturbance::Pause | Disturbance::Resume => capabilities.pause,
+        };
+        anyhow::ensure!(
+            allowed,
+            "cannot {what} {service} on the {} stack: the harness only visits it (use the containers or native provider)",
+            self.provider
+        );
+        match &self.backend {
+            Backend::Native(running) => running.disturb(service, what),
+            Backend::Containers(running) => {
+                let id = self
+                    .services
+                    .iter()
+                    .find_map(|s| match &s.location {
+                        ServiceLocation::Container { id, .. } if s.name == service => {
+                            Some(id.clone())
+                        }
+                        _ => None,
+                    })
+                    .with_context(|| format!("no container runs {service}"))?;
+                running.disturb(&id, what).await
+            }
+            Backend::External => anyhow::bail!("an external stack cannot be disturbed"),
         }
     }
 

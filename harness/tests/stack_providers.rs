@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use harness::db::{self, Db};
 use harness::infra::{
-    ExternalUrls, InfraConfig, Provider, ProviderChoice, ServiceLocation, Stack, StackUrls,
+    Disturbance, ExternalUrls, InfraConfig, Provider, ProviderChoice, ServiceLocation, ServiceName,
+    Stack, StackUrls,
 };
 
 /// Concurrent clients, statements per client, and PgBouncer's server pool:
@@ -72,6 +73,58 @@ async fn concurrent_queries_are_correct(db: &Db) -> anyhow::Result<()> {
     });
     for result in futures::future::join_all(tasks).await {
         result??;
+    }
+    Ok(())
+}
+
+/// Whether Redis answers a PING within a second, on a new connection.
+async fn redis_answers(url: &str) -> bool {
+    let attempt = async {
+        let client = redis::Client::open(url)?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), attempt).await,
+        Ok(Ok(_))
+    )
+}
+
+/// A fault reaches its service: paused Redis answers nothing and answers
+/// again once resumed; killed PgBouncer refuses connections. Last on a
+/// stack: it leaves PgBouncer dead.
+async fn disturbances_reach_the_service(stack: &Stack) -> anyhow::Result<()> {
+    let urls = stack.urls().clone();
+    anyhow::ensure!(
+        redis_answers(&urls.redis_url).await,
+        "redis before the pause"
+    );
+    stack
+        .disturb(ServiceName::Redis, Disturbance::Pause)
+        .await?;
+    anyhow::ensure!(
+        !redis_answers(&urls.redis_url).await,
+        "a paused redis answered"
+    );
+    stack
+        .disturb(ServiceName::Redis, Disturbance::Resume)
+        .await?;
+    anyhow::ensure!(redis_answers(&urls.redis_url).await, "redis after resume");
+    stack
+        .disturb(ServiceName::Pgbouncer, Disturbance::Kill)
+        .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while harness::infra::readiness::postgres_answers(&urls.pgbouncer_url)
+        .await
+        .is_ok()
+    {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "pgbouncer still answers after a kill"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }
@@ -158,7 +211,10 @@ async fn containers_provider() -> anyhow::Result<()> {
             other => panic!("a container stack with {other:?}"),
         })
         .collect();
-    let result = check_stack(&stack).await;
+    let mut result = check_stack(&stack).await;
+    if result.is_ok() {
+        result = disturbances_reach_the_service(&stack).await;
+    }
     let docker = testcontainers::bollard::Docker::connect_with_local_defaults()?;
     stack.stop().await?;
     result?;
@@ -206,13 +262,23 @@ async fn native_provider_and_external_provider_over_it() -> anyhow::Result<()> {
     let external = Stack::start(&external_config).await?;
     assert_eq!(external.provider(), Provider::External);
     let checked = check_stack(&external).await;
+    let refused = external
+        .disturb(ServiceName::Redis, Disturbance::Pause)
+        .await
+        .expect_err("an external stack is only visited");
+    assert!(
+        refused.to_string().contains("only visits it"),
+        "{refused:#}"
+    );
     external.stop().await?;
     // Stopping an external stack stops nothing.
     let still_up = harness::infra::readiness::postgres_answers(&stack.urls().pgbouncer_url).await;
+    let disturbed = disturbances_reach_the_service(&stack).await;
     stack.stop().await?;
     native?;
     checked?;
     still_up?;
+    disturbed?;
     for dir in dirs {
         assert!(!dir.exists(), "{} outlived its stack", dir.display());
     }

@@ -34,6 +34,16 @@ impl Running {
         &self.docker
     }
 
+    /// Kills, pauses or unpauses the container `id`.
+    pub async fn disturb(&self, id: &str, what: super::Disturbance) -> anyhow::Result<()> {
+        let result = match what {
+            super::Disturbance::Kill => self.docker.kill_container(id, None).await,
+            super::Disturbance::Pause => self.docker.pause_container(id).await,
+            super::Disturbance::Resume => self.docker.unpause_container(id).await,
+        };
+        result.with_context(|| format!("{what} container {id}"))
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
         let removals = self.containers.into_iter().map(|container| async move {
             let id = container.id().to_owned();

@@ -175,6 +175,23 @@ pub struct Running {
 }
 
 impl Running {
+    /// Signals the process group of `service`.
+    pub fn disturb(&self, service: ServiceName, what: super::Disturbance) -> anyhow::Result<()> {
+        let (process, _) = self
+            .processes
+            .iter()
+            .find(|(process, _)| process.name == service.as_str())
+            .with_context(|| format!("no process runs {service}"))?;
+        let signal = match what {
+            super::Disturbance::Kill => Signal::SIGKILL,
+            super::Disturbance::Pause => Signal::SIGSTOP,
+            super::Disturbance::Resume => Signal::SIGCONT,
+        };
+        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(process.id.pid as i32), signal)
+            .with_context(|| format!("sending {signal} to {service}"))?;
+        Ok(())
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
         let Running { processes, dir } = self;
         let mut children = Vec::new();
