@@ -9,6 +9,7 @@
 //! [`SetOutcome`] to an exit code.
 
 pub mod domain;
+mod faults;
 mod judge;
 mod measure;
 mod prepare;

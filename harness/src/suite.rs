@@ -56,6 +56,21 @@ pub struct SuiteFile {
     /// Budgets of criterion benchmarks, by criterion's full id.
     #[serde(default)]
     pub benchmarks: IndexMap<Spanned<String>, Spanned<crate::bench_budget::BudgetValue>>,
+    /// What the harness does to the stack's services during the load.
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<FaultSpec>,
+}
+
+/// A fault on the run's clock: `service` (postgres, pgbouncer, redis),
+/// `action` (kill, pause), `at` (from the start of the load) and, for a
+/// pause, `duration`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FaultSpec {
+    pub service: Spanned<String>,
+    pub action: Spanned<String>,
+    pub at: Spanned<String>,
+    pub duration: Option<Spanned<String>>,
 }
 
 /// A value read from a task's responses and compared, after the run, with

@@ -161,3 +161,54 @@ async fn a_login_storm_exhausts_a_tiny_pool() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_run_fails_on_the_stall_and_a_short_pause_recovers() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let killed = run("redis_killed", &[]).await;
+    let stall = killed
+        .thresholds
+        .iter()
+        .find(|t| t.metric == "http.longest-stall")
+        .expect("every suite has the stall threshold");
+    assert!(!stall.passed, "a killed Redis passed: {stall:?}");
+    let diagnosis = stall.diagnosis.join("\n");
+    assert!(
+        diagnosis.contains("stopped answering the probes: redis"),
+        "the diagnosis does not name Redis:\n{diagnosis}"
+    );
+    assert!(
+        killed
+            .notes
+            .iter()
+            .any(|n| n.starts_with("fault: kill redis")),
+        "{:?}",
+        killed.notes
+    );
+    assert!(killed.summary.counters.interrupted_requests > 0);
+    eprintln!(
+        "diagnosis of {}:\n  {}",
+        stall.source,
+        stall.diagnosis.join("\n  ")
+    );
+
+    let paused = run("redis_paused", &[]).await;
+    let broken: Vec<String> = paused
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed)
+        .map(|t| format!("{}: {}", t.source, t.detail))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "a one-second pause of Redis should pass: {broken:#?}"
+    );
+    assert!(
+        paused
+            .notes
+            .iter()
+            .any(|n| n.starts_with("fault: resume redis")),
+        "{:?}",
+        paused.notes
+    );
+}

@@ -32,7 +32,9 @@ pub(super) async fn judge(
         probes,
         log_signatures,
         interrupts,
+        faults,
     } = measured;
+    notes.extend(faults);
     let extra = &mut output.summary.extra;
     extra.extend(probes.values.iter().map(|(k, v)| (k.clone(), *v)));
     if output.aborted {

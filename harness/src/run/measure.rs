@@ -29,6 +29,8 @@ pub(super) struct Measured {
     /// Interrupts received while the load ran (1: stopped gracefully, 2:
     /// the graceful stop skipped).
     pub interrupts: u32,
+    /// What each fault did, and when.
+    pub faults: Vec<String>,
 }
 
 pub(super) async fn measure(
@@ -77,14 +79,24 @@ pub(super) async fn measure(
     });
     let stop = StopSignal::default();
     forward_interrupts(interrupts.count(), &stop);
-    let engine = engine::run_until(input, Some(live_sender), abort_check(plan), stop.clone());
-    tokio::pin!(engine);
-    let result = loop {
-        tokio::select! {
-            result = &mut engine => break result,
-            count = interrupts.changed() => forward_interrupts(count, &stop),
-        }
+    let faults_stop = StopSignal::default();
+    let load = async {
+        let engine = engine::run_until(input, Some(live_sender), abort_check(plan), stop.clone());
+        tokio::pin!(engine);
+        let result = loop {
+            tokio::select! {
+                result = &mut engine => break result,
+                count = interrupts.changed() => forward_interrupts(count, &stop),
+            }
+        };
+        // A load that ended early (abort, interrupt) ends its faults too.
+        faults_stop.stop_now();
+        result
     };
+    let (result, faults) = tokio::join!(
+        load,
+        super::faults::inject(stack, &plan.faults, Instant::now(), &faults_stop)
+    );
     if let Some(task) = progress_task {
         let _ = task.await;
     }
@@ -96,6 +108,7 @@ pub(super) async fn measure(
         probes,
         log_signatures: crate::probe::logs::scan(&log_files),
         interrupts: interrupts.count(),
+        faults,
     })
 }
 

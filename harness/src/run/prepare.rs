@@ -56,6 +56,7 @@ pub(super) async fn prepare(
     infra: &InfraConfig,
 ) -> anyhow::Result<Prepared> {
     let mut notes = Vec::new();
+    super::faults::check(stack, &plan.faults)?;
     let catalog = data(domain, plan, stack).await?;
     let target = match &plan.target {
         TargetPlan::Embedded { switches } => {

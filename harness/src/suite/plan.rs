@@ -12,6 +12,7 @@ mod auth;
 mod benchmarks;
 mod checker;
 mod data;
+mod faults;
 mod load;
 mod tags;
 mod target;
@@ -31,6 +32,7 @@ use crate::infra::InfraConfig;
 use crate::metrics::summary::{EndpointMeta, TaskSelection};
 
 pub use self::auth::{AuthPlan, PoolUser, UserPool};
+pub use self::faults::{FaultAction, FaultPlan};
 pub use self::load::{Executor, LoadPlan, RateStage, UserStage};
 pub use self::target::{TargetPlan, is_loopback};
 pub use self::task::{
@@ -100,6 +102,8 @@ pub struct Plan {
     pub thresholds: Vec<ThresholdPlan>,
     /// Budgets of criterion benchmarks, checked beside the SLAs.
     pub bench_budgets: Vec<crate::bench_budget::BenchBudget>,
+    /// What the harness does to the stack during the load.
+    pub faults: Vec<FaultPlan>,
     pub selection: TaskSelection,
     /// Profiles the suite runs under (all when empty).
     pub only_profiles: Vec<String>,
@@ -205,6 +209,10 @@ fn plan(
         options,
     );
     let bench_budgets = benchmarks::check_benchmarks(&mut checker, &file.benchmarks);
+    let faults = match &load {
+        Some(load) => faults::check_faults(&mut checker, &file.faults, load.executor.duration()),
+        None => Vec::new(),
+    };
 
     checker.finish()?;
     Ok(Plan {
@@ -224,6 +232,7 @@ fn plan(
         endpoints,
         thresholds,
         bench_budgets,
+        faults,
         selection,
         only_profiles: file.suite.only_profiles.clone(),
     })
