@@ -6,13 +6,12 @@
 //! ([`statistics`]). A comparison ([`compare`]) calls a change *worse* only
 //! when it exceeds all of: the relative threshold, an absolute floor, and `k`
 //! times the combined noise of both runs — so a noisy CI machine does not
-//! fail pull requests, and a real regression still does. [`gate`] runs the
-//! comparison for a finished run and writes its table beside the reports;
-//! [`locust`] turns a Locust run into a baseline.
+//! fail pull requests, and a real regression still does. [`locust`] turns a
+//! Locust run into a baseline. The gate on a finished run is
+//! `run::gate`, its table `report::gate`.
 
 pub mod compare;
 pub mod figures;
-pub mod gate;
 pub mod locust;
 pub mod statistics;
 

@@ -10,6 +10,7 @@
 
 pub mod domain;
 mod faults;
+pub mod gate;
 mod judge;
 mod measure;
 mod prepare;

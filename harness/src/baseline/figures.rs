@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::statistics::Noise;
 use super::statistics::per_second_noise;
 use crate::metrics::summary::{EndpointSummary, RunSummary};
 
@@ -39,16 +40,6 @@ pub struct EndpointFigures {
     pub requests_per_second: f64,
     /// Standard errors of the whole-run figures, from per-second windows.
     pub noise: Option<Noise>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Noise {
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
-    pub requests_per_second: f64,
-    /// How many per-second windows the estimate rests on.
-    pub windows: usize,
 }
 
 impl EndpointFigures {

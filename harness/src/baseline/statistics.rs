@@ -1,8 +1,20 @@
 //! How much a whole-run figure would vary from run to run, estimated from
 //! the run's own per-second windows.
 
-use super::figures::Noise;
+use serde::{Deserialize, Serialize};
+
 use crate::metrics::summary::SecondPoint;
+
+/// The standard errors of a run's whole-run figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Noise {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub requests_per_second: f64,
+    /// How many per-second windows the estimate rests on.
+    pub windows: usize,
+}
 
 /// The standard error of each whole-run figure, estimated from how much the
 /// figure varies between the measured seconds: a robust standard deviation

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::gate::{self, GateOutcome};
 use super::{Domain, RunError, RunOptions, run_suite};
-use crate::baseline::gate::{self, GateOutcome};
 use crate::baseline::{Baseline, GateSettings, SuiteBaseline};
 
 /// Every threshold held and the gate passed.

@@ -1,12 +1,12 @@
-//! The gate on a finished run: its figures compared with a saved baseline,
-//! the table written beside the run's reports (and appended to
-//! `$GITHUB_STEP_SUMMARY` when set).
+//! The gate on a finished run: its figures compared with a saved baseline
+//! (`baseline`), the table (`report::gate`) written beside the run's
+//! reports and appended to `$GITHUB_STEP_SUMMARY` when set.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::{Baseline, Comparison, GateSettings, SuiteBaseline, compare};
+use crate::baseline::{Baseline, Comparison, GateSettings, SuiteBaseline, compare};
 use crate::report::gate::render_markdown;
 
 /// What the gate said about one suite.
