@@ -55,7 +55,8 @@ fn refuse(source: &str, options: &PlanOptions) -> String {
 fn the_good_suite_plans() {
     let plan = Plan::from_source(GOOD, "suites/core.toml", &options()).unwrap();
     assert_eq!(plan.tasks.len(), 2);
-    assert_eq!(plan.thresholds.len(), 2);
+    // Its two, and the stall threshold every suite gets by default.
+    assert_eq!(plan.thresholds.len(), 3);
     // Two tasks and the two login endpoints.
     assert_eq!(plan.endpoints.len(), 4);
 }
