@@ -35,6 +35,16 @@ async fn run(suite: &str, switches: &[&str]) -> RunReport {
     run.report
 }
 
+/// Every threshold that did not hold, with its detail.
+fn failed_thresholds(report: &RunReport) -> Vec<String> {
+    report
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed)
+        .map(|t| format!("{}: {}", t.source, t.detail))
+        .collect()
+}
+
 /// Runs `suite` with the switches on and off: on, the threshold whose source
 /// starts with `threshold` fails and its diagnosis mentions `cause`; off,
 /// every threshold holds.
@@ -63,12 +73,7 @@ async fn prove(suite: &str, switches: &[&str], threshold: &str, cause: &str) {
         failing.diagnosis.join("\n  ")
     );
     let off = run(suite, &[]).await;
-    let broken: Vec<String> = off
-        .thresholds
-        .iter()
-        .filter(|t| !t.passed)
-        .map(|t| format!("{}: {}", t.source, t.detail))
-        .collect();
+    let broken = failed_thresholds(&off);
     assert!(
         broken.is_empty(),
         "{suite} without switches should pass: {broken:#?}"
@@ -193,12 +198,7 @@ async fn redis_killed_mid_run_fails_on_the_stall_and_a_short_pause_recovers() {
     );
 
     let paused = run("redis_paused", &[]).await;
-    let broken: Vec<String> = paused
-        .thresholds
-        .iter()
-        .filter(|t| !t.passed)
-        .map(|t| format!("{}: {}", t.source, t.detail))
-        .collect();
+    let broken = failed_thresholds(&paused);
     assert!(
         broken.is_empty(),
         "a one-second pause of Redis should pass: {broken:#?}"
