@@ -1,18 +1,20 @@
 //! Baselines and the pull-request gate.
 //!
 //! A baseline is a JSON file (`perf-baselines/NAME.json` by default, meant to
-//! be committed) holding, per suite and endpoint, p50/p95/p99, error rate and
-//! throughput ([`figures`]), each with an estimate of its own noise
-//! ([`statistics`]). A comparison ([`compare`]) calls a change *worse* only
-//! when it exceeds all of: the relative threshold, an absolute floor, and `k`
-//! times the combined noise of both runs — so a noisy CI machine does not
-//! fail pull requests, and a real regression still does. [`locust`] turns a
-//! Locust run into a baseline. The gate on a finished run is
-//! `run::gate`, its table `report::gate`.
+//! be committed) holding, per suite, its last few runs ([`figures`]): per
+//! endpoint the request and failure counts and the whole latency
+//! distribution, with a fingerprint of the machine ([`machine`]). Each run
+//! knows how sure it is of each figure ([`statistics`]); several runs show
+//! how much runs differ. A comparison ([`compare`]) calls a change WORSE
+//! only when it is significant at the configured confidence, beyond the
+//! relative threshold and beyond a floor. [`locust`] turns a Locust run into
+//! a baseline. The gate on a finished run is `run::gate`, its table
+//! `report::gate`.
 
 pub mod compare;
 pub mod figures;
 pub mod locust;
+pub mod machine;
 pub mod statistics;
 
 use std::collections::BTreeMap;
@@ -21,11 +23,34 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
-pub use self::compare::{Comparison, GateSettings, Metric, Row, Verdict, compare};
-pub use self::figures::{EndpointFigures, Noise, Source, SuiteBaseline, endpoint_key};
+pub use self::compare::{Comparison, GateSettings, Metric, Pairing, Row, Verdict, compare};
+pub use self::figures::{EndpointFigures, RunFigures, Source, endpoint_key};
 pub use self::locust::import_locust;
+pub use self::machine::Fingerprint;
 
-pub const BASELINE_SCHEMA: &str = "ahsp-perf/baseline/v1";
+pub const BASELINE_SCHEMA: &str = "ahsp-perf/baseline/v2";
+
+/// How many runs of a suite a baseline keeps by default.
+pub const KEEP_RUNS: usize = 5;
+
+/// One suite in a baseline: its last runs, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuiteBaseline {
+    pub runs: Vec<RunFigures>,
+}
+
+impl SuiteBaseline {
+    /// Adds `runs`, keeping the last `keep`. Runs under another profile
+    /// than the new ones are dropped: they measured something else.
+    pub fn record(&mut self, runs: Vec<RunFigures>, keep: usize) {
+        if let Some(profile) = runs.last().map(|run| run.profile.clone()) {
+            self.runs.retain(|run| run.profile == profile);
+        }
+        self.runs.extend(runs);
+        let excess = self.runs.len().saturating_sub(keep.max(1));
+        self.runs.drain(..excess);
+    }
+}
 
 /// A named baseline: one entry per suite.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,16 +82,24 @@ impl Baseline {
                 path.display()
             )
         })?;
-        let baseline: Baseline = serde_json::from_slice(&bytes)
-            .with_context(|| format!("parsing baseline {}", path.display()))?;
-        if baseline.schema != BASELINE_SCHEMA {
+        #[derive(Deserialize)]
+        struct Schema {
+            schema: Option<String>,
+        }
+        let schema = serde_json::from_slice::<Schema>(&bytes)
+            .with_context(|| format!("parsing baseline {}", path.display()))?
+            .schema
+            .unwrap_or_default();
+        if schema != BASELINE_SCHEMA {
             bail!(
-                "{} is a `{}` baseline; this ahsp-perf reads `{BASELINE_SCHEMA}`",
+                "{} is a `{schema}` baseline; this ahsp-perf reads `{BASELINE_SCHEMA}`, which \
+                 keeps whole latency distributions (a v1 baseline kept only p50/p95/p99, too \
+                 little to know how sure they are): save it again with --save-baseline {name}",
                 path.display(),
-                baseline.schema
             );
         }
-        Ok(baseline)
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing baseline {}", path.display()))
     }
 
     /// Loads `NAME` if it exists, else an empty baseline of that name.
@@ -100,21 +133,37 @@ mod tests {
     fn baselines_round_trip_through_their_directory() {
         let dir = tempfile::tempdir().unwrap();
         let mut baseline = Baseline::new("main");
-        let figures = EndpointFigures {
-            requests: 2000,
-            failures: 0,
-            p50_ms: 1.0,
-            p95_ms: 2.0,
-            p99_ms: 3.0,
-            requests_per_second: 3.0,
-            noise: None,
-        };
-        baseline
-            .suites
-            .insert("core".into(), compare::tests::suite(figures));
+        let mut suite = SuiteBaseline { runs: Vec::new() };
+        suite.record(vec![compare::tests::run_of(20.0, 10, 1)], KEEP_RUNS);
+        baseline.suites.insert("core".into(), suite);
         baseline.save(dir.path()).unwrap();
         assert_eq!(Baseline::load(dir.path(), "main").unwrap(), baseline);
         let missing = Baseline::load(dir.path(), "other").unwrap_err();
         assert!(format!("{missing:#}").contains("--save-baseline other"));
+    }
+
+    #[test]
+    fn a_v1_baseline_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("old.json"),
+            r#"{"schema":"ahsp-perf/baseline/v1","name":"old","suites":{}}"#,
+        )
+        .unwrap();
+        let error = format!("{:#}", Baseline::load(dir.path(), "old").unwrap_err());
+        assert!(error.contains("--save-baseline old"), "{error}");
+    }
+
+    #[test]
+    fn a_suite_keeps_its_last_runs_under_one_profile() {
+        let mut suite = SuiteBaseline { runs: Vec::new() };
+        for seed in 0..7 {
+            suite.record(vec![compare::tests::run_of(20.0, 10, seed)], 3);
+        }
+        assert_eq!(suite.runs.len(), 3);
+        let mut full = compare::tests::run_of(20.0, 10, 9);
+        full.profile = Some("full".into());
+        suite.record(vec![full], 3);
+        assert_eq!(suite.runs.len(), 1);
     }
 }

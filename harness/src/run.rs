@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub include_tags: Vec<String>,
     pub exclude_tags: Vec<String>,
     pub target_url: Option<String>,
+    /// A command that starts the application, instead of the file's target.
+    pub target_command: Vec<String>,
     pub infra: Option<ProviderChoice>,
     pub switches: Vec<String>,
     /// Runs go to `<output_root>/<timestamp>-<suite>/`.
@@ -59,6 +61,7 @@ impl RunOptions {
             include_tags: Vec::new(),
             exclude_tags: Vec::new(),
             target_url: None,
+            target_command: Vec::new(),
             infra: None,
             switches: Vec::new(),
             output_root,
@@ -115,6 +118,7 @@ pub fn plan_options(domain: &dyn Domain, options: &RunOptions) -> PlanOptions {
         include_tags: options.include_tags.clone(),
         exclude_tags: options.exclude_tags.clone(),
         target_url: options.target_url.clone(),
+        target_command: options.target_command.clone(),
         catalog_variables: domain.catalog_variables(),
         extra_metrics: extra_metrics(),
         switches: options.switches.clone(),

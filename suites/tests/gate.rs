@@ -1,51 +1,70 @@
-//! The baseline gate on real runs: a baseline saved from one run, an
-//! unchanged rerun passes the gate, and the reference service's slow-query
-//! switch on rekap-rab fails it on that endpoint and no other endpoint's
-//! latency. The run's own Locust `_stats.csv`, imported as a baseline, gates
-//! the unchanged rerun the same way.
+//! The pull-request gate on real runs, through `run_set` as `cargo xtask
+//! perf` drives it.
+//!
+//! - Against a saved baseline: three runs saved as `main` (so the spread
+//!   between runs is measured), an unchanged rerun passes, the run's own
+//!   Locust `_stats.csv` imported as a baseline passes it too, and the
+//!   reference service's slow-query switch on rekap-rab fails it on that
+//!   endpoint and no other endpoint's latency.
+//! - Interleaved A/B (`--ab reference reference+slow-query=…`): B is judged
+//!   against A run on the same machine, and fails on rekap-rab alone.
 
 use std::path::{Path, PathBuf};
 
-use harness::baseline::{self, Baseline, Comparison, GateSettings, Metric, SuiteBaseline, Verdict};
-use harness::run::{RunOptions, SuiteRun, run_suite};
+use harness::baseline::{self, Baseline, Comparison, Metric, Pairing, Verdict};
+use harness::run::set::{Arm, EXIT_PASSED, EXIT_THRESHOLD_FAILED, SetOutcome, read_figures};
+use harness::run::{RunOptions, SetOptions, run_set};
 use suites::ahsp::Ahsp;
 
 const REKAP: &str = "GET /detail_project/[id]/rekap-rab/";
 const DASHBOARD: &str = "GET /dashboard/";
+const SLOW: &str = "slow-query=rekap-rab:300ms";
 
 /// The AHSP domain with the reference service from this crate's binary.
 fn domain() -> Ahsp {
     Ahsp::target_binary(PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")), &[])
 }
 
-fn options(switches: &[&str]) -> RunOptions {
-    RunOptions {
-        switches: switches.iter().map(|s| s.to_string()).collect(),
-        ..RunOptions::quiet(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/gate"))
-    }
+fn suite_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proof/baseline_gate.toml")
 }
 
-async fn run(switches: &[&str]) -> SuiteRun {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proof/baseline_gate.toml");
-    run_suite(&domain(), &path, &options(switches))
+/// The two tests load the machine: one at a time, so neither is the
+/// other's busy neighbour.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Options writing runs to `target/perf/gate/<phase>/`, emptied first.
+fn options(baselines: &Path, phase: &str, switches: &[&str]) -> SetOptions {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/perf/gate")
+        .join(phase);
+    let _ = std::fs::remove_dir_all(&root);
+    SetOptions::new(
+        RunOptions {
+            switches: switches.iter().map(|s| s.to_string()).collect(),
+            ..RunOptions::quiet(root)
+        },
+        baselines.to_owned(),
+    )
+}
+
+async fn run(options: &SetOptions) -> SetOutcome {
+    let outcome = run_set(&domain(), &[suite_file()], options)
         .await
-        .unwrap_or_else(|e| panic!("baseline_gate {switches:?}: {e:#}"))
+        .unwrap_or_else(|e| panic!("baseline_gate: {e:#}"));
+    assert!(outcome.broken.is_empty(), "{:?}", outcome.broken);
+    for (_, comparison) in &outcome.comparisons {
+        eprintln!(
+            "{}",
+            harness::report::gate::render_markdown(comparison, &options.gate)
+        );
+    }
+    outcome
 }
 
-fn gate(baseline: &Baseline, run: &SuiteRun) -> Comparison {
-    let suite = &run.report.summary.suite;
-    let comparison = baseline::compare(
-        &baseline.name,
-        suite,
-        &baseline.suites[suite],
-        &SuiteBaseline::from_run(&run.report.summary),
-        &GateSettings::default(),
-    );
-    eprintln!(
-        "{}",
-        harness::report::gate::render_markdown(&comparison, &GateSettings::default())
-    );
-    comparison
+fn only_comparison(outcome: &SetOutcome) -> &(PathBuf, Comparison) {
+    assert_eq!(outcome.comparisons.len(), 1, "one suite, one comparison");
+    &outcome.comparisons[0]
 }
 
 fn stats_csv(dir: &Path) -> PathBuf {
@@ -56,29 +75,61 @@ fn stats_csv(dir: &Path) -> PathBuf {
         .expect("the run wrote a Locust _stats.csv")
 }
 
+/// The endpoints whose latency the comparison calls worse.
+fn worse_latency(comparison: &Comparison) -> Vec<(&str, Metric)> {
+    comparison
+        .worse()
+        .filter(|row| matches!(row.metric, Metric::P50 | Metric::P95 | Metric::P99))
+        .map(|row| (row.endpoint.as_str(), row.metric))
+        .collect()
+}
+
+#[track_caller]
+fn check_slow_query_named_alone(comparison: &Comparison) {
+    assert!(!comparison.passed(), "the slow query passed the gate");
+    let worse = worse_latency(comparison);
+    assert!(
+        worse.contains(&(REKAP, Metric::P50)) && worse.contains(&(REKAP, Metric::P95)),
+        "rekap-rab's latency is not named: {worse:?}"
+    );
+    assert!(
+        worse.iter().all(|(endpoint, _)| *endpoint != DASHBOARD),
+        "the dashboard's latency was blamed: {worse:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_passes_an_unchanged_rerun_and_fails_a_slow_query_on_its_endpoint() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let baselines = tempfile::tempdir().unwrap();
 
-    let first = run(&[]).await;
-    let suite = first.report.summary.suite.clone();
-    let mut saved = Baseline::new("main");
-    saved.suites.insert(
-        suite.clone(),
-        SuiteBaseline::from_run(&first.report.summary),
-    );
-    saved.save(baselines.path()).unwrap();
+    let saving = SetOptions {
+        save_baseline: Some("main".into()),
+        repeat: 3,
+        ..options(baselines.path(), "main", &[])
+    };
+    let saved = run(&saving).await;
+    assert_eq!(saved.exit_code(), EXIT_PASSED, "{saved:?}");
     let main = Baseline::load(baselines.path(), "main").unwrap();
-    let rekap = &main.suites[&suite].endpoints[REKAP];
-    assert!(rekap.noise.is_some(), "a run's baseline carries its noise");
+    let suite = saved.ran[0].clone();
+    let runs = &main.suites[&suite].runs;
+    assert_eq!(runs.len(), 3, "three runs kept");
     assert!(
-        rekap.requests >= 100,
+        runs.iter().all(|run| run.machine.is_some()),
+        "each run knows its machine"
+    );
+    assert!(
+        runs[0].endpoints[REKAP].requests >= 100,
         "too few requests to judge p95: {}",
-        rekap.requests
+        runs[0].endpoints[REKAP].requests
     );
 
-    let unchanged = run(&[]).await;
-    let comparison = gate(&main, &unchanged);
+    let gated = SetOptions {
+        baseline: Some("main".into()),
+        ..options(baselines.path(), "unchanged", &[])
+    };
+    let unchanged = run(&gated).await;
+    let (unchanged_dir, comparison) = only_comparison(&unchanged);
     assert!(
         comparison.passed(),
         "an unchanged rerun regressed: {:#?}",
@@ -87,12 +138,32 @@ async fn the_gate_passes_an_unchanged_rerun_and_fails_a_slow_query_on_its_endpoi
     assert!(
         comparison.rows.iter().any(|row| row.endpoint == REKAP
             && row.metric == Metric::P95
-            && row.verdict == Verdict::Same),
-        "p95 of rekap-rab was not judged"
+            && row.verdict == Verdict::Same
+            && row.baseline.runs == 3),
+        "p95 of rekap-rab was not judged against the three runs"
     );
+    assert!(unchanged_dir.join("baseline-main.md").exists());
 
-    let from_locust = baseline::import_locust(&stats_csv(&first.dir), &suite, "locust").unwrap();
-    let comparison = gate(&from_locust, &unchanged);
+    // The first saved run's Locust CSV, imported, against the rerun's figures.
+    let first_dir = std::fs::read_dir(&saving.run.output_root)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|dir| dir.join("figures.json").exists())
+        .min()
+        .expect("the saved runs' folders");
+    let from_locust = baseline::import_locust(&stats_csv(&first_dir), &suite, "locust").unwrap();
+    let comparison = baseline::compare(
+        "locust",
+        &suite,
+        &from_locust.suites[&suite].runs,
+        &[read_figures(unchanged_dir).unwrap()],
+        &gated.gate,
+        Pairing::Saved,
+    );
+    eprintln!(
+        "{}",
+        harness::report::gate::render_markdown(&comparison, &gated.gate)
+    );
     assert!(comparison.missing.is_empty() && comparison.new.is_empty());
     assert!(
         comparison.passed(),
@@ -100,30 +171,44 @@ async fn the_gate_passes_an_unchanged_rerun_and_fails_a_slow_query_on_its_endpoi
         comparison.worse().collect::<Vec<_>>()
     );
 
-    let slow = run(&["slow-query=rekap-rab:300ms"]).await;
-    let comparison = gate(&main, &slow);
-    assert!(!comparison.passed(), "the slow query passed the gate");
-    let worse_latency: Vec<(&str, Metric)> = comparison
-        .worse()
-        .filter(|row| matches!(row.metric, Metric::P50 | Metric::P95 | Metric::P99))
-        .map(|row| (row.endpoint.as_str(), row.metric))
-        .collect();
-    assert!(
-        worse_latency.contains(&(REKAP, Metric::P50))
-            && worse_latency.contains(&(REKAP, Metric::P95)),
-        "rekap-rab's latency is not named: {worse_latency:?}"
-    );
-    assert!(
-        worse_latency
-            .iter()
-            .all(|(endpoint, _)| *endpoint != DASHBOARD),
-        "the dashboard's latency was blamed: {worse_latency:?}"
-    );
-    let table = harness::report::gate::render_markdown(&comparison, &GateSettings::default());
+    let slow = run(&SetOptions {
+        baseline: Some("main".into()),
+        ..options(baselines.path(), "slow", &[SLOW])
+    })
+    .await;
+    assert_eq!(slow.exit_code(), EXIT_THRESHOLD_FAILED, "{slow:?}");
+    let (slow_dir, comparison) = only_comparison(&slow);
+    check_slow_query_named_alone(comparison);
+    let table = std::fs::read_to_string(slow_dir.join("baseline-main.md")).unwrap();
     assert!(table.contains("gate FAILED"));
     let first_row = table.lines().find(|line| line.starts_with("| `")).unwrap();
     assert!(
         first_row.contains(REKAP) && first_row.contains("WORSE"),
         "regressions come first: {first_row}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_ab_judges_the_switch_against_the_service_without_it() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let baselines = tempfile::tempdir().unwrap();
+    let ab = SetOptions {
+        ab: Some((
+            "reference".parse::<Arm>().unwrap(),
+            format!("reference+{SLOW}").parse::<Arm>().unwrap(),
+        )),
+        repeat: 2,
+        ..options(baselines.path(), "ab", &[])
+    };
+    let outcome = run(&ab).await;
+    assert_eq!(outcome.exit_code(), EXIT_THRESHOLD_FAILED, "{outcome:?}");
+    let (_, comparison) = only_comparison(&outcome);
+    assert!(
+        comparison
+            .rows
+            .iter()
+            .all(|row| row.baseline.runs == 2 && row.current.runs == 2),
+        "two runs a side"
+    );
+    check_slow_query_named_alone(comparison);
 }

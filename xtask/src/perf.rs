@@ -5,14 +5,21 @@
 //! could not produce a verdict (a bad suite file, the stack, the target, a
 //! missing baseline).
 //!
+//! `--repeat N` runs each suite N times (the gate then knows how much runs
+//! differ); `--ab A B` runs two targets interleaved on this machine and
+//! judges B against A: the recommended gate for a pull request.
+//!
 //! `cargo xtask perf import-locust FILE_stats.csv --as NAME` turns a Locust
-//! run into a baseline.
+//! run into a baseline; `cargo xtask perf compare RUN_A RUN_B` judges one
+//! finished run against another.
 
 use std::path::PathBuf;
 
-use harness::baseline::GateSettings;
+use harness::baseline::{GateSettings, KEEP_RUNS, Pairing, compare};
 use harness::infra::ProviderChoice;
-use harness::run::set::EXIT_HARNESS_ERROR;
+use harness::run::set::{
+    Arm, EXIT_HARNESS_ERROR, EXIT_PASSED, EXIT_THRESHOLD_FAILED, read_figures,
+};
 use harness::run::{RunOptions, SetOptions, run_set};
 use suites::ahsp::{Ahsp, EmbeddedCommand};
 
@@ -58,6 +65,19 @@ pub struct Args {
     /// A change is a regression only beyond this relative change (and the noise).
     #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
     gate_threshold: f64,
+    /// … and only when significant at this one-sided confidence.
+    #[arg(long, value_name = "PERCENT", default_value = "99%", value_parser = parse_confidence)]
+    gate_confidence: f64,
+    /// Run each suite N times (each arm N times with --ab).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// How many runs per suite a saved baseline keeps (oldest dropped).
+    #[arg(long, value_name = "K", default_value_t = KEEP_RUNS as u32, value_parser = clap::value_parser!(u32).range(1..=100))]
+    keep_runs: u32,
+    /// Judge B against A, run interleaved on this machine: each a URL,
+    /// `reference`, `reference+SWITCH+…` or a command that starts the app.
+    #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["baseline", "save_baseline", "target"])]
+    ab: Vec<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -76,6 +96,59 @@ enum PerfCommand {
         #[arg(long, value_name = "DIR")]
         baseline_dir: Option<PathBuf>,
     },
+    /// Judge one finished run against another (their folders under target/perf).
+    Compare {
+        /// The run taken as the baseline.
+        run_a: PathBuf,
+        /// The run judged against it.
+        run_b: PathBuf,
+        /// A change is a regression only beyond this relative change.
+        #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
+        gate_threshold: f64,
+    },
+}
+
+fn parse_confidence(text: &str) -> Result<f64, String> {
+    match parse_percent(text) {
+        Ok(value) if (0.5..1.0).contains(&value) => Ok(value),
+        _ => Err(format!(
+            "`{text}` is not a confidence between 50% and 100% (exclusive)"
+        )),
+    }
+}
+
+/// `perf compare RUN_A RUN_B`: exit 0 when B is not worse, 1 when it is.
+fn compare_runs(
+    run_a: &std::path::Path,
+    run_b: &std::path::Path,
+    relative: f64,
+) -> anyhow::Result<i32> {
+    let (a, b) = (read_figures(run_a)?, read_figures(run_b)?);
+    let settings = GateSettings {
+        relative,
+        ..GateSettings::default()
+    };
+    let suite = run_b
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let comparison = compare(
+        &run_a.display().to_string(),
+        &suite,
+        &[a],
+        &[b],
+        &settings,
+        Pairing::Saved,
+    );
+    println!(
+        "{}",
+        harness::report::gate::render_markdown(&comparison, &settings)
+    );
+    Ok(if comparison.passed() {
+        EXIT_PASSED
+    } else {
+        EXIT_THRESHOLD_FAILED
+    })
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {
@@ -91,22 +164,46 @@ fn baseline_dir(dir: Option<PathBuf>) -> PathBuf {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(PerfCommand::ImportLocust {
-        file,
-        name,
-        suite,
-        baseline_dir: dir,
-    }) = args.command
-    {
-        let (path, endpoints) =
-            harness::baseline::locust::import_into(&file, &suite, &name, &baseline_dir(dir))?;
-        eprintln!(
-            "baseline `{name}`: {endpoints} endpoint(s) of suite {suite} from {}: {}",
-            file.display(),
-            path.display()
-        );
-        return Ok(());
+    match args.command {
+        Some(PerfCommand::ImportLocust {
+            file,
+            name,
+            suite,
+            baseline_dir: dir,
+        }) => {
+            let (path, endpoints) =
+                harness::baseline::locust::import_into(&file, &suite, &name, &baseline_dir(dir))?;
+            eprintln!(
+                "baseline `{name}`: {endpoints} endpoint(s) of suite {suite} from {}: {}",
+                file.display(),
+                path.display()
+            );
+            return Ok(());
+        }
+        Some(PerfCommand::Compare {
+            run_a,
+            run_b,
+            gate_threshold,
+        }) => match compare_runs(&run_a, &run_b, gate_threshold) {
+            Ok(code) => std::process::exit(code),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                std::process::exit(EXIT_HARNESS_ERROR);
+            }
+        },
+        None => {}
     }
+    let ab = match args.ab.as_slice() {
+        [] => None,
+        [a, b] => match (a.parse::<Arm>(), b.parse::<Arm>()) {
+            (Ok(a), Ok(b)) => Some((a, b)),
+            (Err(error), _) | (_, Err(error)) => {
+                eprintln!("error: --ab: {error}");
+                std::process::exit(EXIT_HARNESS_ERROR);
+            }
+        },
+        _ => unreachable!("clap takes two values"),
+    };
     let paths = if args.suites.is_empty() {
         suites::suite_files()?
     } else {
@@ -131,6 +228,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             include_tags: args.tags,
             exclude_tags: args.exclude_tags,
             target_url: args.target,
+            target_command: Vec::new(),
             infra: args.infra,
             switches: args.switches,
             output_root: args
@@ -144,8 +242,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         baseline: args.baseline,
         gate: GateSettings {
             relative: args.gate_threshold,
+            confidence: args.gate_confidence,
             ..GateSettings::default()
         },
+        repeat: args.repeat as usize,
+        keep_runs: args.keep_runs as usize,
+        ab,
     };
     // The reference service is this binary's `serve`.
     let domain = Ahsp {

@@ -1,45 +1,71 @@
-//! A suite's figures per endpoint, as a baseline keeps them: p50/p95/p99,
-//! error rate and throughput of the measured phase, with their noise.
+//! What the gate keeps of a run, per endpoint: the request and failure
+//! counts and the whole latency distribution (the measured phase's
+//! histogram and one histogram per measured second), so that any quantile's
+//! uncertainty can be computed later, at any confidence. A Locust import
+//! keeps what Locust wrote: its percentile columns, rounded as Locust
+//! rounds them.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::statistics::Noise;
-use super::statistics::per_second_noise;
-use crate::metrics::summary::{EndpointSummary, RunSummary};
+use super::machine::Fingerprint;
+use crate::metrics::summary::{EndpointSummary, HistogramData, PackedHistogram, RunSummary};
 
-/// Where a suite's figures came from.
+/// Where a run's figures came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Source {
     /// An ahsp-perf run.
     Run { started_at: String, target: String },
-    /// A Locust `_stats.csv` (no per-second data: noise unknown).
+    /// A Locust `_stats.csv` (no per-second data).
     Locust { file: String },
 }
 
+/// One run of one suite, as the gate sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SuiteBaseline {
+pub struct RunFigures {
     /// The profile the figures were measured under; `None` when unknown (Locust).
     pub profile: Option<String>,
     pub source: Source,
     pub measured_seconds: f64,
+    /// The machine the run was measured on; `None` when unknown (Locust).
+    pub machine: Option<Fingerprint>,
     /// Keyed by `METHOD name`.
     pub endpoints: BTreeMap<String, EndpointFigures>,
 }
 
-/// One endpoint's figures and their noise.
+/// One endpoint in one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointFigures {
     pub requests: u64,
     pub failures: u64,
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
-    pub requests_per_second: f64,
-    /// Standard errors of the whole-run figures, from per-second windows.
-    pub noise: Option<Noise>,
+    pub latency: Distribution,
+}
+
+/// An endpoint's latencies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Distribution {
+    /// Every request, as an ahsp-perf run recorded it.
+    Recorded {
+        /// The measured phase, in microseconds.
+        histogram: HistogramData,
+        /// Each measured second, in order.
+        seconds: Vec<Second>,
+    },
+    /// Locust's percentile columns: `(quantile, milliseconds)`, ascending.
+    /// Locust rounds a latency above 100 ms to two significant digits
+    /// before counting it, so each figure stands for an interval.
+    Percentiles { columns: Vec<(f64, f64)> },
+}
+
+/// One endpoint during one measured second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Second {
+    pub requests: u64,
+    pub failures: u64,
+    pub histogram: PackedHistogram,
 }
 
 impl EndpointFigures {
@@ -56,9 +82,9 @@ pub fn endpoint_key(method: &str, name: &str) -> String {
     format!("{method} {name}")
 }
 
-impl SuiteBaseline {
+impl RunFigures {
     /// The figures of a finished run (measured phase only).
-    pub fn from_run(summary: &RunSummary) -> SuiteBaseline {
+    pub fn from_run(summary: &RunSummary, machine: Option<Fingerprint>) -> RunFigures {
         let endpoints = summary
             .endpoints
             .iter()
@@ -66,30 +92,46 @@ impl SuiteBaseline {
             .map(|(index, endpoint)| {
                 (
                     endpoint_key(&endpoint.meta.method, &endpoint.meta.name),
-                    figures(endpoint, per_second_noise(&summary.series, index)),
+                    recorded(summary, index, endpoint),
                 )
             })
             .collect();
-        SuiteBaseline {
+        RunFigures {
             profile: Some(summary.profile.clone()),
             source: Source::Run {
                 started_at: summary.started_at.clone(),
                 target: summary.target.clone(),
             },
             measured_seconds: summary.measured_seconds,
+            machine,
             endpoints,
         }
     }
 }
 
-fn figures(endpoint: &EndpointSummary, noise: Option<Noise>) -> EndpointFigures {
+fn recorded(summary: &RunSummary, index: usize, endpoint: &EndpointSummary) -> EndpointFigures {
+    // A summary read back from `result.json` has no per-second histograms:
+    // then no seconds at all, rather than seconds that contradict the counts.
+    let seconds = summary
+        .series
+        .iter()
+        .filter(|second| !second.warm_up)
+        .filter_map(|second| second.endpoints.get(index))
+        .map(|second| {
+            Some(Second {
+                requests: second.requests,
+                failures: second.failures,
+                histogram: second.histogram.clone()?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default();
     EndpointFigures {
         requests: endpoint.requests,
         failures: endpoint.failures,
-        p50_ms: endpoint.latency_ms.p50,
-        p95_ms: endpoint.latency_ms.p95,
-        p99_ms: endpoint.latency_ms.p99,
-        requests_per_second: endpoint.requests_per_second,
-        noise,
+        latency: Distribution::Recorded {
+            histogram: endpoint.histogram.clone(),
+            seconds,
+        },
     }
 }

@@ -1,12 +1,15 @@
 //! Locust's `_stats.csv` as a baseline, to compare with historical runs.
+//! Each row keeps its counts and every percentile column; Locust rounds
+//! latencies above 100 ms to two significant digits before it counts them,
+//! so the gate reads each figure as the interval it stands for.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
-use super::Baseline;
-use super::figures::{EndpointFigures, Source, SuiteBaseline, endpoint_key};
+use super::figures::{Distribution, EndpointFigures, RunFigures, Source, endpoint_key};
+use super::{Baseline, SuiteBaseline};
 
 /// A baseline from a Locust `_stats.csv`: every row but `Aggregated`,
 /// keyed by its Type (the method) and Name. All rows go under `suite`.
@@ -25,15 +28,21 @@ pub fn import_locust(stats_csv: &Path, suite: &str, name: &str) -> anyhow::Resul
     let (kind, label) = (column("Type")?, column("Name")?);
     let (requests, failures) = (column("Request Count")?, column("Failure Count")?);
     let rps = column("Requests/s")?;
-    let (p50, p95, p99) = (column("50%")?, column("95%")?, column("99%")?);
+    // Every `NN%` column, as (quantile, column index).
+    let percentiles: Vec<(f64, usize)> = headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| Some((h.strip_suffix('%')?.parse::<f64>().ok()? / 100.0, i)))
+        .collect();
+    for wanted in ["50%", "95%", "99%"] {
+        column(wanted)?;
+    }
     let mut endpoints = BTreeMap::new();
+    let mut measured_seconds = 0.0f64;
     for (line, record) in reader.records().enumerate() {
         let record =
             record.with_context(|| format!("{}: row {}", stats_csv.display(), line + 2))?;
         let field = |i: usize| record.get(i).unwrap_or("").trim();
-        if field(label) == "Aggregated" {
-            continue;
-        }
         let number = |i: usize| -> anyhow::Result<f64> {
             match field(i) {
                 "N/A" | "" => Ok(0.0),
@@ -47,16 +56,23 @@ pub fn import_locust(stats_csv: &Path, suite: &str, name: &str) -> anyhow::Resul
                 }),
             }
         };
+        let (count, per_second) = (number(requests)?, number(rps)?);
+        if per_second > 0.0 {
+            measured_seconds = measured_seconds.max(count / per_second);
+        }
+        if field(label) == "Aggregated" {
+            continue;
+        }
+        let columns = percentiles
+            .iter()
+            .map(|(q, i)| Ok((*q, number(*i)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         endpoints.insert(
             endpoint_key(field(kind), field(label)),
             EndpointFigures {
-                requests: number(requests)? as u64,
+                requests: count as u64,
                 failures: number(failures)? as u64,
-                p50_ms: number(p50)?,
-                p95_ms: number(p95)?,
-                p99_ms: number(p99)?,
-                requests_per_second: number(rps)?,
-                noise: None,
+                latency: Distribution::Percentiles { columns },
             },
         );
     }
@@ -67,12 +83,15 @@ pub fn import_locust(stats_csv: &Path, suite: &str, name: &str) -> anyhow::Resul
     baseline.suites.insert(
         suite.to_owned(),
         SuiteBaseline {
-            profile: None,
-            source: Source::Locust {
-                file: stats_csv.display().to_string(),
-            },
-            measured_seconds: 0.0,
-            endpoints,
+            runs: vec![RunFigures {
+                profile: None,
+                source: Source::Locust {
+                    file: stats_csv.display().to_string(),
+                },
+                measured_seconds,
+                machine: None,
+                endpoints,
+            }],
         },
     );
     Ok(baseline)
@@ -88,7 +107,7 @@ pub fn import_into(
 ) -> anyhow::Result<(std::path::PathBuf, usize)> {
     let imported = import_locust(stats_csv, suite, name)?;
     let mut baseline = Baseline::load_or_new(dir, name)?;
-    let endpoints = imported.suites[suite].endpoints.len();
+    let endpoints = imported.suites[suite].runs[0].endpoints.len();
     baseline.suites.extend(imported.suites);
     Ok((baseline.save(dir)?, endpoints))
 }
@@ -110,15 +129,17 @@ mod tests {
         )
         .unwrap();
         let baseline = import_locust(&path, "core", "locust-2024").unwrap();
-        let core = &baseline.suites["core"];
+        let core = &baseline.suites["core"].runs[0];
         assert_eq!(core.endpoints.len(), 2);
+        assert_eq!(core.measured_seconds, 60.0);
         let dashboard = &core.endpoints["GET /dashboard/"];
         assert_eq!((dashboard.requests, dashboard.failures), (1200, 12));
+        let point = |metric| super::super::statistics::point(dashboard, metric, 60.0);
+        use super::super::Metric;
         assert_eq!(
-            (dashboard.p50_ms, dashboard.p95_ms, dashboard.p99_ms),
+            (point(Metric::P50), point(Metric::P95), point(Metric::P99)),
             (45.0, 120.0, 300.0)
         );
-        assert!(dashboard.noise.is_none());
         let bad = dir.path().join("not_stats.csv");
         std::fs::write(&bad, "a,b\n1,2\n").unwrap();
         let error = import_locust(&bad, "core", "x").unwrap_err();

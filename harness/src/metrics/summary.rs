@@ -78,6 +78,49 @@ impl PartialEq for HistogramData {
     }
 }
 
+/// A histogram kept small: HdrHistogram's V2 compressed encoding, for the
+/// many per-second histograms a run keeps (a full histogram is ~180 KB of
+/// counters; a packed second with a few dozen requests is ~100 bytes).
+/// Serialises as base64, like [`HistogramData`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedHistogram(Vec<u8>);
+
+impl PackedHistogram {
+    pub fn pack(histogram: &Histogram<u64>) -> PackedHistogram {
+        let mut bytes = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(histogram, &mut bytes)
+            .expect("serialising a histogram into memory");
+        PackedHistogram(bytes)
+    }
+
+    pub fn unpack(&self) -> Histogram<u64> {
+        Deserializer::new()
+            .deserialize(&mut self.0.as_slice())
+            .expect("a packed histogram reads back")
+    }
+}
+
+impl Serialize for PackedHistogram {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for PackedHistogram {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)?;
+        // Refuse a damaged one now rather than panic on unpacking it later.
+        Deserializer::new()
+            .deserialize::<u64, _>(&mut bytes.as_slice())
+            .map_err(serde::de::Error::custom)?;
+        Ok(PackedHistogram(bytes))
+    }
+}
+
 /// Latency figures in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Latency {
@@ -204,6 +247,11 @@ pub struct EndpointSecond {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The second's latencies, for the gate's uncertainty estimates (kept
+    /// in memory and in a run's `figures.json`, not in `result.json`).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub histogram: Option<PackedHistogram>,
 }
 
 /// Locust's percentile columns: 50, 66, 75, 80, 90, 95, 98, 99, 99.9, 99.99, 100.
@@ -270,6 +318,7 @@ impl SecondPoint {
                 } else {
                     ms(stats.latency.max())
                 },
+                histogram: Some(PackedHistogram::pack(&stats.latency)),
             });
         }
         let latency = &running.latency;

@@ -1,15 +1,17 @@
 //! The pull-request gate's table as Markdown (also readable in a terminal).
 
-use crate::baseline::compare::{Comparison, GateSettings, Metric, Row, Verdict};
+use crate::baseline::compare::{Comparison, GateSettings, Metric, Row, Side, Verdict};
 
 /// The comparison as a Markdown table (also readable in a terminal).
 pub fn render_markdown(comparison: &Comparison, settings: &GateSettings) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let verdict = if comparison.passed() {
-        "passed"
-    } else {
+    let verdict = if !comparison.passed() {
         "FAILED"
+    } else if comparison.inconclusive() {
+        "INCONCLUSIVE"
+    } else {
+        "passed"
     };
     let _ = writeln!(
         out,
@@ -18,40 +20,48 @@ pub fn render_markdown(comparison: &Comparison, settings: &GateSettings) -> Stri
     );
     let _ = writeln!(
         out,
-        "A change is worse only beyond {:.0} %, {} × the noise, and {} ms (latency) or {} points (error rate).\n",
+        "A change is WORSE only when it is significant at {:.0} % confidence, beyond {:.0} %, \
+         and beyond {} ms (latency) or {} points (error rate). Intervals are at the same \
+         confidence; `beyond` counts the requests past the quantile (fewest in a run); {}.\n",
+        settings.confidence * 100.0,
         settings.relative * 100.0,
-        settings.noise_factor,
         settings.latency_floor_ms,
-        settings.error_rate_floor_points
+        settings.error_rate_floor_points,
+        comparison.spread
     );
+    if !comparison.machine.is_empty() {
+        let _ = writeln!(
+            out,
+            "**The machine differs from the baseline's:** {}. A figure that looks worse is \
+             marked \"machine differs\", not WORSE: compare on one machine with --ab, or save \
+             the baseline again here.\n",
+            comparison.machine.join("; ")
+        );
+    }
     let _ = writeln!(
         out,
-        "| Endpoint | Metric | Baseline | Current | Change | Noise (±1σ) | Verdict |"
+        "| Endpoint | Metric | Baseline | Current | Change | Evidence | Verdict |"
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---|---|");
     let mut rows: Vec<&Row> = comparison.rows.iter().collect();
     // Regressions first, so a reader sees them without scrolling; among them
     // latency and errors before throughput, which is often their consequence.
     rows.sort_by_key(|row| {
         (
-            row.verdict != Verdict::Worse,
+            !matches!(row.verdict, Verdict::Worse | Verdict::MachineDiffers),
             row.metric == Metric::Throughput,
         )
     });
     for row in rows {
-        let noise = row
-            .noise
-            .map(|n| row.metric.format(n))
-            .unwrap_or_else(|| "n/a".to_owned());
         let _ = writeln!(
             out,
             "| `{}` | {} | {} | {} | {} | {} | {} |",
             row.endpoint.replace('|', "\\|"),
             row.metric.label(),
-            row.metric.format(row.baseline),
-            row.metric.format(row.current),
+            side(row.metric, &row.baseline),
+            side(row.metric, &row.current),
             row.change_text(),
-            noise,
+            evidence(row),
             row.verdict.label()
         );
     }
@@ -77,4 +87,32 @@ pub fn render_markdown(comparison: &Comparison, settings: &GateSettings) -> Stri
         let _ = writeln!(out, "\n- {note}");
     }
     out
+}
+
+/// `12.0 ms [10.1–14.2]`: the figure and its interval.
+fn side(metric: Metric, side: &Side) -> String {
+    let value = metric.format(side.value);
+    match (side.low, side.high) {
+        (Some(low), Some(high)) => {
+            let bare = |v: f64| {
+                let text = metric.format(v);
+                text.split(' ').next().unwrap_or_default().to_owned()
+            };
+            format!("{value} [{}–{}]", bare(low), bare(high))
+        }
+        _ => value,
+    }
+}
+
+/// What the verdict rests on: requests beyond the quantile and runs, or
+/// why there is not enough data.
+fn evidence(row: &Row) -> String {
+    if let Some(why) = &row.why {
+        return why.clone();
+    }
+    let runs = format!("runs {}/{}", row.baseline.runs, row.current.runs);
+    match (row.baseline.beyond, row.current.beyond) {
+        (Some(then), Some(now)) => format!("beyond {then:.0}/{now:.0}, {runs}"),
+        _ => runs,
+    }
 }

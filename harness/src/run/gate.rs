@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::baseline::{Baseline, Comparison, GateSettings, SuiteBaseline, compare};
+use crate::baseline::{Baseline, Comparison, GateSettings, Pairing, RunFigures, compare};
 use crate::report::gate::render_markdown;
 
 /// What the gate said about one suite.
@@ -15,7 +15,7 @@ pub enum GateOutcome {
     /// The baseline has no figures for this suite: not gated.
     NotInBaseline,
     Compared {
-        comparison: Comparison,
+        comparison: Box<Comparison>,
         /// The table, as written to `baseline-NAME.md`.
         table: String,
     },
@@ -28,13 +28,20 @@ impl GateOutcome {
             GateOutcome::Compared { comparison, .. } => comparison.passed(),
         }
     }
+
+    pub fn inconclusive(&self) -> bool {
+        match self {
+            GateOutcome::NotInBaseline => false,
+            GateOutcome::Compared { comparison, .. } => comparison.inconclusive(),
+        }
+    }
 }
 
-/// Compares one suite's run with the baseline and writes
+/// Compares one suite's runs with the baseline's and writes
 /// `baseline-NAME.md` and `.json` into `run_dir`.
 pub fn check(
     against: &Baseline,
-    figures: &SuiteBaseline,
+    runs: &[RunFigures],
     suite: &str,
     run_dir: &Path,
     settings: &GateSettings,
@@ -42,10 +49,29 @@ pub fn check(
     let Some(then) = against.suites.get(suite) else {
         return Ok(GateOutcome::NotInBaseline);
     };
-    let comparison = compare(&against.name, suite, then, figures, settings);
+    let comparison = compare(
+        &against.name,
+        suite,
+        &then.runs,
+        runs,
+        settings,
+        Pairing::Saved,
+    );
+    write(&comparison, run_dir, settings)
+}
+
+/// Writes a comparison's table (`baseline-NAME.md`) and figures (`.json`)
+/// into `run_dir`, and to `$GITHUB_STEP_SUMMARY` when set.
+pub fn write(
+    comparison: &Comparison,
+    run_dir: &Path,
+    settings: &GateSettings,
+) -> anyhow::Result<GateOutcome> {
+    let comparison = comparison.clone();
+    let against = &comparison.baseline;
     let table = render_markdown(&comparison, settings);
     // Not `with_extension`: a baseline named `v1.2` would lose its `.2`.
-    let path = |extension: &str| run_dir.join(format!("baseline-{}.{extension}", against.name));
+    let path = |extension: &str| run_dir.join(format!("baseline-{against}.{extension}"));
     std::fs::write(path("md"), &table)?;
     std::fs::write(path("json"), serde_json::to_vec_pretty(&comparison)?)?;
     if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
@@ -57,5 +83,8 @@ pub fn check(
             .with_context(|| format!("appending to {}", PathBuf::from(&summary).display()))?;
         writeln!(file, "{table}")?;
     }
-    Ok(GateOutcome::Compared { comparison, table })
+    Ok(GateOutcome::Compared {
+        comparison: Box::new(comparison),
+        table,
+    })
 }

@@ -49,6 +49,9 @@ pub struct PlanOptions {
     pub exclude_tags: Vec<String>,
     /// Overrides the file's target with a URL.
     pub target_url: Option<String>,
+    /// Overrides the file's target with a command that starts the
+    /// application (program and arguments; empty: none).
+    pub target_command: Vec<String>,
     /// Variables the data set's catalog offers (known before seeding).
     pub catalog_variables: BTreeSet<String>,
     /// Named values later layers put in the summary (probe peaks, budgets…)

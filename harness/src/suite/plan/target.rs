@@ -30,7 +30,7 @@ pub enum TargetPlan {
 }
 
 /// The target the load goes to, and the hosts allowed besides loopback. A
-/// URL on the command line overrides the file's target.
+/// URL or a command on the command line overrides the file's target.
 pub(super) fn check_target(
     checker: &mut Checker<'_>,
     spec: &TargetSpec,
@@ -38,18 +38,22 @@ pub(super) fn check_target(
     defaults: &Defaults,
 ) -> (TargetPlan, Vec<String>) {
     let mut allow_hosts = spec.allow_hosts.clone();
-    let target = match (&options.target_url, &spec.url, &spec.command) {
+    let command = if options.target_command.is_empty() {
+        spec.command
+            .as_ref()
+            .map(|c| (c.get_ref().clone(), Some(c.span())))
+    } else {
+        Some((options.target_command.clone(), None))
+    };
+    let target = match (&options.target_url, &spec.url, command) {
         (Some(url), _, _) => {
             check_target_url(checker, url, None, &allow_hosts);
             TargetPlan::Url {
                 url: url.trim_end_matches('/').to_owned(),
             }
         }
-        (None, Some(_), Some(command)) => {
-            checker.at(
-                command.span(),
-                "a target has a `url` or a `command`, not both",
-            );
+        (None, Some(_), Some((_, Some(span)))) => {
+            checker.at(span, "a target has a `url` or a `command`, not both");
             TargetPlan::Embedded {
                 switches: Vec::new(),
             }
@@ -60,7 +64,7 @@ pub(super) fn check_target(
                 url: url.get_ref().trim_end_matches('/').to_owned(),
             }
         }
-        (None, None, Some(command)) => match command.get_ref().split_first() {
+        (None, _, Some((command, span))) => match command.split_first() {
             Some((program, args)) => TargetPlan::Command {
                 program: program.clone(),
                 args: args.to_vec(),
@@ -75,7 +79,11 @@ pub(super) fn check_target(
                     .collect(),
             },
             None => {
-                checker.at(command.span(), "the target command is empty");
+                let message = "the target command is empty";
+                match span {
+                    Some(span) => checker.at(span, message),
+                    None => checker.general(message),
+                };
                 TargetPlan::Embedded {
                     switches: Vec::new(),
                 }
