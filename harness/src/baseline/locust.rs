@@ -28,12 +28,20 @@ pub fn import_locust(stats_csv: &Path, suite: &str, name: &str) -> anyhow::Resul
     let (kind, label) = (column("Type")?, column("Name")?);
     let (requests, failures) = (column("Request Count")?, column("Failure Count")?);
     let rps = column("Requests/s")?;
-    // Every `NN%` column, as (quantile, column index).
-    let percentiles: Vec<(f64, usize)> = headers
+    // Every `NN%` column, as (quantile, column index); the minimum is the
+    // 0 % column, so a median's interval has a lower bound.
+    let mut percentiles: Vec<(f64, usize)> = headers
         .iter()
-        .enumerate()
-        .filter_map(|(i, h)| Some((h.strip_suffix('%')?.parse::<f64>().ok()? / 100.0, i)))
+        .position(|h| h == "Min Response Time")
+        .map(|i| (0.0, i))
+        .into_iter()
         .collect();
+    percentiles.extend(
+        headers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| Some((h.strip_suffix('%')?.parse::<f64>().ok()? / 100.0, i))),
+    );
     for wanted in ["50%", "95%", "99%"] {
         column(wanted)?;
     }

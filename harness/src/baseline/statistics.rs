@@ -1,14 +1,16 @@
 //! How sure one run is of each of its figures.
 //!
-//! - **Quantiles**: a distribution-free interval from order statistics. The
-//!   rank of the q-quantile among n requests is binomial(n, q), so the
-//!   interval runs between the requests at ranks `nq ± z·√(D·n·q(1−q))`
-//!   (Woodruff's interval). `D`, the design effect, corrects for requests
-//!   that are not independent: it compares how much the share of requests
-//!   below the quantile varies between blocks of seconds with what
-//!   independent requests would give (never below 1). When the upper rank
-//!   falls beyond the slowest request, the run has too few requests beyond
-//!   the quantile to bound it: not enough data.
+//! - **Quantiles**: a distribution-free interval from order statistics. How
+//!   many of n requests fall below the true q-quantile is binomial(n, q), so
+//!   the interval runs between the requests at the ranks whose binomial
+//!   tails hold the confidence (exact, not a normal approximation: 100
+//!   requests bound a p95 at 99 %, just). `D`, the design effect, corrects
+//!   for requests that are not independent: it compares how much the share
+//!   of requests below the quantile varies between blocks of seconds with
+//!   what independent requests would give (never below 1), and the ranks
+//!   are those of n/D requests. When the upper rank falls beyond the slowest
+//!   request, the run has too few requests beyond the quantile to bound it:
+//!   not enough data.
 //! - **Error rates**: Wilson's interval, on the sample size shrunk by the
 //!   same kind of design effect.
 //! - **Throughput**: the spread of the per-block rates.
@@ -21,7 +23,7 @@
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ContinuousCDF as _, Normal, StudentsT};
+use statrs::distribution::{Binomial, ContinuousCDF as _, DiscreteCDF as _, Normal, StudentsT};
 
 use super::figures::{Distribution, EndpointFigures, Second};
 
@@ -222,6 +224,42 @@ fn proportion_design_effect(blocks: &[Block], p: f64, hits: impl Fn(&Block) -> f
     (clustered / independent).max(1.0)
 }
 
+/// The order statistics that bound the q-quantile of `n` independent
+/// requests at one-sided confidence `confidence` each, as fractions of `n`:
+/// the lowest rank `l` with P(Bin(n, q) ≥ l) ≥ confidence … the highest
+/// `u` with P(Bin(n, q) ≤ u − 1) ≥ confidence. `None` when either falls
+/// outside the requests.
+pub fn order_statistic_bounds(n: u64, q: f64, confidence: f64) -> Option<(f64, f64)> {
+    if n == 0 {
+        return None;
+    }
+    let binomial = Binomial::new(q, n).expect("0 ≤ q ≤ 1");
+    // P(Bin ≤ k) rises with k: the first k where it reaches `confidence`.
+    let first = |holds: &dyn Fn(u64) -> bool| -> Option<u64> {
+        let (mut low, mut high) = (0u64, n);
+        if !holds(high) {
+            return None;
+        }
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if holds(middle) {
+                high = middle;
+            } else {
+                low = middle + 1;
+            }
+        }
+        Some(low)
+    };
+    // Upper: u − 1 = the first k with cdf(k) ≥ confidence.
+    let upper = first(&|k| binomial.cdf(k) >= confidence)? + 1;
+    // Lower: l − 1 = the last k with cdf(k) ≤ 1 − confidence.
+    let lower = first(&|k| binomial.cdf(k) > 1.0 - confidence)?;
+    if upper > n || lower < 1 {
+        return None;
+    }
+    Some((lower as f64 / n as f64, upper as f64 / n as f64))
+}
+
 fn recorded_quantile(
     histogram: &Histogram<u64>,
     blocks: &[Block],
@@ -232,20 +270,20 @@ fn recorded_quantile(
     let value = histogram.value_at_quantile(q);
     let below = |b: &Block| b.histogram.count_between(0, value) as f64;
     let design_effect = proportion_design_effect(blocks, q, below);
-    let half = z * (design_effect * n * q * (1.0 - q)).sqrt();
-    let (low_rank, high_rank) = (n * q - half, n * q + half);
     let beyond = n * (1.0 - q);
-    if high_rank > n || low_rank < 1.0 {
+    let effective = (n / design_effect).floor() as u64;
+    let confidence = Normal::standard().cdf(z);
+    let Some((low, high)) = order_statistic_bounds(effective, q, confidence) else {
         return Err(format!(
             "{beyond:.0} requests beyond p{:.0}: too few to bound it",
             q * 100.0
         ));
-    }
-    let at = |rank: f64| histogram.value_at_quantile(rank / n) as f64 / 1000.0;
+    };
+    let at = |fraction: f64| histogram.value_at_quantile(fraction) as f64 / 1000.0;
     Ok(interval_estimate(
         value as f64 / 1000.0,
-        at(low_rank),
-        at(high_rank),
+        at(low),
+        at(high),
         z,
         Some(beyond),
         design_effect,
@@ -348,31 +386,30 @@ fn locust_quantile(
     q: f64,
     z: f64,
 ) -> Result<Estimate, String> {
-    let n = requests as f64;
     let value = columns
         .iter()
         .find(|(quantile, _)| (quantile - q).abs() < 1e-9)
         .map(|(_, ms)| *ms)
         .ok_or_else(|| format!("no p{:.0} column", q * 100.0))?;
-    let half = z * (n * q * (1.0 - q)).sqrt();
-    let (low_rank, high_rank) = (n * q - half, n * q + half);
-    let beyond = n * (1.0 - q);
-    if high_rank > n || low_rank < 1.0 {
+    let beyond = requests as f64 * (1.0 - q);
+    let confidence = Normal::standard().cdf(z);
+    let Some((low_fraction, high_fraction)) = order_statistic_bounds(requests, q, confidence)
+    else {
         return Err(format!(
             "{beyond:.0} requests beyond p{:.0}: too few to bound it",
             q * 100.0
         ));
-    }
+    };
     // The nearest columns outside the rank interval bound it.
     let low = columns
         .iter()
         .rev()
-        .find(|(quantile, _)| *quantile <= low_rank / n)
+        .find(|(quantile, _)| *quantile <= low_fraction)
         .map(|(_, ms)| *ms)
         .ok_or_else(|| "no percentile column below the interval".to_owned())?;
     let high = columns
         .iter()
-        .find(|(quantile, _)| *quantile >= high_rank / n)
+        .find(|(quantile, _)| *quantile >= high_fraction)
         .map(|(_, ms)| *ms)
         .ok_or_else(|| "no percentile column above the interval".to_owned())?;
     let low = (low - locust_rounding(low)).max(0.001);
@@ -432,6 +469,21 @@ mod tests {
         assert!(large.high - large.low < (small.high - small.low) / 2.0);
         // Uniform 1–2 ms: the true p95 is 1.95 ms.
         assert!(large.low <= 1.95 && 1.95 <= large.high, "{large:?}");
+    }
+
+    #[test]
+    fn order_statistics_bound_a_quantile_exactly() {
+        // 100 requests: the slowest is a 99.4 % upper bound of p95 (0.95^100
+        // = 0.6 %), so p95 is bounded at 99 % and not at 99.5 %.
+        let (_, high) = order_statistic_bounds(100, 0.95, 0.99).unwrap();
+        assert_eq!(high, 1.0);
+        assert!(order_statistic_bounds(100, 0.95, 0.995).is_none());
+        // The median of 1,000: ranks 500 ± ~37 at 99 %.
+        let (low, high) = order_statistic_bounds(1000, 0.5, 0.99).unwrap();
+        assert!(
+            (0.45..0.47).contains(&low) && (0.53..0.55).contains(&high),
+            "{low} {high}"
+        );
     }
 
     #[test]

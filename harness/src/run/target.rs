@@ -92,7 +92,9 @@ impl RunningTarget {
         Ok(target)
     }
 
-    /// Starts the user's application and polls `ready_path` until it answers 2xx.
+    /// Starts the user's application on a free port (in `PORT`, and for
+    /// `{port}` in its arguments and environment) and polls `ready_path`
+    /// until it answers 2xx.
     pub async fn command(
         program: &str,
         args: &[String],
@@ -105,7 +107,12 @@ impl RunningTarget {
             .local_addr()?
             .port();
         let mut process = tokio::process::Command::new(program);
-        process.args(args).env("PORT", port.to_string());
+        process
+            .args(
+                args.iter()
+                    .map(|arg| arg.replace("{port}", &port.to_string())),
+            )
+            .env("PORT", port.to_string());
         if let Some(urls) = urls {
             for (name, value) in urls.env() {
                 process.env(name, value);
