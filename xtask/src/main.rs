@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench_loadgen;
+mod calibrate;
 mod doctor;
 mod down;
 mod images;
@@ -46,6 +47,8 @@ enum Command {
     Seed(seed::Args),
     /// Run the reference AHSP service against a running stack; prints TARGET_URL once it answers.
     Serve(serve::Args),
+    /// Measure the gate's false-alarm and detection rates on this machine.
+    GateCalibration(calibrate::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             Command::Test(args) => test::run(args).await,
             Command::Seed(args) => seed::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::GateCalibration(args) => calibrate::run(args).await,
         }
     })
 }

@@ -1,0 +1,301 @@
+//! `cargo xtask gate-calibration`: how often the gate cries wolf, and how
+//! often it catches a real regression, measured on this machine against the
+//! reference service in its `noisy` mode (the CPU-bound Django original's
+//! run-to-run spread).
+//!
+//! Modes (each pair is one comparison, its runs used by no other pair):
+//! - `interleaved`: A/A, both arms `reference+noisy`, `--runs` each, interleaved.
+//! - `busy-baseline`: a baseline of `--runs` quiet runs saved once, then one
+//!   candidate run per pair with a CPU-bound neighbour beside it.
+//! - `detect-20`, `detect-50`: A/B interleaved, B slowed 20 % or 50 % on
+//!   rekap-rab (`slowdown=rekap-rab:P%`).
+//!
+//! It prints, per mode, the false alarms per endpoint metric (WORSE on a
+//! figure nothing changed), the pairs with any false alarm, and for the
+//! detection modes how often rekap-rab's p95 (and p50) was WORSE; the
+//! figures go to `target/perf/calibration/calibration.json`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use harness::baseline::{Comparison, Metric, Verdict};
+use harness::run::set::{Arm, SetOutcome};
+use harness::run::{RunOptions, SetOptions, run_set};
+use serde::Serialize;
+use suites::ahsp::{Ahsp, EmbeddedCommand};
+
+use crate::project_root;
+
+const SLOWED: &str = "GET /detail_project/[id]/rekap-rab/";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Comparisons per mode (the goal is judged over at least 20).
+    #[arg(long, default_value_t = 20)]
+    pairs: usize,
+    /// Runs per side of each comparison (and in the saved baseline).
+    #[arg(long, default_value_t = 2)]
+    runs: usize,
+    /// Modes to run (comma-separated): interleaved, busy-baseline, detect-20, detect-50.
+    #[arg(long, value_delimiter = ',', default_values_t = ["interleaved".to_owned(), "busy-baseline".to_owned(), "detect-20".to_owned(), "detect-50".to_owned()])]
+    modes: Vec<String>,
+    /// Leave the reference service quiet (without the `noisy` switch).
+    #[arg(long)]
+    quiet_service: bool,
+    /// The suite the runs use.
+    #[arg(long)]
+    suite: Option<PathBuf>,
+}
+
+/// What one mode measured.
+#[derive(Debug, Default, Serialize)]
+struct ModeFigures {
+    pairs: usize,
+    /// Rows judged (not "not enough data") on figures nothing changed.
+    judged: usize,
+    false_alarms: usize,
+    /// Pairs with at least one false alarm.
+    pairs_with_false_alarm: usize,
+    /// Rows the machine check held back ("machine differs").
+    machine_differs: usize,
+    /// Detection modes: pairs where the slowed endpoint's p95 / p50 was WORSE.
+    detected_p95: usize,
+    detected_p50: usize,
+    /// Pairs where the slowed endpoint's p95 could be judged at all.
+    judged_p95: usize,
+    /// False alarms by `endpoint metric`.
+    by_figure: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct Calibration {
+    confidence: f64,
+    relative: f64,
+    runs_per_side: usize,
+    noisy: bool,
+    modes: BTreeMap<String, ModeFigures>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let root = project_root().join("target/perf/calibration");
+    let suite = args
+        .suite
+        .clone()
+        .unwrap_or_else(|| project_root().join("suites/calibration/gate.toml"));
+    let domain = Ahsp {
+        embedded: EmbeddedCommand {
+            program: std::env::current_exe()?,
+            args: vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into()],
+        },
+    };
+    let noisy = if args.quiet_service { "" } else { "+noisy" };
+    let reference: Arm = format!("reference{noisy}")
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let base = SetOptions::new(RunOptions::quiet(root.join("runs")), root.join("baselines"));
+    let mut calibration = Calibration {
+        confidence: base.gate.confidence,
+        relative: base.gate.relative,
+        runs_per_side: args.runs,
+        noisy: !args.quiet_service,
+        modes: BTreeMap::new(),
+    };
+    for mode in &args.modes {
+        let mut figures = ModeFigures::default();
+        let slowed = match mode.as_str() {
+            "detect-20" => Some(20),
+            "detect-50" => Some(50),
+            "interleaved" | "busy-baseline" => None,
+            other => anyhow::bail!(
+                "unknown mode `{other}` (interleaved, busy-baseline, detect-20, detect-50)"
+            ),
+        };
+        if mode == "busy-baseline" {
+            let _ = std::fs::remove_dir_all(root.join("baselines"));
+            let saving = SetOptions {
+                save_baseline: Some("calibration".into()),
+                repeat: args.runs,
+                ..arm_options(&base, &reference)
+            };
+            check_ran(&run_set(&domain, std::slice::from_ref(&suite), &saving).await?)?;
+        }
+        for pair in 0..args.pairs {
+            eprintln!("{mode}: pair {} of {}", pair + 1, args.pairs);
+            let outcome = match slowed {
+                None if mode == "busy-baseline" => {
+                    let _neighbour = Neighbour::start()?;
+                    let gated = SetOptions {
+                        baseline: Some("calibration".into()),
+                        ..arm_options(&base, &reference)
+                    };
+                    run_set(&domain, std::slice::from_ref(&suite), &gated).await?
+                }
+                _ => {
+                    let b = match slowed {
+                        Some(percent) => format!("{reference}+slowdown=rekap-rab:{percent}%")
+                            .parse()
+                            .map_err(anyhow::Error::msg)?,
+                        None => reference.clone(),
+                    };
+                    let ab = SetOptions {
+                        ab: Some((reference.clone(), b)),
+                        repeat: args.runs,
+                        ..base.clone()
+                    };
+                    run_set(&domain, std::slice::from_ref(&suite), &ab).await?
+                }
+            };
+            check_ran(&outcome)?;
+            for (_, comparison) in &outcome.comparisons {
+                tally(&mut figures, comparison, slowed.is_some());
+            }
+        }
+        print_mode(mode, &figures, slowed.is_some());
+        calibration.modes.insert(mode.clone(), figures);
+    }
+    std::fs::create_dir_all(&root)?;
+    let path = root.join("calibration.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&calibration)?)?;
+    eprintln!(
+        "confidence {:.0} % one-sided, relative threshold {:.0} %, {} run(s) a side, service {}: {}",
+        calibration.confidence * 100.0,
+        calibration.relative * 100.0,
+        args.runs,
+        if calibration.noisy { "noisy" } else { "quiet" },
+        path.display()
+    );
+    Ok(())
+}
+
+fn arm_options(base: &SetOptions, arm: &Arm) -> SetOptions {
+    SetOptions {
+        run: arm.apply(&base.run),
+        ..base.clone()
+    }
+}
+
+fn check_ran(outcome: &SetOutcome) -> anyhow::Result<()> {
+    if let Some((path, why)) = outcome.broken.first() {
+        anyhow::bail!("{}: {why}", path.display());
+    }
+    if let Some(signal) = outcome.interrupted_by {
+        anyhow::bail!("interrupted by signal {signal}");
+    }
+    Ok(())
+}
+
+fn tally(figures: &mut ModeFigures, comparison: &Comparison, detecting: bool) {
+    figures.pairs += 1;
+    let mut alarmed = false;
+    for row in &comparison.rows {
+        let slowed = detecting && row.endpoint == SLOWED;
+        if slowed {
+            // Throughput and the other figures of the slowed endpoint did change.
+            match (row.metric, row.verdict) {
+                (Metric::P95, Verdict::Worse) => figures.detected_p95 += 1,
+                (Metric::P50, Verdict::Worse) => figures.detected_p50 += 1,
+                _ => {}
+            }
+            if row.metric == Metric::P95 && row.verdict != Verdict::NotEnoughData {
+                figures.judged_p95 += 1;
+            }
+            continue;
+        }
+        // In a closed model a slower endpoint lowers everyone's throughput:
+        // with a regression injected, throughput is not a false alarm.
+        if detecting && row.metric == Metric::Throughput {
+            continue;
+        }
+        match row.verdict {
+            Verdict::NotEnoughData => continue,
+            Verdict::MachineDiffers => figures.machine_differs += 1,
+            Verdict::Worse => {
+                figures.false_alarms += 1;
+                alarmed = true;
+                *figures
+                    .by_figure
+                    .entry(format!("{} {}", row.endpoint, row.metric.label()))
+                    .or_default() += 1;
+            }
+            Verdict::Same | Verdict::Better => {}
+        }
+        figures.judged += 1;
+    }
+    if alarmed {
+        figures.pairs_with_false_alarm += 1;
+    }
+}
+
+fn print_mode(mode: &str, figures: &ModeFigures, detecting: bool) {
+    let rate = |n: usize, of: usize| {
+        if of == 0 {
+            "n/a".to_owned()
+        } else {
+            format!("{:.1} %", n as f64 / of as f64 * 100.0)
+        }
+    };
+    eprintln!(
+        "{mode}: {} pair(s); false alarms {} of {} judged figures ({}), pairs with a false alarm {} ({}); machine differs {}",
+        figures.pairs,
+        figures.false_alarms,
+        figures.judged,
+        rate(figures.false_alarms, figures.judged),
+        figures.pairs_with_false_alarm,
+        rate(figures.pairs_with_false_alarm, figures.pairs),
+        figures.machine_differs,
+    );
+    if detecting {
+        eprintln!(
+            "{mode}: rekap-rab p95 WORSE in {} of {} pairs ({}; judged in {}), p50 WORSE in {} ({})",
+            figures.detected_p95,
+            figures.pairs,
+            rate(figures.detected_p95, figures.pairs),
+            figures.judged_p95,
+            figures.detected_p50,
+            rate(figures.detected_p50, figures.pairs),
+        );
+    }
+    for (figure, count) in &figures.by_figure {
+        eprintln!("  false alarm: {figure} ×{count}");
+    }
+}
+
+/// A CPU-bound neighbour beside the runs: one core's worth of spinning, on
+/// a thread of this process (so it cannot outlive the calibration), stopped
+/// when dropped.
+struct Neighbour {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Neighbour {
+    fn start() -> anyhow::Result<Neighbour> {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("neighbour".into())
+            .spawn(move || {
+                let mut x = 0u64;
+                // Relaxed: only the flag's eventual value matters.
+                while !flag.load(Ordering::Relaxed) {
+                    for i in 0..100_000u64 {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                    }
+                }
+            })?;
+        Ok(Neighbour {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
