@@ -13,7 +13,7 @@
 //! It prints, per mode, the false alarms per endpoint metric (WORSE on a
 //! figure nothing changed), the pairs with any false alarm, and for the
 //! detection modes how often rekap-rab's p95 (and p50) was WORSE; the
-//! figures go to `target/perf/calibration/calibration.json`.
+//! figures go to `target/perf/calibration/calibration-MODES.json`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -154,7 +154,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         calibration.modes.insert(mode.clone(), figures);
     }
     std::fs::create_dir_all(&root)?;
-    let path = root.join("calibration.json");
+    let path = root.join(format!("calibration-{}.json", args.modes.join("-")));
     std::fs::write(&path, serde_json::to_vec_pretty(&calibration)?)?;
     eprintln!(
         "confidence {:.0} % one-sided, relative threshold {:.0} %, {} run(s) a side, service {}: {}",
