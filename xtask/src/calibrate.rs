@@ -58,6 +58,8 @@ struct ModeFigures {
     pairs_with_false_alarm: usize,
     /// Rows the machine check held back ("machine differs").
     machine_differs: usize,
+    /// Rows beyond the threshold the runs could not confirm ("unclear").
+    unclear: usize,
     /// Detection modes: pairs where the slowed endpoint's p95 / p50 was WORSE.
     detected_p95: usize,
     detected_p50: usize,
@@ -209,6 +211,7 @@ fn tally(figures: &mut ModeFigures, comparison: &Comparison, detecting: bool) {
         match row.verdict {
             Verdict::NotEnoughData => continue,
             Verdict::MachineDiffers => figures.machine_differs += 1,
+            Verdict::Unclear => figures.unclear += 1,
             Verdict::Worse => {
                 figures.false_alarms += 1;
                 alarmed = true;
@@ -235,7 +238,7 @@ fn print_mode(mode: &str, figures: &ModeFigures, detecting: bool) {
         }
     };
     eprintln!(
-        "{mode}: {} pair(s); false alarms {} of {} judged figures ({}), pairs with a false alarm {} ({}); machine differs {}",
+        "{mode}: {} pair(s); false alarms {} of {} judged figures ({}), pairs with a false alarm {} ({}); machine differs {}; unclear {}",
         figures.pairs,
         figures.false_alarms,
         figures.judged,
@@ -243,6 +246,7 @@ fn print_mode(mode: &str, figures: &ModeFigures, detecting: bool) {
         figures.pairs_with_false_alarm,
         rate(figures.pairs_with_false_alarm, figures.pairs),
         figures.machine_differs,
+        figures.unclear,
     );
     if detecting {
         eprintln!(

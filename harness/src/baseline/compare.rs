@@ -59,6 +59,9 @@ pub enum Verdict {
     Worse,
     /// Too few requests (or runs) to judge this figure either way.
     NotEnoughData,
+    /// It moved beyond the threshold in the worse direction, but the runs
+    /// differ too much to tell whether that is real (not a failure; said).
+    Unclear,
     /// It looks worse, but the machine differs from the baseline's.
     MachineDiffers,
 }
@@ -70,6 +73,7 @@ impl Verdict {
             Verdict::Same => "same",
             Verdict::Worse => "WORSE",
             Verdict::NotEnoughData => "not enough data",
+            Verdict::Unclear => "unclear",
             Verdict::MachineDiffers => "machine differs",
         }
     }
@@ -144,6 +148,14 @@ impl Comparison {
 
     pub fn worse(&self) -> impl Iterator<Item = &Row> {
         self.rows.iter().filter(|row| row.verdict == Verdict::Worse)
+    }
+
+    /// Figures that moved beyond the threshold, worse, without the runs
+    /// being sure of it.
+    pub fn unclear(&self) -> impl Iterator<Item = &Row> {
+        self.rows
+            .iter()
+            .filter(|row| row.verdict == Verdict::Unclear)
     }
 
     /// Figures that looked worse on a machine unlike the baseline's: the
@@ -374,18 +386,25 @@ fn compare_metric(
         Metric::ErrorRate => settings.error_rate_floor_points / 100.0,
         Metric::Throughput => 0.0,
     };
-    let significant = scaled_difference.abs() > critical * difference_variance.sqrt()
-        && delta.abs() > settings.relative * baseline.value.abs()
-        && delta.abs() > floor;
+    let large = delta.abs() > settings.relative * baseline.value.abs() && delta.abs() > floor;
+    let sure = scaled_difference.abs() > critical * difference_variance.sqrt();
     // Higher latency and error rate are worse; lower throughput is.
     let worse_direction = match metric {
         Metric::Throughput => delta < 0.0,
         _ => delta > 0.0,
     };
-    let verdict = match (significant, worse_direction) {
-        (false, _) => Verdict::Same,
-        (true, true) => Verdict::Worse,
-        (true, false) => Verdict::Better,
+    let (verdict, why) = match (large, sure, worse_direction) {
+        (true, true, true) => (Verdict::Worse, None),
+        (true, true, false) => (Verdict::Better, None),
+        (true, false, true) => (
+            Verdict::Unclear,
+            Some(format!(
+                "the runs differ too much to tell (a real change would need beyond ×{:.2}): \
+                 more runs (--repeat) or --ab",
+                (critical * difference_variance.sqrt()).exp()
+            )),
+        ),
+        _ => (Verdict::Same, None),
     };
     Row {
         endpoint: key.to_owned(),
@@ -393,7 +412,7 @@ fn compare_metric(
         baseline,
         current,
         verdict,
-        why: None,
+        why,
     }
 }
 
@@ -528,9 +547,10 @@ pub(crate) mod tests {
             .enumerate()
             .map(|(i, ms)| run_of(*ms, 50, i as u64))
             .collect();
+        // +34 % on their geometric mean: beyond the threshold, not provably.
         assert_eq!(
             verdict(&main, &[run_of(30.0, 50, 9)], Metric::P95),
-            Verdict::Same
+            Verdict::Unclear
         );
         // Steady runs, and the same +50 %: worse.
         let steady: Vec<_> = (0..4).map(|i| run_of(20.0, 50, i)).collect();

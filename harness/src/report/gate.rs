@@ -10,6 +10,8 @@ pub fn render_markdown(comparison: &Comparison, settings: &GateSettings) -> Stri
         "FAILED"
     } else if comparison.inconclusive() {
         "INCONCLUSIVE"
+    } else if comparison.unclear().next().is_some() {
+        "passed, with figures unclear"
     } else {
         "passed"
     };
@@ -70,6 +72,15 @@ pub fn render_markdown(comparison: &Comparison, settings: &GateSettings) -> Stri
     }
     for key in &comparison.new {
         let _ = writeln!(out, "\n- `{key}` is new in this run (not judged)");
+    }
+    let unclear = comparison.unclear().count();
+    if unclear > 0 {
+        let _ = writeln!(
+            out,
+            "\n- {unclear} figure(s) moved beyond the threshold, worse, but the runs differ too much \
+             to tell whether it is real (\"unclear\"): they do not fail the gate; more runs \
+             (--repeat N) or an interleaved comparison (--ab) would decide"
+        );
     }
     let worse = |throughput: bool| {
         comparison

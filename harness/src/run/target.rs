@@ -94,7 +94,7 @@ impl RunningTarget {
 
     /// Starts the user's application on a free port (in `PORT`, and for
     /// `{port}` in its arguments and environment) and polls `ready_path`
-    /// until it answers 2xx.
+    /// until it answers 2xx or 3xx.
     pub async fn command(
         program: &str,
         args: &[String],
@@ -262,5 +262,6 @@ async fn answers(url: &str) -> anyhow::Result<bool> {
     Ok(status_line
         .split_whitespace()
         .nth(1)
-        .is_some_and(|code| code.starts_with('2')))
+        // A redirect (to a login page, say) is an application answering.
+        .is_some_and(|code| code.starts_with('2') || code.starts_with('3')))
 }
