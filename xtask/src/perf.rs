@@ -128,13 +128,15 @@ fn compare_runs(
         relative,
         ..GateSettings::default()
     };
-    let suite = run_b
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = |dir: &std::path::Path| {
+        dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
     let comparison = compare(
-        &run_a.display().to_string(),
-        &suite,
+        &name(run_a),
+        &format!("run {}", name(run_b)),
         &[a],
         &[b],
         &settings,
