@@ -274,8 +274,16 @@ fn recorded_quantile(
     let effective = (n / design_effect).floor() as u64;
     let confidence = Normal::standard().cdf(z);
     let Some((low, high)) = order_statistic_bounds(effective, q, confidence) else {
+        let together = if design_effect > 1.05 {
+            format!(
+                ", worth {:.0} independent ones (its seconds moved together, ×{design_effect:.1})",
+                effective as f64 * (1.0 - q)
+            )
+        } else {
+            String::new()
+        };
         return Err(format!(
-            "{beyond:.0} requests beyond p{:.0}: too few to bound it",
+            "{beyond:.0} requests beyond p{:.0}{together}: too few to bound it",
             q * 100.0
         ));
     };
