@@ -434,29 +434,16 @@ fn rough_side(metric: Metric, runs: &[(&EndpointFigures, f64)]) -> Side {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::baseline::figures::{Distribution, Second, Source};
-    use crate::metrics::summary::{HistogramData, PackedHistogram};
+    use crate::baseline::figures::{Distribution, Source};
     use rand::{Rng as _, SeedableRng as _};
 
     /// A run of `GET /a`: 30 seconds of `per_second` requests, latencies
     /// uniform in `ms ± 20 %`, seeded.
     pub(crate) fn run_of(ms: f64, per_second: usize, seed: u64) -> RunFigures {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut total = crate::metrics::new_histogram();
-        let mut seconds = Vec::new();
-        for _ in 0..30 {
-            let mut second = crate::metrics::new_histogram();
-            for _ in 0..per_second {
-                let micros = ms * 1000.0 * rng.random_range(0.8..1.2);
-                second.record(micros as u64).unwrap();
-            }
-            total.add(&second).unwrap();
-            seconds.push(Second {
-                requests: per_second as u64,
-                failures: 0,
-                histogram: PackedHistogram::pack(&second),
-            });
-        }
+        let figures = crate::baseline::statistics::tests::run(30, per_second, |_| {
+            (ms * 1000.0 * rng.random_range(0.8..1.2)) as u64
+        });
         RunFigures {
             profile: Some("ci".into()),
             source: Source::Run {
@@ -465,18 +452,7 @@ pub(crate) mod tests {
             },
             measured_seconds: 30.0,
             machine: None,
-            endpoints: [(
-                "GET /a".to_owned(),
-                EndpointFigures {
-                    requests: (30 * per_second) as u64,
-                    failures: 0,
-                    latency: Distribution::Recorded {
-                        histogram: HistogramData(total),
-                        seconds,
-                    },
-                },
-            )]
-            .into(),
+            endpoints: [("GET /a".to_owned(), figures)].into(),
         }
     }
 

@@ -426,13 +426,14 @@ fn locust_quantile(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::metrics::summary::{HistogramData, PackedHistogram};
     use rand::{Rng as _, SeedableRng as _};
 
-    /// `seconds` seconds of `per_second` requests each, latencies from `draw`.
-    fn run(
+    /// `seconds` seconds of `per_second` requests each, latencies (µs) from
+    /// `draw(second)`.
+    pub(crate) fn run(
         seconds: usize,
         per_second: usize,
         mut draw: impl FnMut(usize) -> u64,

@@ -41,26 +41,18 @@ impl EndpointMeta {
 #[derive(Debug, Clone)]
 pub struct HistogramData(pub Histogram<u64>);
 
+/// The same text as [`PackedHistogram`]: base64 of the V2 compressed encoding.
 impl Serialize for HistogramData {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut bytes = Vec::new();
-        V2DeflateSerializer::new()
-            .serialize(&self.0, &mut bytes)
-            .map_err(serde::ser::Error::custom)?;
-        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+        PackedHistogram::pack(&self.0).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for HistogramData {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(serde::de::Error::custom)?;
-        let histogram: Histogram<u64> = Deserializer::new()
-            .deserialize(&mut bytes.as_slice())
-            .map_err(serde::de::Error::custom)?;
-        Ok(HistogramData(histogram))
+        Ok(HistogramData(
+            PackedHistogram::deserialize(deserializer)?.unpack(),
+        ))
     }
 }
 

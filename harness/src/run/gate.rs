@@ -57,17 +57,16 @@ pub fn check(
         settings,
         Pairing::Saved,
     );
-    write(&comparison, run_dir, settings)
+    write(comparison, run_dir, settings)
 }
 
 /// Writes a comparison's table (`baseline-NAME.md`) and figures (`.json`)
 /// into `run_dir`, and to `$GITHUB_STEP_SUMMARY` when set.
 pub fn write(
-    comparison: &Comparison,
+    comparison: Comparison,
     run_dir: &Path,
     settings: &GateSettings,
 ) -> anyhow::Result<GateOutcome> {
-    let comparison = comparison.clone();
     let against = &comparison.baseline;
     let table = render_markdown(&comparison, settings);
     // Not `with_extension`: a baseline named `v1.2` would lose its `.2`.

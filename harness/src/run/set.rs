@@ -227,7 +227,7 @@ pub async fn run_set(
                         comparison
                             .notes
                             .push(format!("A is `{a}`, B is `{b}`, run interleaved"));
-                        Some(gate::write(&comparison, &runs.last_dir, &options.gate)?)
+                        Some(gate::write(comparison, &runs.last_dir, &options.gate)?)
                     }
                     (None, Some(against)) => Some(gate::check(
                         against,
