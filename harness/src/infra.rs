@@ -17,6 +17,7 @@ pub mod images;
 pub mod logs;
 pub mod native;
 pub mod ownership;
+pub mod proxy;
 pub mod readiness;
 pub mod settings;
 
@@ -310,7 +311,9 @@ pub struct Stack {
     services: Vec<ServiceInfo>,
     time_to_ready: Duration,
     backend: Backend,
-    run: Option<RunGuard>,
+    run_id: Option<String>,
+    /// Locked while a restart relaunches a native service.
+    run: Option<tokio::sync::Mutex<RunGuard>>,
 }
 
 #[derive(Debug)]
@@ -375,7 +378,8 @@ impl Stack {
             services,
             time_to_ready: started.elapsed(),
             backend,
-            run,
+            run_id: run.as_ref().map(|run| run.run_id().to_owned()),
+            run: run.map(tokio::sync::Mutex::new),
         };
         if config.postgres.loads_pg_stat_statements() && provider != Provider::External {
             stack.create_pg_stat_statements().await?;
@@ -415,7 +419,7 @@ impl Stack {
 
     /// The run that owns this stack's containers and processes.
     pub fn run_id(&self) -> Option<&str> {
-        self.run.as_ref().map(RunGuard::run_id)
+        self.run_id.as_deref()
     }
 
     /// The Docker client of a container stack.
@@ -435,14 +439,12 @@ impl Stack {
     /// What the harness may do to a service of this stack.
     pub fn capabilities(&self, _service: ServiceName) -> Capabilities {
         match self.provider {
-            // A restarted container may come back on another host port and a
-            // native service needs its launch again: neither is offered yet.
             Provider::Containers | Provider::Native => Capabilities {
                 processes: true,
                 logs: true,
                 kill: true,
                 pause: true,
-                restart: false,
+                restart: true,
             },
             Provider::External => Capabilities::default(),
         }
@@ -464,20 +466,66 @@ impl Stack {
         match &self.backend {
             Backend::Native(running) => running.disturb(service, what),
             Backend::Containers(running) => {
-                let id = self
-                    .services
-                    .iter()
-                    .find_map(|s| match &s.location {
-                        ServiceLocation::Container { id, .. } if s.name == service => {
-                            Some(id.clone())
-                        }
-                        _ => None,
-                    })
-                    .with_context(|| format!("no container runs {service}"))?;
-                running.disturb(&id, what).await
+                running.disturb(&self.container_of(service)?, what).await
             }
             Backend::External => anyhow::bail!("an external stack cannot be disturbed"),
         }
+    }
+
+    /// Stops `service` and starts it again, as a `restart` fault does, and
+    /// waits until it answers (at most the stack's ready timeout); its data
+    /// stays, its connections do not.
+    pub async fn restart(&self, service: ServiceName) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.capabilities(service).restart,
+            "cannot restart {service} on the {} stack: the harness only visits it (use the containers or native provider)",
+            self.provider
+        );
+        match &self.backend {
+            Backend::Native(running) => {
+                let run = self
+                    .run
+                    .as_ref()
+                    .context("a native stack without its run")?;
+                running.restart(service, &mut *run.lock().await).await?;
+            }
+            Backend::Containers(running) => running.restart(&self.container_of(service)?).await?,
+            Backend::External => anyhow::bail!("an external stack cannot be restarted"),
+        }
+        let started = Instant::now();
+        let timeout = Duration::from_secs(60);
+        let urls = &self.urls;
+        match service {
+            ServiceName::Postgres => {
+                readiness::poll("postgres", started, timeout, || {
+                    readiness::postgres_answers(&urls.database_url)
+                })
+                .await?;
+            }
+            ServiceName::Pgbouncer => {
+                readiness::poll("pgbouncer", started, timeout, || {
+                    readiness::pgbouncer_admin_answers(&urls.pgbouncer_admin_url)
+                })
+                .await?;
+            }
+            ServiceName::Redis => {
+                readiness::poll("redis", started, timeout, || {
+                    readiness::redis_answers(&urls.redis_url)
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn container_of(&self, service: ServiceName) -> anyhow::Result<String> {
+        self.services
+            .iter()
+            .find_map(|s| match &s.location {
+                ServiceLocation::Container { id, .. } if s.name == service => Some(id.clone()),
+                _ => None,
+            })
+            .with_context(|| format!("no container runs {service}"))
     }
 
     /// Each service's output, by service name.
@@ -499,6 +547,10 @@ impl Stack {
     /// The root process of each service on this kernel, for CPU and memory
     /// probes: a container's main process is a process here too.
     pub async fn processes(&self) -> Vec<(String, u32)> {
+        if let Backend::Native(running) = &self.backend {
+            // A restart gives a service a new process.
+            return running.pids();
+        }
         let mut processes = Vec::new();
         for service in &self.services {
             let pid = match &service.location {
@@ -532,7 +584,7 @@ impl Stack {
             Backend::External => {}
         }
         if let Some(run) = self.run.take() {
-            run.release();
+            run.into_inner().release();
         }
         Ok(())
     }
@@ -541,6 +593,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         if let Some(run) = self.run.take() {
+            let run = run.into_inner();
             // A panic or an early return: the record names everything, and
             // cleaning up from it works inside or outside a runtime.
             run.release();

@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: this module does no I/O.
 
+pub mod phases;
 pub mod summary;
 
 use std::sync::Arc;

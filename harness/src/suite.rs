@@ -61,9 +61,12 @@ pub struct SuiteFile {
     pub faults: Vec<FaultSpec>,
 }
 
-/// A fault on the run's clock: `service` (postgres, pgbouncer, redis),
-/// `action` (kill, pause), `at` (from the start of the load) and, for a
-/// pause, `duration`.
+/// A fault on the run's clock: `service` (postgres, pgbouncer, redis,
+/// target), `action` (kill, pause, restart; on the target's path to
+/// pgbouncer or redis: delay, bandwidth, reset, blackhole), `at` (from the
+/// start of the load), `duration` for all but kill and restart, and the
+/// action's settings (`latency` and `jitter` of a delay, `rate` of a
+/// bandwidth cap).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FaultSpec {
@@ -71,6 +74,9 @@ pub struct FaultSpec {
     pub action: Spanned<String>,
     pub at: Spanned<String>,
     pub duration: Option<Spanned<String>>,
+    pub latency: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
+    pub rate: Option<Spanned<String>>,
 }
 
 /// A value read from a task's responses and compared, after the run, with

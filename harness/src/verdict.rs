@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::phases::{Phase, Recovery};
 use crate::metrics::summary::{EndpointSummary, RunSummary};
 use crate::suite::metric::Metric;
 use crate::suite::plan::ThresholdPlan;
@@ -133,6 +134,12 @@ fn observe(
     aggregate: Aggregate,
 ) -> (Option<f64>, Kind, Option<String>) {
     let metric = &selector.metric;
+    if let Some(phase) = selector
+        .filter("phase")
+        .and_then(|p| p.parse::<Phase>().ok())
+    {
+        return observe_phase(summary, selector, aggregate, phase);
+    }
     match metric {
         Metric::HttpDuration | Metric::AuthDuration => {
             let endpoints = if *metric == Metric::AuthDuration {
@@ -289,10 +296,93 @@ fn observe(
             Kind::Millis,
             Some("the longest wait of a request still in flight".into()),
         ),
+        Metric::RecoveryTime => {
+            let recoveries = summary.recoveries();
+            let slowest = recoveries.iter().max_by(|a, b| {
+                // A fault never recovered from is the slowest of all.
+                let key = |r: &Recovery| r.after_seconds.unwrap_or(f64::INFINITY);
+                key(a).total_cmp(&key(b))
+            });
+            match slowest {
+                None => (None, Kind::Millis, Some("the run had no fault".into())),
+                Some(recovery) => (
+                    recovery.after_seconds.map(|s| s * 1000.0),
+                    Kind::Millis,
+                    Some(recovery.line()),
+                ),
+            }
+        }
         // Values later layers put in the summary under the metric's name.
         Metric::TasksExecuted | Metric::Extra(_) => match summary.extra.get(metric.as_str()) {
             Some(value) => (Some(*value), Kind::Plain, None),
             None => (None, Kind::Plain, Some("the run did not measure it".into())),
+        },
+    }
+}
+
+/// A metric over the seconds of one phase of the run, from the series.
+fn observe_phase(
+    summary: &RunSummary,
+    selector: &Selector,
+    aggregate: Aggregate,
+    phase: Phase,
+) -> (Option<f64>, Kind, Option<String>) {
+    let indices: Vec<usize> = selected(summary, selector)
+        .iter()
+        .filter_map(|chosen| {
+            summary
+                .endpoints
+                .iter()
+                .position(|e| std::ptr::eq(e, *chosen))
+        })
+        .collect();
+    let window = summary.window(&indices, phase);
+    let context = format!(
+        "{} requests in the {} seconds of phase {phase}",
+        window.requests, window.seconds
+    );
+    if window.seconds == 0 {
+        return (
+            None,
+            Kind::Plain,
+            Some(format!("no second of the run was in phase {phase}")),
+        );
+    }
+    match &selector.metric {
+        Metric::HttpDuration => {
+            if aggregate == Aggregate::Count {
+                return (Some(window.requests as f64), Kind::Count, Some(context));
+            }
+            if window.latency.is_empty() {
+                return (None, Kind::Millis, Some(context));
+            }
+            let histogram = &window.latency;
+            let millis = |micros: u64| micros as f64 / 1000.0;
+            let value = match aggregate {
+                Aggregate::Percentile(p) => millis(histogram.value_at_quantile(p / 100.0)),
+                Aggregate::Avg => histogram.mean() / 1000.0,
+                Aggregate::Min => millis(histogram.min()),
+                Aggregate::Med => millis(histogram.value_at_quantile(0.5)),
+                _ => millis(histogram.max()),
+            };
+            (Some(value), Kind::Millis, Some(context))
+        }
+        Metric::HttpRequests => match aggregate {
+            Aggregate::Rate => (
+                Some(window.requests as f64 / window.seconds as f64),
+                Kind::PerSecond,
+                Some(context),
+            ),
+            _ => (Some(window.requests as f64), Kind::Count, Some(context)),
+        },
+        _ => match aggregate {
+            Aggregate::Count => (Some(window.failures as f64), Kind::Count, Some(context)),
+            _ if window.requests == 0 => (None, Kind::Fraction, Some(context)),
+            _ => (
+                Some(window.failures as f64 / window.requests as f64),
+                Kind::Fraction,
+                Some(format!("{} failed of {context}", window.failures)),
+            ),
         },
     }
 }

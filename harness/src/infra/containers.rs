@@ -34,6 +34,23 @@ impl Running {
         &self.docker
     }
 
+    /// Stops the container `id` (two seconds' grace) and starts it again;
+    /// its host port stays, since it was chosen at creation.
+    pub async fn restart(&self, id: &str) -> anyhow::Result<()> {
+        self.docker
+            .restart_container(
+                id,
+                Some(
+                    testcontainers::bollard::query_parameters::RestartContainerOptions {
+                        t: Some(2),
+                        ..Default::default()
+                    },
+                ),
+            )
+            .await
+            .with_context(|| format!("restart container {id}"))
+    }
+
     /// Kills, pauses or unpauses the container `id`.
     pub async fn disturb(&self, id: &str, what: super::Disturbance) -> anyhow::Result<()> {
         let result = match what {
@@ -92,7 +109,14 @@ pub async fn start(
         resolved.insert(service, config.images.resolve(&docker, service).await);
     }
     let name_of = |service: ServiceName| format!("ahsp-perf-{run_id}-{service}");
+    // Host ports are chosen here rather than by Docker, so that a restarted
+    // container comes back on the same one.
+    let mut host_ports = HashMap::new();
+    for service in images {
+        host_ports.insert(service, free_port()?);
+    }
     let request = |service: ServiceName, port: u16| {
+        let host_port = host_ports[&service];
         let (name, tag) = split_image(&resolved[&service]);
         let mut labels = labels.clone();
         labels.insert(LABEL_SERVICE.to_owned(), service.as_str().to_owned());
@@ -104,7 +128,9 @@ pub async fn start(
             .with_container_name(name_of(service))
             .with_labels(labels)
             .with_startup_timeout(config.ready_timeout)
-            .with_host_config_modifier(move |host: &mut HostConfig| publish_on_loopback(host, port))
+            .with_host_config_modifier(move |host: &mut HostConfig| {
+                publish_on_loopback(host, port, host_port)
+            })
     };
 
     let postgres = request(ServiceName::Postgres, POSTGRES_PORT)
@@ -233,10 +259,10 @@ pub async fn start(
 
 /// Publishes `port` on 127.0.0.1 only: a test database with a well-known
 /// password is nobody else's business.
-fn publish_on_loopback(host: &mut HostConfig, port: u16) {
+fn publish_on_loopback(host: &mut HostConfig, port: u16, host_port: u16) {
     let binding = PortBinding {
         host_ip: Some("127.0.0.1".to_owned()),
-        host_port: Some(String::new()),
+        host_port: Some(host_port.to_string()),
     };
     host.publish_all_ports = Some(false);
     host.port_bindings = Some(HashMap::from([(
@@ -260,4 +286,10 @@ async fn log_tails(containers: &[ContainerAsync<GenericImage>]) -> String {
         }
     }
     text
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    Ok(listener.local_addr()?.port())
 }

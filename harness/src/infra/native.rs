@@ -170,15 +170,39 @@ pub async fn install_with_apt(missing: &MissingBinaries) -> anyhow::Result<()> {
 /// A running native stack.
 #[derive(Debug)]
 pub struct Running {
-    processes: Vec<(OwnedProcess, tokio::process::Child)>,
+    processes: std::sync::Mutex<Vec<(OwnedProcess, tokio::process::Child)>>,
+    /// How each service was launched, to launch it again on a restart.
+    launches: Vec<Launch>,
     dir: PathBuf,
 }
 
 impl Running {
+    fn new(
+        processes: Vec<(OwnedProcess, tokio::process::Child)>,
+        launches: Vec<Launch>,
+        dir: PathBuf,
+    ) -> Running {
+        Running {
+            processes: std::sync::Mutex::new(processes),
+            launches,
+            dir,
+        }
+    }
+
+    /// The process of each service, by name.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.processes
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(process, _)| (process.name.clone(), process.id.pid))
+            .collect()
+    }
+
     /// Signals the process group of `service`.
     pub fn disturb(&self, service: ServiceName, what: super::Disturbance) -> anyhow::Result<()> {
-        let (process, _) = self
-            .processes
+        let processes = self.processes.lock().expect("not poisoned");
+        let (process, _) = processes
             .iter()
             .find(|(process, _)| process.name == service.as_str())
             .with_context(|| format!("no process runs {service}"))?;
@@ -192,8 +216,36 @@ impl Running {
         Ok(())
     }
 
+    /// Stops `service` on its own signal and launches it again, its output
+    /// appended to the same log; the run's record follows the new process.
+    pub async fn restart(&self, service: ServiceName, run: &mut RunGuard) -> anyhow::Result<()> {
+        let (process, mut child) = {
+            let mut processes = self.processes.lock().expect("not poisoned");
+            let index = processes
+                .iter()
+                .position(|(process, _)| process.name == service.as_str())
+                .with_context(|| format!("no process runs {service}"))?;
+            processes.remove(index)
+        };
+        let stopping = process.clone();
+        tokio::task::spawn_blocking(move || stop_process(&stopping, STOP_GRACE))
+            .await
+            .context("stopping a service")?;
+        let _ = child.wait().await;
+        run.update(|record| record.processes.retain(|p| p != &process))?;
+        let launch = self
+            .launches
+            .iter()
+            .find(|launch| launch.name == service)
+            .with_context(|| format!("no launch of {service} to repeat"))?;
+        let started = spawn(launch, run, true)?;
+        self.processes.lock().expect("not poisoned").push(started);
+        Ok(())
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
-        let Running { processes, dir } = self;
+        let Running { processes, dir, .. } = self;
+        let processes = processes.into_inner().expect("not poisoned");
         let mut children = Vec::new();
         let mut owned = Vec::new();
         for (process, child) in processes {
@@ -238,22 +290,30 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-struct Launch<'a> {
+#[derive(Debug, Clone)]
+struct Launch {
     name: ServiceName,
-    program: &'a Path,
+    program: PathBuf,
     args: Vec<String>,
     log: PathBuf,
-    user: Option<&'a User>,
+    user: Option<User>,
     stop_signal: Signal,
 }
 
+/// Starts a launch; `again` appends to its log instead of creating it.
 fn spawn(
-    launch: Launch<'_>,
+    launch: &Launch,
     run: &mut RunGuard,
+    again: bool,
 ) -> anyhow::Result<(OwnedProcess, tokio::process::Child)> {
-    let log = std::fs::File::create(&launch.log)
+    let log = std::fs::File::options()
+        .create(true)
+        .append(again)
+        .write(true)
+        .truncate(!again)
+        .open(&launch.log)
         .with_context(|| format!("creating {}", launch.log.display()))?;
-    let mut command = tokio::process::Command::new(launch.program);
+    let mut command = tokio::process::Command::new(&launch.program);
     command
         .args(&launch.args)
         .stdin(Stdio::null())
@@ -262,7 +322,7 @@ fn spawn(
         // Each service leads its own process group: a terminal's Ctrl-C
         // reaches us, not them, and stopping one stops its children too.
         .process_group(0);
-    if let Some(user) = launch.user {
+    if let Some(user) = &launch.user {
         command
             .uid(user.uid.as_raw())
             .gid(user.gid.as_raw())
@@ -336,30 +396,27 @@ pub async fn start(
     // PgBouncer and Redis need nothing from PostgreSQL to start (PgBouncer
     // connects to it lazily), so they start while initdb runs.
     let mut processes = Vec::new();
-    processes.push(spawn(
-        Launch {
-            name: ServiceName::Pgbouncer,
-            program: &binaries.pgbouncer,
-            args: vec![ini_path.to_string_lossy().into_owned()],
-            log: dir.join("pgbouncer.log"),
-            user: user.as_ref(),
-            stop_signal: Signal::SIGKILL,
-        },
-        run,
-    )?);
+    let mut launches = Vec::new();
+    launches.push(Launch {
+        name: ServiceName::Pgbouncer,
+        program: binaries.pgbouncer.clone(),
+        args: vec![ini_path.to_string_lossy().into_owned()],
+        log: dir.join("pgbouncer.log"),
+        user: user.clone(),
+        stop_signal: Signal::SIGKILL,
+    });
+    processes.push(spawn(launches.last().expect("pushed"), run, false)?);
     let mut redis_args = config.redis.server_args("127.0.0.1", redis_port);
     redis_args.extend(["--dir".to_owned(), dir.to_string_lossy().into_owned()]);
-    processes.push(spawn(
-        Launch {
-            name: ServiceName::Redis,
-            program: &binaries.redis_server,
-            args: redis_args,
-            log: dir.join("redis.log"),
-            user: user.as_ref(),
-            stop_signal: Signal::SIGTERM,
-        },
-        run,
-    )?);
+    launches.push(Launch {
+        name: ServiceName::Redis,
+        program: binaries.redis_server.clone(),
+        args: redis_args,
+        log: dir.join("redis.log"),
+        user: user.clone(),
+        stop_signal: Signal::SIGTERM,
+    });
+    processes.push(spawn(launches.last().expect("pushed"), run, false)?);
 
     let mut initdb = tokio::process::Command::new(&binaries.initdb);
     initdb
@@ -385,7 +442,7 @@ pub async fn start(
     }
     let output = initdb.output().await.context("running initdb")?;
     if !output.status.success() {
-        let running = Running { processes, dir };
+        let running = Running::new(processes, launches, dir);
         let _ = running.stop().await;
         anyhow::bail!(
             "initdb failed ({}): {}",
@@ -405,17 +462,15 @@ pub async fn start(
         format!("unix_socket_directories={}", dir.display()),
     ];
     postgres_args.extend(config.postgres.server_args());
-    processes.push(spawn(
-        Launch {
-            name: ServiceName::Postgres,
-            program: &binaries.postgres,
-            args: postgres_args,
-            log: dir.join("postgres.log"),
-            user: user.as_ref(),
-            stop_signal: Signal::SIGINT,
-        },
-        run,
-    )?);
+    launches.push(Launch {
+        name: ServiceName::Postgres,
+        program: binaries.postgres.clone(),
+        args: postgres_args,
+        log: dir.join("postgres.log"),
+        user: user.clone(),
+        stop_signal: Signal::SIGINT,
+    });
+    processes.push(spawn(launches.last().expect("pushed"), run, false)?);
 
     let host = "127.0.0.1";
     let urls = StackUrls {
@@ -455,7 +510,7 @@ pub async fn start(
                 .map(|name| format!("--- {name} ---\n{}", tail(&dir.join(name), 15)))
                 .collect::<Vec<_>>()
                 .join("\n");
-            let running = Running { processes, dir };
+            let running = Running::new(processes, launches, dir);
             let _ = running.stop().await;
             return Err(error.context(format!("service logs:\n{logs}")));
         }
@@ -482,7 +537,7 @@ pub async fn start(
         ready_after,
     })
     .collect();
-    Ok((urls, services, Running { processes, dir }))
+    Ok((urls, services, Running::new(processes, launches, dir)))
 }
 
 async fn create_database(maintenance_url: &str) -> anyhow::Result<()> {

@@ -445,10 +445,41 @@ pub struct RunSummary {
     /// whole run (warm-up included: a hang is a hang).
     #[serde(default)]
     pub stalls: Stalls,
+    /// The suite's faults as they happened, on the load's clock.
+    #[serde(default)]
+    pub faults: Vec<FaultWindow>,
     /// Extra named values (probe peaks, query budgets, integrity, coverage)
     /// that later layers add and thresholds may use.
     #[serde(default)]
     pub extra: BTreeMap<String, f64>,
+}
+
+/// One fault of the suite as it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FaultWindow {
+    /// As reports name it: `restart pgbouncer at 3s`.
+    pub fault: String,
+    /// Seconds from the start of the load when it began …
+    pub from_second: f64,
+    /// … and when it ended; none for a kill, which lasts to the end.
+    pub to_second: Option<f64>,
+    /// Why it could not be carried out (or undone), if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FaultWindow {
+    /// `restart pgbouncer: 3.0s–4.2s`, for notes.
+    pub fn line(&self) -> String {
+        let to = self
+            .to_second
+            .map_or("end".to_owned(), |to| format!("{to:.1}s"));
+        let mut line = format!("fault: {} ran {:.1}s–{to}", self.fault, self.from_second);
+        if let Some(error) = &self.error {
+            line.push_str(&format!(" (failed: {error})"));
+        }
+        line
+    }
 }
 
 /// What the per-second series says about hangs.
@@ -548,6 +579,7 @@ impl RunSummary {
                     .interrupted_longest_ms
                     .max(warm_up.counters.interrupted_longest_ms),
             ),
+            faults: Vec::new(),
             series,
             extra: BTreeMap::new(),
         }

@@ -56,8 +56,22 @@ fn number(value: f64) -> String {
     }
 }
 
-/// A line chart with axes, gridlines and a legend.
-fn line_chart(id: &str, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+/// A stretch of the x axis to shade: a fault's window, and its label.
+struct Shade {
+    from: f64,
+    to: f64,
+    label: String,
+}
+
+/// A line chart with axes, gridlines, a legend and shaded windows.
+fn line_chart(
+    shades: &[Shade],
+    id: &str,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> String {
     let x_max = nice_max(
         series
             .iter()
@@ -85,6 +99,19 @@ fn line_chart(id: &str, title: &str, x_label: &str, y_label: &str, series: &[Ser
         r#"<text x="{LEFT}" y="18" class="title">{}</text>"#,
         esc(title)
     );
+    for shade in shades {
+        let (from, to) = (shade.from.clamp(0.0, x_max), shade.to.clamp(0.0, x_max));
+        if to <= from {
+            continue;
+        }
+        let _ = write!(
+            svg,
+            r##"<rect class="fault" x="{x}" y="{TOP}" width="{w}" height="{plot_h}" fill="#f4c7c3" fill-opacity="0.5"><title>{label}</title></rect>"##,
+            x = x(from),
+            w = x(to) - x(from),
+            label = esc(&shade.label)
+        );
+    }
     for i in 0..=4 {
         let value = y_max * f64::from(i) / 4.0;
         let _ = write!(
@@ -314,16 +341,40 @@ pub fn render(report: &RunReport) -> String {
         body.push_str("</tbody></table>");
     }
 
-    // Charts over time.
+    // Charts over time, the faults' windows shaded.
     let series = &summary.series;
+    let run_end = series.last().map_or(0.0, |p| p.second as f64 + 1.0);
+    let shades: Vec<Shade> = summary
+        .faults
+        .iter()
+        .map(|fault| Shade {
+            from: fault.from_second,
+            to: fault.to_second.unwrap_or(run_end),
+            label: fault.fault.clone(),
+        })
+        .collect();
     let over_time = |f: &dyn Fn(&crate::metrics::SecondPoint) -> f64| -> Vec<(f64, f64)> {
         series
             .iter()
             .map(|p| (p.second as f64 + 1.0, f(p)))
             .collect()
     };
-    body.push_str(r#"<h2>Over time</h2><div class="charts">"#);
+    body.push_str(r#"<h2>Over time</h2>"#);
+    if !summary.faults.is_empty() {
+        let windows: Vec<String> = summary
+            .faults
+            .iter()
+            .map(|fault| esc(&fault.line()))
+            .collect();
+        let _ = write!(
+            body,
+            r#"<p class="note" id="faults">Shaded on the charts: {}.</p>"#,
+            windows.join("; ")
+        );
+    }
+    body.push_str(r#"<div class="charts">"#);
     body.push_str(&line_chart(
+        &shades,
         "chart-throughput",
         "Requests and failures per second",
         "seconds",
@@ -340,6 +391,7 @@ pub fn render(report: &RunReport) -> String {
         ],
     ));
     body.push_str(&line_chart(
+        &shades,
         "chart-users",
         "Virtual users",
         "seconds",
@@ -350,6 +402,7 @@ pub fn render(report: &RunReport) -> String {
         }],
     ));
     body.push_str(&line_chart(
+        &shades,
         "chart-latency",
         "Latency percentiles, all endpoints",
         "seconds",
@@ -394,6 +447,7 @@ pub fn render(report: &RunReport) -> String {
         })
         .collect();
     body.push_str(&line_chart(
+        &shades,
         "chart-endpoint-p95",
         "p95 latency per endpoint",
         "seconds",
@@ -426,6 +480,7 @@ pub fn render(report: &RunReport) -> String {
                 .collect()
         };
         body.push_str(&line_chart(
+            &shades,
             "chart-pgbouncer",
             "PgBouncer: waiting clients and active servers",
             "seconds",
@@ -456,6 +511,7 @@ pub fn render(report: &RunReport) -> String {
             })
             .collect();
         body.push_str(&line_chart(
+            &shades,
             "chart-redis",
             "Redis hit ratio per second",
             "seconds",
@@ -489,6 +545,7 @@ pub fn render(report: &RunReport) -> String {
                 .collect()
         };
         body.push_str(&line_chart(
+            &shades,
             "chart-cpu",
             "CPU per service",
             "seconds",
@@ -496,6 +553,7 @@ pub fn render(report: &RunReport) -> String {
             &per_service(&|x| x.cpu_percent),
         ));
         body.push_str(&line_chart(
+            &shades,
             "chart-memory",
             "Memory per service (PSS)",
             "seconds",

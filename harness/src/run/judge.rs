@@ -7,6 +7,7 @@ use super::measure::Measured;
 use super::prepare::Before;
 use crate::infra::{InfraConfig, Stack};
 use crate::metrics::RunSummary;
+use crate::metrics::summary::FaultWindow;
 use crate::report::{InfraReport, Interruption, RunReport};
 use crate::suite::metric::Metric;
 use crate::suite::plan::Plan;
@@ -34,7 +35,9 @@ pub(super) async fn judge(
         interrupts,
         faults,
     } = measured;
-    notes.extend(faults);
+    notes.extend(faults.iter().map(FaultWindow::line));
+    output.summary.faults = faults;
+    notes.extend(output.summary.recoveries().iter().map(|r| r.line()));
     let extra = &mut output.summary.extra;
     extra.extend(probes.values.iter().map(|(k, v)| (k.clone(), *v)));
     if output.aborted {

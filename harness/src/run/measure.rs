@@ -11,7 +11,7 @@ use crate::engine::{self, EngineInput, EngineOutput, LiveStatus};
 use crate::infra::Stack;
 use crate::infra::ownership::InterruptListener;
 use crate::metrics::RunSummary;
-use crate::metrics::summary::RunHeader;
+use crate::metrics::summary::{FaultWindow, RunHeader};
 use crate::probe::ProbeReport;
 use crate::probe::logs::{LogCapture, LogSource, SignatureHit};
 use crate::probe::{ProbeTargets, Sampler};
@@ -29,8 +29,8 @@ pub(super) struct Measured {
     /// Interrupts received while the load ran (1: stopped gracefully, 2:
     /// the graceful stop skipped).
     pub interrupts: u32,
-    /// What each fault did, and when.
-    pub faults: Vec<String>,
+    /// Each fault's window, as it happened.
+    pub faults: Vec<FaultWindow>,
 }
 
 pub(super) async fn measure(
@@ -93,9 +93,14 @@ pub(super) async fn measure(
         faults_stop.stop_now();
         result
     };
+    let scope = super::faults::FaultScope {
+        stack,
+        target_pid: target.pid,
+        paths: &target.paths,
+    };
     let (result, faults) = tokio::join!(
         load,
-        super::faults::inject(stack, &plan.faults, Instant::now(), &faults_stop)
+        super::faults::inject(scope, &plan.faults, Instant::now(), &faults_stop)
     );
     if let Some(task) = progress_task {
         let _ = task.await;

@@ -10,13 +10,15 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::domain::Domain;
+use super::faults::FaultPaths;
 use super::target::RunningTarget;
 use crate::catalog::{Catalog, Choice, Scope};
 use crate::db::Db;
 use crate::engine::EngineInput;
 use crate::engine::isolated::IsolatedMeasure;
 use crate::engine::vu::EngineUser;
-use crate::infra::{InfraConfig, Stack};
+use crate::infra::proxy::FaultProxy;
+use crate::infra::{InfraConfig, ServiceName, Stack, StackUrls};
 use crate::integrity::Snapshot;
 use crate::probe::config::EffectiveConfig;
 use crate::suite::WriteSpec;
@@ -56,12 +58,32 @@ pub(super) async fn prepare(
     infra: &InfraConfig,
 ) -> anyhow::Result<Prepared> {
     let mut notes = Vec::new();
-    super::faults::check(stack, &plan.faults)?;
+    let target_started = !matches!(plan.target, TargetPlan::Url { .. });
+    super::faults::check(stack, target_started, &plan.faults)?;
     let catalog = data(domain, plan, stack).await?;
-    let target = match &plan.target {
+    let needed = super::faults::paths_needed(&plan.faults);
+    let (paths, target_urls) = match stack {
+        Some(stack) if !needed.is_empty() => {
+            let (paths, urls) = route_through_proxies(stack.urls(), &needed).await?;
+            notes.push(format!(
+                "the target reaches {} through the harness's fault proxy",
+                needed
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ));
+            (paths, Some(urls))
+        }
+        Some(stack) => (FaultPaths::new(), Some(stack.urls().clone())),
+        None => (FaultPaths::new(), None),
+    };
+    let mut target = match &plan.target {
         TargetPlan::Embedded { switches } => {
-            let stack = stack.context("the embedded target needs a stack")?;
-            domain.start_embedded(stack.urls(), switches, dir).await?
+            let urls = target_urls
+                .as_ref()
+                .context("the embedded target needs a stack")?;
+            domain.start_embedded(urls, switches, dir).await?
         }
         TargetPlan::Command {
             program,
@@ -69,11 +91,12 @@ pub(super) async fn prepare(
             ready_path,
             env,
         } => {
-            RunningTarget::command(program, args, env, ready_path, stack.map(Stack::urls), dir)
+            RunningTarget::command(program, args, env, ready_path, target_urls.as_ref(), dir)
                 .await?
         }
         TargetPlan::Url { url } => RunningTarget::external(url),
     };
+    target.paths = paths;
     // From here on an early return drops `target`, which stops it.
     let effective_config = match stack {
         Some(stack) => Some(effective_config(stack, infra, &mut notes).await?),
@@ -135,6 +158,47 @@ pub(super) async fn prepare(
             inventory,
         },
     })
+}
+
+/// A proxy on the path to each of `services`, and the stack's URLs with
+/// those services' pointed at their proxies (the harness's own probes keep
+/// the direct ones, so a slow path and a slow service tell apart).
+async fn route_through_proxies(
+    urls: &StackUrls,
+    services: &[ServiceName],
+) -> anyhow::Result<(FaultPaths, StackUrls)> {
+    let mut paths = FaultPaths::new();
+    let mut routed = urls.clone();
+    for service in services {
+        let url = match service {
+            ServiceName::Pgbouncer => &mut routed.pgbouncer_url,
+            ServiceName::Redis => &mut routed.redis_url,
+            ServiceName::Postgres => &mut routed.database_url,
+        };
+        let mut parsed = url::Url::parse(url).with_context(|| format!("the {service} URL"))?;
+        let host = parsed
+            .host_str()
+            .context("a service URL without a host")?
+            .to_owned();
+        let port = parsed
+            .port_or_known_default()
+            .context("a service URL without a port")?;
+        let upstream = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .with_context(|| format!("resolving {host}:{port}"))?
+            .next()
+            .with_context(|| format!("{host}:{port} resolves to nothing"))?;
+        let proxy = FaultProxy::start(upstream).await?;
+        parsed
+            .set_host(Some("127.0.0.1"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        parsed
+            .set_port(Some(proxy.address().port()))
+            .map_err(|()| anyhow::anyhow!("a URL that cannot take a port"))?;
+        *url = parsed.to_string();
+        paths.insert(*service, proxy);
+    }
+    Ok((paths, routed))
 }
 
 /// Seeds the plan's data set (the embedded target always has one); adds

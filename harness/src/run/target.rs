@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::infra::StackUrls;
+use std::collections::BTreeMap;
+
+use crate::infra::proxy::FaultProxy;
+use crate::infra::{ServiceName, StackUrls};
 use crate::infra::ownership::{OwnedProcess, ProcessId, RunGuard, STOP_GRACE, stop_process};
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
@@ -22,6 +25,9 @@ pub struct RunningTarget {
     pub pid: Option<u32>,
     /// Its standard output (the access log, for the reference service).
     pub log: Option<PathBuf>,
+    /// Proxies on its paths to the stack, for network faults; they close
+    /// with it.
+    pub paths: BTreeMap<ServiceName, FaultProxy>,
     child: Option<tokio::process::Child>,
     run: Option<RunGuard>,
     copier: Option<tokio::task::JoinHandle<()>>,
@@ -37,6 +43,7 @@ impl RunningTarget {
             base_url: url.trim_end_matches('/').to_owned(),
             pid: None,
             log: None,
+            paths: BTreeMap::new(),
             child: None,
             run: None,
             copier: None,
@@ -216,6 +223,7 @@ async fn spawn(
         base_url: String::new(),
         pid: Some(pid),
         log: Some(dir.join("target.log")),
+        paths: BTreeMap::new(),
         child: Some(child),
         run: Some(run),
         copier: None,

@@ -33,6 +33,9 @@ pub enum Metric {
     HttpLongestStall,
     /// The longest any request was seen waiting, cut at the end included.
     HttpInflightAge,
+    /// The longest time from the end of a fault until throughput and error
+    /// rate were back in the band they had before it.
+    RecoveryTime,
     /// A named value of the summary's `extra` (`pgbouncer.cl_waiting.max`,
     /// `integrity.lost`…). Never holds the name of another variant: build
     /// it with `parse`.
@@ -54,12 +57,13 @@ impl Metric {
     ];
 
     /// Metrics of the engine that are single values.
-    pub const ENGINE_VALUES: [Metric; 5] = [
+    pub const ENGINE_VALUES: [Metric; 6] = [
         Metric::IterationsDropped,
         Metric::IterationsCompleted,
         Metric::HttpStalledSeconds,
         Metric::HttpLongestStall,
         Metric::HttpInflightAge,
+        Metric::RecoveryTime,
     ];
 
     pub fn as_str(&self) -> &str {
@@ -79,6 +83,7 @@ impl Metric {
             Metric::HttpStalledSeconds => "http.stalled-seconds",
             Metric::HttpLongestStall => "http.longest-stall",
             Metric::HttpInflightAge => "http.inflight-age",
+            Metric::RecoveryTime => "recovery.time",
             Metric::Extra(name) => name,
         }
     }
@@ -100,7 +105,9 @@ impl Metric {
             | Metric::Failures
             | Metric::HttpConflicts => &["rate", "count"],
             Metric::HttpRequests => &["count", "rate"],
-            Metric::HttpLongestStall | Metric::HttpInflightAge => &["max", "value"],
+            Metric::HttpLongestStall | Metric::HttpInflightAge | Metric::RecoveryTime => {
+                &["max", "value"]
+            }
             Metric::QueriesPerRequest
             | Metric::HttpStalledSeconds
             | Metric::IterationsDropped

@@ -32,7 +32,7 @@ use crate::infra::InfraConfig;
 use crate::metrics::summary::{EndpointMeta, TaskSelection};
 
 pub use self::auth::{AuthPlan, PoolUser, UserPool};
-pub use self::faults::{FaultAction, FaultPlan};
+pub use self::faults::{FaultAction, FaultPlan, FaultSubject};
 pub use self::load::{Executor, LoadPlan, RateStage, UserStage};
 pub use self::target::{TargetPlan, is_loopback};
 pub use self::task::{

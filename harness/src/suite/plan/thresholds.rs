@@ -11,6 +11,7 @@ use toml::Spanned;
 use super::PlanOptions;
 use super::checker::Checker;
 use super::tags::unknown_tag;
+use crate::metrics::phases::Phase;
 use crate::metrics::summary::{AUTH_TAG, EndpointMeta, TaskSelection};
 use crate::suite::SuiteFile;
 use crate::suite::metric::Metric;
@@ -74,15 +75,14 @@ pub(super) fn check_thresholds(
                 .push(format!("{} (its task is excluded)", key.get_ref()));
             continue;
         }
-        let metric_ok = check_selector(
-            checker,
-            key,
-            &selector,
+        let known = Known {
             endpoints,
-            known_tags,
-            &failure_kinds,
+            tags: known_tags,
+            failure_kinds: &failure_kinds,
             options,
-        );
+            has_faults: !file.faults.is_empty(),
+        };
+        let metric_ok = check_selector(checker, key, &selector, &known);
         for expression_text in &value.get_ref().expressions {
             let span = if expression_text.span().is_empty() {
                 value.span()
@@ -135,16 +135,29 @@ pub(super) fn check_thresholds(
     thresholds
 }
 
+/// What a selector may name in this suite.
+struct Known<'a> {
+    endpoints: &'a [EndpointMeta],
+    tags: &'a BTreeSet<String>,
+    failure_kinds: &'a BTreeSet<String>,
+    options: &'a PlanOptions,
+    has_faults: bool,
+}
+
 /// Whether the selector's metric exists and its filters fit it.
 fn check_selector(
     checker: &mut Checker<'_>,
     key: &Spanned<String>,
     selector: &Selector,
-    endpoints: &[EndpointMeta],
-    known_tags: &BTreeSet<String>,
-    failure_kinds: &BTreeSet<String>,
-    options: &PlanOptions,
+    known: &Known<'_>,
 ) -> bool {
+    let Known {
+        endpoints,
+        tags: known_tags,
+        failure_kinds,
+        options,
+        has_faults,
+    } = *known;
     let metric = &selector.metric;
     let is_value =
         Metric::ENGINE_VALUES.contains(metric) || options.extra_metrics.contains(metric.as_str());
@@ -166,6 +179,15 @@ fn check_selector(
             key.span(),
             "queries_per_request names its task: queries_per_request(\"/dashboard/\")",
         );
+        ok = false;
+    }
+    if *metric == Metric::RecoveryTime && !has_faults {
+        checker
+            .at(
+                key.span(),
+                "recovery.time is measured after a [[fault]]; the suite has none",
+            )
+            .hint = Some("add a [[fault]] that ends (pause, restart or a network fault)".into());
         ok = false;
     }
     for (filter, value) in &selector.filters {
@@ -196,6 +218,32 @@ fn check_selector(
                 checker.at(span, "the `kind` filter applies to the `failures` metric");
                 ok = false;
             }
+            "phase" if value.parse::<Phase>().is_err() => {
+                checker.at(span, format!("unknown phase `{value}`")).hint =
+                    Some(format!("phases: {}", Phase::NAMES.join(", ")));
+                ok = false;
+            }
+            "phase" if !has_faults => {
+                checker
+                    .at(
+                        span,
+                        "a phase is a window around the suite's faults; it has none",
+                    )
+                    .hint = Some("add a [[fault]], or drop the phase".into());
+                ok = false;
+            }
+            "phase"
+                if !matches!(
+                    metric,
+                    Metric::HttpDuration | Metric::HttpFailed | Metric::HttpRequests
+                ) =>
+            {
+                checker.at(
+                    span,
+                    "the `phase` filter applies to http.duration, http.failed and http.requests",
+                );
+                ok = false;
+            }
             "method" if !matches!(value.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") => {
                 checker.at(span, format!("`{value}` is not an HTTP method"));
                 ok = false;
@@ -203,7 +251,7 @@ fn check_selector(
             other if !FILTER_KEYS.contains(&other) => {
                 checker.at(
                     span,
-                    format!("unknown filter `{other}` (use name, tag, method or kind)"),
+                    format!("unknown filter `{other}` (use name, tag, method, kind or phase)"),
                 );
                 ok = false;
             }
@@ -290,6 +338,37 @@ get = "/slow/"
                 .collect();
             got.join(", ")
         })
+    }
+
+    #[test]
+    fn phases_and_recovery_need_a_fault() {
+        let none = PlanOptions::default();
+        let fault = "\n[[fault]]\nservice = \"redis\"\naction = \"pause\"\nat = \"0s\"\nduration = \"500ms\"";
+        check(
+            &format!("\"http.failed{{phase:fault}}\" = \"rate < 50%\"\n\"http.duration{{phase:after-fault}}\" = \"p(95) < 1s\"\n\"recovery.time\" = \"max < 10s\"{fault}"),
+            &none,
+            "http.failed{phase:fault}: rate < 50%, http.duration{phase:after-fault}: p(95) < 1s, recovery.time: max < 10s",
+        );
+        check(
+            "\"recovery.time\" = \"max < 10s\"",
+            &none,
+            "21:1 recovery.time is measured after a [[fault]]; the suite has none",
+        );
+        check(
+            "\"http.failed{phase:fault}\" = \"rate < 50%\"",
+            &none,
+            "21:14 a phase is a window around the suite's faults; it has none",
+        );
+        check(
+            &format!("\"http.failed{{phase:during}}\" = \"rate < 50%\"{fault}"),
+            &none,
+            "21:14 unknown phase `during`",
+        );
+        check(
+            &format!("\"checks{{phase:fault}}\" = \"rate > 99%\"{fault}"),
+            &none,
+            "21:9 the `phase` filter applies to http.duration, http.failed and http.requests",
+        );
     }
 
     #[test]
