@@ -20,6 +20,11 @@ use std::time::Duration;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Row as _, Transaction};
 
+/// How long a request waits for a pooled connection by default: long
+/// enough that PgBouncer's own query_wait_timeout, not ours, decides when a
+/// waiting request fails — that is what the history saw.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// Connection options for `url` with the statement cache off.
 pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     Ok(PgConnectOptions::from_str(url)?
@@ -36,12 +41,19 @@ pub struct Db {
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db, sqlx::Error> {
+        Db::connect_with_timeout(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// A pool whose requests give up waiting for a connection after `acquire_timeout`.
+    pub async fn connect_with_timeout(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Db, sqlx::Error> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(0)
-            // Long enough that PgBouncer's own query_wait_timeout, not ours,
-            // decides when a waiting request fails: that is what the history saw.
-            .acquire_timeout(Duration::from_secs(180))
+            .acquire_timeout(acquire_timeout)
             .connect_with(connect_options(url)?)
             .await?;
         Ok(Db { pool })

@@ -21,6 +21,8 @@ pub struct Context {
     pub pool_size: Option<u32>,
     /// PgBouncer's query_wait_timeout, in seconds.
     pub query_wait_timeout: Option<f64>,
+    /// PostgreSQL ran without fsync (and so with synchronous_commit off).
+    pub postgres_unsynced: bool,
 }
 
 /// Attaches likely causes to every failing threshold.
@@ -42,6 +44,9 @@ struct Findings {
     cache: Option<String>,
     /// The longest stall and what the probes saw during it.
     stall: Option<String>,
+    /// The suite's faults, each with where it acted.
+    faults: Vec<String>,
+    postgres_unsynced: bool,
 }
 
 fn value(report: &RunReport, name: &str) -> Option<f64> {
@@ -74,7 +79,14 @@ impl Findings {
         });
         let idle_in_transaction = value(report, "postgres.idle_in_transaction.max").unwrap_or(0.0);
         let servers_active = value(report, "pgbouncer.sv_active.max").unwrap_or(0.0);
-        let leak = (idle_in_transaction >= 2.0 || (context.pool_size.is_some_and(|p| servers_active >= f64::from(p)) && waiting > 0.0))
+        // A fault on the database's path or service holds transactions open
+        // too: then an idle transaction is the fault's doing, not a leak.
+        let database_fault = report
+            .summary
+            .faults
+            .iter()
+            .any(|f| f.fault.contains(" pgbouncer ") || f.fault.contains(" postgres "));
+        let leak = (!database_fault && (idle_in_transaction >= 2.0 || (context.pool_size.is_some_and(|p| servers_active >= f64::from(p)) && waiting > 0.0)))
             .then(|| {
                 format!(
                     "connections are taken and not given back: PostgreSQL had up to {idle_in_transaction:.0} sessions idle in a transaction while PgBouncer's servers were {servers_active:.0} busy and {waiting:.0} clients waited"
@@ -141,6 +153,8 @@ impl Findings {
             logs,
             cache,
             stall: stall(report),
+            faults: faults(report),
+            postgres_unsynced: context.postgres_unsynced,
         }
     }
 
@@ -168,6 +182,22 @@ impl Findings {
                 .collect(),
             None => report.summary.endpoints.iter().collect(),
         };
+        // A fault the suite injected comes first: it is the cause the run
+        // was built to show.
+        if matches!(
+            metric,
+            Metric::HttpDuration
+                | Metric::HttpFailed
+                | Metric::Failures
+                | Metric::AuthSuccess
+                | Metric::Checks
+                | Metric::HttpLongestStall
+                | Metric::HttpStalledSeconds
+                | Metric::HttpInflightAge
+                | Metric::RecoveryTime
+        ) {
+            causes.extend(self.faults.iter().cloned());
+        }
         match &metric {
             Metric::HttpDuration | Metric::AuthDuration => {
                 let combined = report.summary.combined(selection.iter().copied());
@@ -264,6 +294,12 @@ impl Findings {
                 causes.extend(self.leak.clone());
             }
             Metric::Extra(m) if m.starts_with("integrity.") => {
+                let crashed = report.summary.faults.iter().any(|f| {
+                    f.fault.starts_with("kill postgres") || f.fault.starts_with("restart postgres")
+                });
+                if crashed && self.postgres_unsynced {
+                    causes.push("PostgreSQL ran with fsync and synchronous_commit off (the harness's fast default) and a fault stopped it: a commit acknowledged just before a crash is lost by design; set `[infra.postgres] fsync = true` to test durability".to_owned());
+                }
                 if let Some(integrity) = &report.integrity {
                     for violation in integrity.violations.iter().take(3) {
                         causes.push(format!(
@@ -408,6 +444,63 @@ pub fn bimodal(histogram: &Histogram<u64>) -> Option<String> {
     None
 }
 
+/// Each fault, where it acted and when; for a fault on the target's path to
+/// a service, whether the probes (which reach the service directly) kept
+/// getting answers — then the time was lost on the path, not in the service.
+fn faults(report: &RunReport) -> Vec<String> {
+    let end = report
+        .summary
+        .series
+        .last()
+        .map_or(0.0, |p| p.second as f64 + 1.0);
+    report
+        .summary
+        .faults
+        .iter()
+        .map(|fault| {
+            let to = fault.to_second.unwrap_or(end);
+            let mut text = format!(
+                "the suite's fault `{}` acted from {:.1}s to {}",
+                fault.fault,
+                fault.from_second,
+                fault
+                    .to_second
+                    .map_or("the end of the run".to_owned(), |t| format!("{t:.1}s"))
+            );
+            let path = ["delay", "bandwidth", "reset", "blackhole"]
+                .iter()
+                .find(|action| fault.fault.starts_with(&format!("{action} ")))
+                .and_then(|_| fault.fault.split_whitespace().nth(1));
+            if let Some(service) = path {
+                text.push_str(&format!(" on the target's network path to {service}"));
+                let answered = report.probes.as_ref().map(|probes| {
+                    let during: Vec<_> = probes
+                        .samples
+                        .iter()
+                        .filter(|s| (s.second as f64) >= fault.from_second && (s.second as f64) < to)
+                        .collect();
+                    let answered = during
+                        .iter()
+                        .filter(|s| match service {
+                            "redis" => s.redis.is_some(),
+                            _ => s.pgbouncer.is_some(),
+                        })
+                        .count();
+                    (answered, during.len())
+                });
+                if let Some((answered, sampled)) = answered
+                    && sampled > 0
+                {
+                    text.push_str(&format!(
+                        "; {service} itself answered {answered} of {sampled} direct probes meanwhile, so the time went on the path, not in a slow statement or a busy service"
+                    ));
+                }
+            }
+            text
+        })
+        .collect()
+}
+
 /// The longest stall, and what the probes saw in it: which service stopped
 /// answering (it answered before the stall and not during it), and whether
 /// the target's process was there.
@@ -475,9 +568,15 @@ fn stall(report: &RunReport) -> Option<String> {
     if !target.is_empty() {
         if target.iter().all(|p| p.running) {
             let cpu = target.iter().map(|p| p.cpu_percent).sum::<f64>() / target.len() as f64;
-            text.push_str(&format!(
-                "; the target's process was alive (CPU {cpu:.0}%): it waited on the stack instead of answering"
-            ));
+            if silent.is_empty() && cpu < 1.0 {
+                text.push_str(&format!(
+                    "; the target's process was alive but idle (CPU {cpu:.1}%) while the stack answered: the target itself stopped (paused, or blocked outside the stack)"
+                ));
+            } else {
+                text.push_str(&format!(
+                    "; the target's process was alive (CPU {cpu:.0}%): it waited on the stack instead of answering"
+                ));
+            }
         } else {
             text.push_str("; the target's process was gone");
         }

@@ -489,7 +489,11 @@ impl Stack {
                     .context("a native stack without its run")?;
                 running.restart(service, &mut *run.lock().await).await?;
             }
-            Backend::Containers(running) => running.restart(&self.container_of(service)?).await?,
+            Backend::Containers(running) => {
+                running
+                    .restart(&self.container_of(service)?, service)
+                    .await?
+            }
             Backend::External => anyhow::bail!("an external stack cannot be restarted"),
         }
         let started = Instant::now();

@@ -203,12 +203,124 @@ async fn redis_killed_mid_run_fails_on_the_stall_and_a_short_pause_recovers() {
         broken.is_empty(),
         "a one-second pause of Redis should pass: {broken:#?}"
     );
+    let window = &paused.summary.faults[0];
     assert!(
-        paused
+        window.fault.starts_with("pause redis") && window.to_second.is_some(),
+        "{window:?}"
+    );
+}
+
+/// The threshold whose source starts with `source`.
+fn threshold<'a>(report: &'a RunReport, source: &str) -> &'a harness::verdict::ThresholdResult {
+    report
+        .thresholds
+        .iter()
+        .find(|t| t.source.starts_with(source))
+        .unwrap_or_else(|| panic!("no threshold `{source}`"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_with_fail_fast_counts_failures_instead_of_hanging() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let killed = run("redis_killed", &["fail-fast"]).await;
+    let stall = threshold(&killed, "http.longest-stall");
+    assert!(stall.passed, "failing fast should not stall: {stall:?}");
+    let total = &killed.summary.total;
+    assert!(total.failures > 0, "a dead Redis must fail requests");
+    assert!(
+        total
+            .failure_kinds
+            .iter()
+            .any(|k| k.kind.name() == "http-500"),
+        "{:?}",
+        total.failure_kinds
+    );
+    assert_eq!(killed.summary.counters.interrupted_requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_loses_the_sessions_and_the_users_recover() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let report = run("redis_restarted", &["fail-fast"]).await;
+    let broken = failed_thresholds(&report);
+    assert!(broken.is_empty(), "{broken:#?}");
+    let counters = &report.summary.counters;
+    let warm = &report.summary.warm_up_counters;
+    // Sessions lived in Redis: each user logged in again after the restart.
+    assert!(
+        counters.login_attempts + warm.login_attempts > 3,
+        "no user logged in again: {counters:?}"
+    );
+    assert!(
+        report
             .notes
             .iter()
-            .any(|n| n.starts_with("fault: resume redis")),
-        "{:?}",
-        paused.notes
+            .any(|n| n.starts_with("recovery after restart redis"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_of_pgbouncer_and_postgres_fail_only_in_their_windows_and_lose_no_write() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let report = run("restarts", &["fail-fast"]).await;
+    let broken = failed_thresholds(&report);
+    assert!(broken.is_empty(), "{broken:#?}");
+    let summary = &report.summary;
+    let recoveries = summary.recoveries();
+    assert_eq!(recoveries.len(), 2);
+    // Every failing second lies in a fault's window or its recovery.
+    for point in summary.series.iter().filter(|p| p.failures > 0) {
+        let second = point.second as f64;
+        let explained = summary
+            .faults
+            .iter()
+            .zip(&recoveries)
+            .any(|(fault, recovery)| {
+                let end = fault.to_second.unwrap_or(f64::INFINITY)
+                    + recovery.after_seconds.unwrap_or(0.0)
+                    + 1.0;
+                second + 1.0 > fault.from_second && second < end
+            });
+        assert!(
+            explained,
+            "{} failures in second {second}, outside every fault: {:?}",
+            point.failures, summary.faults
+        );
+    }
+    assert!(summary.extra["integrity.acknowledged-writes"] > 50.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_on_the_database_path_is_named_as_the_path() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let report = run("db_latency", &[]).await;
+    let during = threshold(&report, "http.duration{phase:fault}");
+    assert!(!during.passed, "100 ms on the path passed: {during:?}");
+    let diagnosis = during.diagnosis.join("\n");
+    assert!(
+        diagnosis.contains("network path to pgbouncer")
+            && diagnosis.contains("not in a slow statement"),
+        "the diagnosis does not name the path:\n{diagnosis}"
+    );
+    assert!(
+        !diagnosis.contains("slowest statement"),
+        "a slow path blamed on a statement:\n{diagnosis}"
+    );
+    assert!(threshold(&report, "http.duration{phase:after-fault}").passed);
+    assert!(threshold(&report, "recovery.time").passed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_target_is_caught_as_a_stall_and_recovers() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let report = run("target_paused", &[]).await;
+    let stall = threshold(&report, "http.longest-stall");
+    assert!(!stall.passed, "a six-second pause passed: {stall:?}");
+    let diagnosis = stall.diagnosis.join("\n");
+    assert!(
+        diagnosis.contains("pause target") && diagnosis.contains("the target itself stopped"),
+        "the diagnosis does not name the paused target:\n{diagnosis}"
+    );
+    assert!(threshold(&report, "recovery.time").passed);
+    assert!(threshold(&report, "http.failed{phase:after-fault}").passed);
 }

@@ -108,6 +108,7 @@ pub(super) async fn judge(
         &crate::diagnosis::Context {
             pool_size: Some(infra.pgbouncer.default_pool_size.get()),
             query_wait_timeout: Some(infra.pgbouncer.query_wait_timeout.as_secs_f64()),
+            postgres_unsynced: !infra.postgres.fsync,
         },
     );
     if let Some(stack) = stack {

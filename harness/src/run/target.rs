@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
+use crate::infra::ownership::{OwnedProcess, ProcessId, RunGuard, STOP_GRACE, stop_process};
 use crate::infra::proxy::FaultProxy;
 use crate::infra::{ServiceName, StackUrls};
-use crate::infra::ownership::{OwnedProcess, ProcessId, RunGuard, STOP_GRACE, stop_process};
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};

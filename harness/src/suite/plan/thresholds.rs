@@ -345,7 +345,9 @@ get = "/slow/"
         let none = PlanOptions::default();
         let fault = "\n[[fault]]\nservice = \"redis\"\naction = \"pause\"\nat = \"0s\"\nduration = \"500ms\"";
         check(
-            &format!("\"http.failed{{phase:fault}}\" = \"rate < 50%\"\n\"http.duration{{phase:after-fault}}\" = \"p(95) < 1s\"\n\"recovery.time\" = \"max < 10s\"{fault}"),
+            &format!(
+                "\"http.failed{{phase:fault}}\" = \"rate < 50%\"\n\"http.duration{{phase:after-fault}}\" = \"p(95) < 1s\"\n\"recovery.time\" = \"max < 10s\"{fault}"
+            ),
             &none,
             "http.failed{phase:fault}: rate < 50%, http.duration{phase:after-fault}: p(95) < 1s, recovery.time: max < 10s",
         );
