@@ -93,10 +93,33 @@ async fn redis_answers(url: &str) -> bool {
 }
 
 /// A fault reaches its service: paused Redis answers nothing and answers
-/// again once resumed; killed PgBouncer refuses connections. Last on a
-/// stack: it leaves PgBouncer dead.
+/// again once resumed; restarted PostgreSQL keeps a committed row and
+/// answers on the same URL, and so do restarted PgBouncer and Redis (with a
+/// new process); killed PgBouncer refuses connections. Last on a stack: it
+/// leaves PgBouncer dead.
 async fn disturbances_reach_the_service(stack: &Stack) -> anyhow::Result<()> {
     let urls = stack.urls().clone();
+    let db = Db::connect(&urls.database_url, 1).await?;
+    sqlx::raw_sql("CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)")
+        .execute(db.pool())
+        .await?;
+    db.close().await;
+    let before: Vec<(String, u32)> = stack.processes().await;
+    for service in [ServiceName::Postgres, ServiceName::Pgbouncer, ServiceName::Redis] {
+        stack.restart(service).await?;
+    }
+    let db = Db::connect(&urls.pgbouncer_url, 1).await?;
+    let (kept,): (i32,) = sqlx::query_as("SELECT v FROM kept")
+        .fetch_one(db.pool())
+        .await?;
+    db.close().await;
+    anyhow::ensure!(kept == 42, "a committed row did not survive the restart");
+    anyhow::ensure!(redis_answers(&urls.redis_url).await, "redis after restart");
+    let after = stack.processes().await;
+    anyhow::ensure!(
+        before.iter().all(|old| !after.contains(old)) && after.len() == before.len(),
+        "restarted services keep their processes: {before:?} → {after:?}"
+    );
     anyhow::ensure!(
         redis_answers(&urls.redis_url).await,
         "redis before the pause"
@@ -264,6 +287,14 @@ async fn native_provider_and_external_provider_over_it() -> anyhow::Result<()> {
     let checked = check_stack(&external).await;
     let refused = external
         .disturb(ServiceName::Redis, Disturbance::Pause)
+        .await
+        .expect_err("an external stack is only visited");
+    assert!(
+        refused.to_string().contains("only visits it"),
+        "{refused:#}"
+    );
+    let refused = external
+        .restart(ServiceName::Postgres)
         .await
         .expect_err("an external stack is only visited");
     assert!(
