@@ -11,9 +11,12 @@
 //! A benchmark is named by criterion's full id. Its figures are read from
 //! criterion's saved estimates (`target/criterion/…/new/estimates.json`, the
 //! last `cargo bench`; a baseline `NAME` is what `cargo bench -- --save-baseline
-//! NAME` saved). "No regression" means the current mean's confidence interval
-//! lies not wholly above the baseline's: slower beyond criterion's own
-//! uncertainty fails, noise does not.
+//! NAME` saved). "No regression" fails only when the current mean's
+//! confidence interval lies wholly above the baseline's *and* the mean is
+//! slower by more than a tolerance (10 % unless `within N%` says otherwise):
+//! criterion's intervals describe one run's sampling, not how much a shared
+//! machine drifts between two runs, so intervals alone cry wolf (the load
+//! gate learned this in issue 12).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,8 +60,9 @@ pub enum BudgetRule {
         limit: Duration,
         inclusive: bool,
     },
-    /// Not slower than baseline `NAME` beyond both confidence intervals.
-    NoRegression { baseline: String },
+    /// Not slower than baseline `NAME` beyond both confidence intervals
+    /// and by more than `tolerance` (a fraction).
+    NoRegression { baseline: String, tolerance: f64 },
 }
 
 impl FromStr for BudgetRule {
@@ -75,13 +79,24 @@ impl FromStr for BudgetRule {
                 .skip(1)
                 .copied()
                 .collect();
+            let tolerance = |text: &str| -> Option<f64> {
+                let percent: f64 = text.strip_suffix('%')?.parse().ok()?;
+                (percent >= 0.0 && percent.is_finite()).then_some(percent / 100.0)
+            };
             return match rest.as_slice() {
                 [baseline] => Ok(BudgetRule::NoRegression {
                     baseline: (*baseline).to_owned(),
+                    tolerance: DEFAULT_TOLERANCE,
                 }),
+                [baseline, "within", percent] if tolerance(percent).is_some() => {
+                    Ok(BudgetRule::NoRegression {
+                        baseline: (*baseline).to_owned(),
+                        tolerance: tolerance(percent).expect("checked"),
+                    })
+                }
                 _ => Err(format!(
-                    "`{text}`: write `no-regression against NAME`, NAME a criterion baseline \
-                     (cargo bench -- --save-baseline NAME)"
+                    "`{text}`: write `no-regression against NAME` or `no-regression against NAME within 5%`, \
+                     NAME a criterion baseline (cargo bench -- --save-baseline NAME)"
                 )),
             };
         }
@@ -122,6 +137,10 @@ impl FromStr for BudgetRule {
         })
     }
 }
+
+/// How much slower than its baseline a benchmark may be before a
+/// `no-regression` rule fails, unless the rule says `within N%`.
+pub const DEFAULT_TOLERANCE: f64 = 0.10;
 
 /// One budget of one benchmark, as planned from a suite file.
 #[derive(Debug, Clone, PartialEq)]
@@ -316,7 +335,10 @@ pub fn check(
             );
             BudgetOutcome { passed, detail }
         }
-        BudgetRule::NoRegression { baseline } => {
+        BudgetRule::NoRegression {
+            baseline,
+            tolerance,
+        } => {
             let Some(then) = results.estimates(&budget.benchmark, baseline)? else {
                 return Ok(Err(Missing(format!(
                     "no criterion baseline `{baseline}` for `{}`: save one with `cargo bench -- --save-baseline {baseline}`",
@@ -324,9 +346,11 @@ pub fn check(
                 ))));
             };
             let (now, then) = (&current.mean, &then.mean);
-            let passed =
-                now.confidence_interval.lower_bound <= then.confidence_interval.upper_bound;
+            let beyond_intervals =
+                now.confidence_interval.lower_bound > then.confidence_interval.upper_bound;
             let change = (now.point_estimate / then.point_estimate - 1.0) * 100.0;
+            let beyond_tolerance = change > tolerance * 100.0;
+            let passed = !(beyond_intervals && beyond_tolerance);
             let detail = format!(
                 "mean {} (95 % CI {} – {}) against `{baseline}`'s {} (CI {} – {}): {change:+.1} %, {}",
                 time(now.point_estimate),
@@ -335,10 +359,16 @@ pub fn check(
                 time(then.point_estimate),
                 time(then.confidence_interval.lower_bound),
                 time(then.confidence_interval.upper_bound),
-                if passed {
-                    "within criterion's confidence intervals or faster"
-                } else {
-                    "slower beyond both confidence intervals"
+                match (beyond_intervals, beyond_tolerance) {
+                    (true, true) => format!(
+                        "slower beyond both confidence intervals and the {:.0} % tolerance",
+                        tolerance * 100.0
+                    ),
+                    (true, false) => format!(
+                        "slower beyond both confidence intervals but within the {:.0} % tolerance",
+                        tolerance * 100.0
+                    ),
+                    (false, _) => "within criterion's confidence intervals or faster".to_owned(),
                 }
             );
             BudgetOutcome { passed, detail }
@@ -364,8 +394,22 @@ mod tests {
         assert_eq!(
             "no-regression against main".parse::<BudgetRule>(),
             Ok(BudgetRule::NoRegression {
-                baseline: "main".into()
+                baseline: "main".into(),
+                tolerance: 0.10
             })
+        );
+        assert_eq!(
+            "no-regression against main within 25%".parse::<BudgetRule>(),
+            Ok(BudgetRule::NoRegression {
+                baseline: "main".into(),
+                tolerance: 0.25
+            })
+        );
+        assert!(
+            "no-regression against main within lots"
+                .parse::<BudgetRule>()
+                .unwrap_err()
+                .contains("within 5%")
         );
         assert!(
             "p95 < 3ms"
