@@ -107,7 +107,9 @@ fn no_regression_compares_confidence_intervals_with_the_saved_baseline() {
     .unwrap();
     assert!(tolerated.passed, "{}", tolerated.detail);
     assert!(
-        tolerated.detail.contains("but within the 100000 % tolerance"),
+        tolerated
+            .detail
+            .contains("but within the 100000 % tolerance"),
         "{}",
         tolerated.detail
     );

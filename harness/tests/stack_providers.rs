@@ -105,7 +105,11 @@ async fn disturbances_reach_the_service(stack: &Stack) -> anyhow::Result<()> {
         .await?;
     db.close().await;
     let before: Vec<(String, u32)> = stack.processes().await;
-    for service in [ServiceName::Postgres, ServiceName::Pgbouncer, ServiceName::Redis] {
+    for service in [
+        ServiceName::Postgres,
+        ServiceName::Pgbouncer,
+        ServiceName::Redis,
+    ] {
         stack.restart(service).await?;
     }
     let db = Db::connect(&urls.pgbouncer_url, 1).await?;
