@@ -209,15 +209,27 @@ async fn the_gate_passes_an_unchanged_rerun_and_fails_a_slow_query_on_its_endpoi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interleaved_ab_judges_the_switch_against_the_service_without_it() {
+    ab_names_the_slow_query_alone("reference", "ab").await;
+}
+
+/// The same with the `noisy` switch on both arms: logins at Django's PBKDF2
+/// cost, bursty CPU, a tail that varies from run to run — the real
+/// application's kind of noise, under which the old gate cried wolf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_ab_holds_with_the_noise_switch_on() {
+    ab_names_the_slow_query_alone("reference+noisy", "ab-noisy").await;
+}
+
+async fn ab_names_the_slow_query_alone(a: &str, phase: &str) {
     let _alone = ONE_AT_A_TIME.lock().await;
     let baselines = tempfile::tempdir().unwrap();
     let ab = SetOptions {
         ab: Some((
-            "reference".parse::<Arm>().unwrap(),
-            format!("reference+{SLOW}").parse::<Arm>().unwrap(),
+            a.parse::<Arm>().unwrap(),
+            format!("{a}+{SLOW}").parse::<Arm>().unwrap(),
         )),
         repeat: 3,
-        ..options(baselines.path(), "ab", &[])
+        ..options(baselines.path(), phase, &[])
     };
     let outcome = run(&ab).await;
     assert_eq!(outcome.exit_code(), EXIT_THRESHOLD_FAILED, "{outcome:?}");
