@@ -180,6 +180,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 file.display(),
                 path.display()
             );
+            match harness::baseline::locust::history_beside(&file) {
+                Some(history) => eprintln!(
+                    "  with its history {}: how its windows differ widens the intervals",
+                    history.display()
+                ),
+                None => eprintln!(
+                    "  no _stats_history.csv beside it: the intervals assume independent requests"
+                ),
+            }
             return Ok(());
         }
         Some(PerfCommand::Compare {

@@ -57,7 +57,23 @@ pub enum Distribution {
     /// Locust's percentile columns: `(quantile, milliseconds)`, ascending.
     /// Locust rounds a latency above 100 ms to two significant digits
     /// before counting it, so each figure stands for an interval.
-    Percentiles { columns: Vec<(f64, f64)> },
+    Percentiles {
+        columns: Vec<(f64, f64)>,
+        /// Windows of the run from `_stats_history.csv`, when it was given:
+        /// how much they differ says how far the requests moved together.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        windows: Vec<Window>,
+    },
+}
+
+/// A stretch of a Locust run, from its `_stats_history.csv`: the requests
+/// and failures it added, and the percentile columns Locust printed at its
+/// end (Locust's "current" percentiles, over its last seconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub requests: u64,
+    pub failures: u64,
+    pub columns: Vec<(f64, f64)>,
 }
 
 /// One endpoint during one measured second.

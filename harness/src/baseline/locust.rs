@@ -2,13 +2,23 @@
 //! Each row keeps its counts and every percentile column; Locust rounds
 //! latencies above 100 ms to two significant digits before it counts them,
 //! so the gate reads each figure as the interval it stands for.
+//!
+//! A `_stats_history.csv` beside the `_stats.csv` (same prefix) is read too:
+//! its rows cut the run into about ten windows, and how much the windows
+//! differ says how far the requests moved together — a design effect that
+//! widens the quantile and error-rate intervals as a recorded run's blocks
+//! of seconds do. Locust writes one `Aggregated` row a tick unless run with
+//! `--csv-full-history`; with the aggregate alone, each endpoint's windows
+//! follow the aggregate's (a window where everything was 1.5× slower made
+//! every endpoint 1.5× slower: the common shocks — a burst of logins, a busy
+//! machine — that make requests of one run move together).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
-use super::figures::{Distribution, EndpointFigures, RunFigures, Source, endpoint_key};
+use super::figures::{Distribution, EndpointFigures, RunFigures, Source, Window, endpoint_key};
 use super::{Baseline, SuiteBaseline};
 
 /// A baseline from a Locust `_stats.csv`: every row but `Aggregated`,
@@ -46,6 +56,7 @@ pub fn import_locust(stats_csv: &Path, suite: &str, name: &str) -> anyhow::Resul
         column(wanted)?;
     }
     let mut endpoints = BTreeMap::new();
+    let mut aggregated: Option<(f64, Vec<(f64, f64)>)> = None;
     let mut measured_seconds = 0.0f64;
     for (line, record) in reader.records().enumerate() {
         let record =
@@ -68,24 +79,41 @@ pub fn import_locust(stats_csv: &Path, suite: &str, name: &str) -> anyhow::Resul
         if per_second > 0.0 {
             measured_seconds = measured_seconds.max(count / per_second);
         }
-        if field(label) == "Aggregated" {
-            continue;
-        }
         let columns = percentiles
             .iter()
             .map(|(q, i)| Ok((*q, number(*i)?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if field(label) == "Aggregated" {
+            aggregated = Some((count, columns));
+            continue;
+        }
         endpoints.insert(
             endpoint_key(field(kind), field(label)),
             EndpointFigures {
                 requests: count as u64,
                 failures: number(failures)? as u64,
-                latency: Distribution::Percentiles { columns },
+                latency: Distribution::Percentiles {
+                    columns,
+                    windows: Vec::new(),
+                },
             },
         );
     }
     if endpoints.is_empty() {
         bail!("{} has no endpoint rows", stats_csv.display());
+    }
+    if let Some(history) = history_beside(stats_csv) {
+        let windows = read_history(&history)?;
+        for (key, figures) in &mut endpoints {
+            let chosen = windows.get(key).cloned().or_else(|| {
+                let (total, overall) = aggregated.as_ref()?;
+                let shared = windows.get("Aggregated")?;
+                Some(follow_aggregate(figures, *total, overall, shared))
+            });
+            if let Distribution::Percentiles { windows, .. } = &mut figures.latency {
+                *windows = chosen.unwrap_or_default();
+            }
+        }
     }
     let mut baseline = Baseline::new(name);
     baseline.suites.insert(
@@ -103,6 +131,130 @@ pub fn import_locust(stats_csv: &Path, suite: &str, name: &str) -> anyhow::Resul
         },
     );
     Ok(baseline)
+}
+
+/// `PREFIX_stats_history.csv` beside `PREFIX_stats.csv`, if it is there.
+pub fn history_beside(stats_csv: &Path) -> Option<std::path::PathBuf> {
+    let name = stats_csv.file_name()?.to_str()?;
+    let prefix = name.strip_suffix("_stats.csv")?;
+    let history = stats_csv.with_file_name(format!("{prefix}_stats_history.csv"));
+    history.is_file().then_some(history)
+}
+
+/// How many windows the history is cut into: long enough that neighbouring
+/// windows are nearly independent, many enough to see how they vary.
+const WINDOWS: usize = 10;
+
+/// Each history key's windows (`GET /x`, or `Aggregated`): the requests and
+/// failures each added (from the cumulative totals) and the percentile
+/// columns at its last tick.
+fn read_history(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<Window>>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let headers = reader.headers()?.clone();
+    let column = |wanted: &str| -> anyhow::Result<usize> {
+        headers.iter().position(|h| h == wanted).with_context(|| {
+            format!(
+                "{} has no `{wanted}` column: is it a Locust _stats_history.csv?",
+                path.display()
+            )
+        })
+    };
+    let (kind, label) = (column("Type")?, column("Name")?);
+    let (total, failed) = (
+        column("Total Request Count")?,
+        column("Total Failure Count")?,
+    );
+    let percentiles: Vec<(f64, usize)> = headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| Some((h.strip_suffix('%')?.parse::<f64>().ok()? / 100.0, i)))
+        .collect();
+    // Per key, a tick each: cumulative requests and failures, and columns.
+    type Tick = (u64, u64, Vec<(f64, f64)>);
+    let mut ticks: BTreeMap<String, Vec<Tick>> = BTreeMap::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("{}: row {}", path.display(), line + 2))?;
+        let field = |i: usize| record.get(i).unwrap_or("").trim();
+        let count = |i: usize| field(i).parse::<f64>().map_or(0, |v| v as u64);
+        let columns: Vec<(f64, f64)> = percentiles
+            .iter()
+            .filter_map(|(q, i)| Some((*q, field(*i).parse::<f64>().ok()?)))
+            .collect();
+        let key = match field(label) {
+            "Aggregated" => "Aggregated".to_owned(),
+            name => endpoint_key(field(kind), name),
+        };
+        ticks
+            .entry(key)
+            .or_default()
+            .push((count(total), count(failed), columns));
+    }
+    Ok(ticks
+        .into_iter()
+        .map(|(key, ticks)| {
+            let size = ticks.len().div_ceil(WINDOWS).max(1);
+            let mut windows = Vec::new();
+            let (mut requests_before, mut failures_before) = (0, 0);
+            for chunk in ticks.chunks(size) {
+                let (requests, failures, columns) = chunk.last().expect("a chunk is not empty");
+                windows.push(Window {
+                    requests: requests.saturating_sub(requests_before),
+                    failures: failures.saturating_sub(failures_before),
+                    // A tick with no request prints N/A: no columns.
+                    columns: if columns.len() == percentiles.len() {
+                        columns.clone()
+                    } else {
+                        Vec::new()
+                    },
+                });
+                (requests_before, failures_before) = (*requests, *failures);
+            }
+            (key, windows)
+        })
+        .collect())
+}
+
+/// An endpoint's windows when the history has only the aggregate: its
+/// requests split as the aggregate's were, and each window's percentiles
+/// its own scaled as the aggregate's moved from the run's.
+fn follow_aggregate(
+    figures: &EndpointFigures,
+    total: f64,
+    overall: &[(f64, f64)],
+    shared: &[Window],
+) -> Vec<Window> {
+    let Distribution::Percentiles { columns, .. } = &figures.latency else {
+        return Vec::new();
+    };
+    shared
+        .iter()
+        .map(|window| {
+            let share = if total > 0.0 {
+                window.requests as f64 / total
+            } else {
+                0.0
+            };
+            let scaled: Option<Vec<(f64, f64)>> = columns
+                .iter()
+                .map(|(q, ms)| {
+                    let run = overall.iter().find(|(oq, _)| (oq - q).abs() < 1e-9)?.1;
+                    let now = window.columns.iter().find(|(wq, _)| (wq - q).abs() < 1e-9);
+                    match now {
+                        // The 0 % column (the minimum) is not in the history.
+                        None if *q == 0.0 => Some((*q, *ms)),
+                        Some((_, now)) if run > 0.0 => Some((*q, ms * now / run)),
+                        _ => None,
+                    }
+                })
+                .collect();
+            Window {
+                requests: (figures.requests as f64 * share).round() as u64,
+                failures: (figures.failures as f64 * share).round() as u64,
+                columns: scaled.unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// Imports a Locust `_stats.csv` into baseline `name` in `dir` (created
@@ -154,6 +306,67 @@ mod tests {
         assert!(
             format!("{error:#}").contains("no `Type` column"),
             "{error:#}"
+        );
+    }
+
+    /// A run of 20 ticks: `slow(tick)` scales every latency of that tick.
+    fn run_with_history(dir: &Path, slow: impl Fn(u64) -> f64) -> std::path::PathBuf {
+        let stats = dir.join("run_stats.csv");
+        std::fs::write(
+            &stats,
+            "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%\n\
+             GET,/dashboard/,2000,0,45,60.5,3,900,5120,100.0,0.0,45,50,55,60,80,120,200,300,800,900,900\n\
+             ,Aggregated,2000,0,45,60.5,3,900,5120,100.0,0.0,45,50,55,60,80,120,200,300,800,900,900\n",
+        )
+        .unwrap();
+        let mut history = String::from(
+            "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,Total Min Response Time,Total Max Response Time,Total Average Content Size\n",
+        );
+        let base = [
+            45.0, 50.0, 55.0, 60.0, 80.0, 120.0, 200.0, 300.0, 800.0, 900.0, 900.0,
+        ];
+        for tick in 0..20u64 {
+            let columns: Vec<String> = base
+                .iter()
+                .map(|ms| format!("{:.0}", ms * slow(tick)))
+                .collect();
+            history.push_str(&format!(
+                "{},10,,Aggregated,100,0,{},{},0,45,60,3,900,5120\n",
+                1_700_000_000 + tick,
+                columns.join(","),
+                (tick + 1) * 100
+            ));
+        }
+        std::fs::write(dir.join("run_stats_history.csv"), history).unwrap();
+        stats
+    }
+
+    #[test]
+    fn a_history_beside_the_stats_widens_intervals_when_its_windows_move_together() {
+        use super::super::Metric;
+        use super::super::statistics::{estimate, z_for};
+        let p95 = |stats: &Path| {
+            let baseline = import_locust(stats, "core", "locust").unwrap();
+            let run = &baseline.suites["core"].runs[0];
+            let dashboard = &run.endpoints["GET /dashboard/"];
+            match &dashboard.latency {
+                Distribution::Percentiles { windows, .. } => assert_eq!(windows.len(), 10),
+                other => panic!("{other:?}"),
+            }
+            estimate(dashboard, Metric::P95, run.measured_seconds, z_for(0.99)).unwrap()
+        };
+        let steady_dir = tempfile::tempdir().unwrap();
+        let steady = p95(&run_with_history(steady_dir.path(), |_| 1.0));
+        assert!(steady.design_effect < 1.05, "{steady:?}");
+        // Four ticks in the middle twice as slow: the windows disagree.
+        let bursty_dir = tempfile::tempdir().unwrap();
+        let bursty = p95(&run_with_history(bursty_dir.path(), |tick| {
+            if (8..12).contains(&tick) { 2.0 } else { 1.0 }
+        }));
+        assert!(bursty.design_effect > 2.0, "{bursty:?}");
+        assert!(
+            bursty.high - bursty.low >= steady.high - steady.low,
+            "{bursty:?} against {steady:?}"
         );
     }
 }

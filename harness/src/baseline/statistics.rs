@@ -25,7 +25,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, ContinuousCDF as _, DiscreteCDF as _, Normal, StudentsT};
 
-use super::figures::{Distribution, EndpointFigures, Second};
+use super::figures::{Distribution, EndpointFigures, Second, Window};
 
 /// The figures the gate judges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,7 +135,13 @@ pub fn estimate(
                         b.failures as f64
                     })
                 }
-                Distribution::Percentiles { .. } => 1.0,
+                Distribution::Percentiles { windows, .. } => {
+                    let failures: Vec<(f64, f64)> = windows
+                        .iter()
+                        .map(|w| (w.requests as f64, w.failures as f64))
+                        .collect();
+                    design_effect_of(&failures, figures.error_rate())
+                }
             };
             Ok(wilson(figures.failures, figures.requests, design_effect, z))
         }
@@ -152,9 +158,9 @@ pub fn estimate(
             let q = metric.quantile().expect("a quantile metric");
             recorded_quantile(&histogram.0, &blocks(seconds), q, z)
         }
-        (_, Distribution::Percentiles { columns }) => {
+        (_, Distribution::Percentiles { columns, windows }) => {
             let q = metric.quantile().expect("a quantile metric");
-            locust_quantile(columns, figures.requests, q, z)
+            locust_quantile(columns, windows, figures.requests, q, z)
         }
     }
 }
@@ -167,7 +173,7 @@ pub fn point(figures: &EndpointFigures, metric: Metric, measured_seconds: f64) -
         (Some(q), Distribution::Recorded { histogram, .. }) => {
             histogram.0.value_at_quantile(q) as f64 / 1000.0
         }
-        (Some(q), Distribution::Percentiles { columns }) => columns
+        (Some(q), Distribution::Percentiles { columns, .. }) => columns
             .iter()
             .find(|(quantile, _)| (quantile - q).abs() < 1e-9)
             .map_or(f64::NAN, |(_, ms)| *ms),
@@ -210,14 +216,24 @@ const MIN_BLOCKS: usize = 4;
 /// How much more a proportion varies between blocks than independent
 /// requests would make it (cluster sampling's ratio estimator), at least 1.
 fn proportion_design_effect(blocks: &[Block], p: f64, hits: impl Fn(&Block) -> f64) -> f64 {
-    let m = blocks.iter().filter(|b| b.requests > 0).count();
-    let n: f64 = blocks.iter().map(|b| b.requests as f64).sum();
+    let counts: Vec<(f64, f64)> = blocks
+        .iter()
+        .map(|b| (b.requests as f64, hits(b)))
+        .collect();
+    design_effect_of(&counts, p)
+}
+
+/// The design effect of a share `p` from `(requests, hits)` per block: the
+/// between-block variance of the share against the binomial one.
+fn design_effect_of(blocks: &[(f64, f64)], p: f64) -> f64 {
+    let m = blocks.iter().filter(|b| b.0 > 0.0).count();
+    let n: f64 = blocks.iter().map(|b| b.0).sum();
     if m < MIN_BLOCKS || n == 0.0 || p <= 0.0 || p >= 1.0 {
         return 1.0;
     }
     let spread: f64 = blocks
         .iter()
-        .map(|b| (hits(b) - p * b.requests as f64).powi(2))
+        .map(|(requests, hits)| (hits - p * requests).powi(2))
         .sum();
     let clustered = m as f64 / (m as f64 - 1.0) * spread / (n * n);
     let independent = p * (1.0 - p) / n;
@@ -388,8 +404,29 @@ pub fn locust_rounding(ms: f64) -> f64 {
     }
 }
 
+/// The share of a window's requests at or below `ms`, read off its
+/// percentile columns by linear interpolation.
+fn share_below(columns: &[(f64, f64)], ms: f64) -> f64 {
+    let mut previous: Option<(f64, f64)> = None;
+    for &(quantile, value) in columns {
+        if ms < value {
+            return match previous {
+                None => 0.0,
+                Some((q0, v0)) if value > v0 => q0 + (quantile - q0) * (ms - v0) / (value - v0),
+                Some((q0, _)) => q0,
+            };
+        }
+        previous = Some((quantile, value));
+    }
+    previous.map_or(
+        0.0,
+        |(quantile, _)| if quantile >= 0.99 { 1.0 } else { quantile },
+    )
+}
+
 fn locust_quantile(
     columns: &[(f64, f64)],
+    windows: &[Window],
     requests: u64,
     q: f64,
     z: f64,
@@ -400,11 +437,33 @@ fn locust_quantile(
         .map(|(_, ms)| *ms)
         .ok_or_else(|| format!("no p{:.0} column", q * 100.0))?;
     let beyond = requests as f64 * (1.0 - q);
+    // With the history: how the share below the run's quantile varied
+    // between windows, as for a recorded run's blocks of seconds.
+    let below: Vec<(f64, f64)> = windows
+        .iter()
+        .filter(|w| !w.columns.is_empty())
+        .map(|w| {
+            (
+                w.requests as f64,
+                w.requests as f64 * share_below(&w.columns, value),
+            )
+        })
+        .collect();
+    let design_effect = design_effect_of(&below, q);
+    let effective = (requests as f64 / design_effect).floor() as u64;
     let confidence = Normal::standard().cdf(z);
-    let Some((low_fraction, high_fraction)) = order_statistic_bounds(requests, q, confidence)
+    let Some((low_fraction, high_fraction)) = order_statistic_bounds(effective, q, confidence)
     else {
+        let together = if design_effect > 1.05 {
+            format!(
+                ", worth {:.0} independent ones (its history's windows moved together, ×{design_effect:.1})",
+                effective as f64 * (1.0 - q)
+            )
+        } else {
+            String::new()
+        };
         return Err(format!(
-            "{beyond:.0} requests beyond p{:.0}: too few to bound it",
+            "{beyond:.0} requests beyond p{:.0}{together}: too few to bound it",
             q * 100.0
         ));
     };
@@ -422,7 +481,14 @@ fn locust_quantile(
         .ok_or_else(|| "no percentile column above the interval".to_owned())?;
     let low = (low - locust_rounding(low)).max(0.001);
     let high = high + locust_rounding(high);
-    Ok(interval_estimate(value, low, high, z, Some(beyond), 1.0))
+    Ok(interval_estimate(
+        value,
+        low,
+        high,
+        z,
+        Some(beyond),
+        design_effect,
+    ))
 }
 
 #[cfg(test)]
@@ -542,7 +608,10 @@ pub(crate) mod tests {
         let figures = EndpointFigures {
             requests: 400,
             failures: 0,
-            latency: Distribution::Percentiles { columns },
+            latency: Distribution::Percentiles {
+                columns,
+                windows: Vec::new(),
+            },
         };
         let e = estimate(&figures, Metric::P95, 60.0, z_for(0.99)).unwrap();
         assert_eq!(e.value, 330.0);
