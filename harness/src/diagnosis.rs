@@ -85,7 +85,7 @@ impl Findings {
             .summary
             .faults
             .iter()
-            .any(|f| f.fault.contains(" pgbouncer ") || f.fault.contains(" postgres "));
+            .any(|f| f.subject == "pgbouncer" || f.subject == "postgres");
         let leak = (!database_fault && (idle_in_transaction >= 2.0 || (context.pool_size.is_some_and(|p| servers_active >= f64::from(p)) && waiting > 0.0)))
             .then(|| {
                 format!(
@@ -295,7 +295,7 @@ impl Findings {
             }
             Metric::Extra(m) if m.starts_with("integrity.") => {
                 let crashed = report.summary.faults.iter().any(|f| {
-                    f.fault.starts_with("kill postgres") || f.fault.starts_with("restart postgres")
+                    f.subject == "postgres" && matches!(f.action.as_str(), "kill" | "restart")
                 });
                 if crashed && self.postgres_unsynced {
                     causes.push("PostgreSQL ran with fsync and synchronous_commit off (the harness's fast default) and a fault stopped it: a commit acknowledged just before a crash is lost by design; set `[infra.postgres] fsync = true` to test durability".to_owned());
@@ -467,11 +467,8 @@ fn faults(report: &RunReport) -> Vec<String> {
                     .to_second
                     .map_or("the end of the run".to_owned(), |t| format!("{t:.1}s"))
             );
-            let path = ["delay", "bandwidth", "reset", "blackhole"]
-                .iter()
-                .find(|action| fault.fault.starts_with(&format!("{action} ")))
-                .and_then(|_| fault.fault.split_whitespace().nth(1));
-            if let Some(service) = path {
+            if fault.is_network() {
+                let service = fault.subject.as_str();
                 text.push_str(&format!(" on the target's network path to {service}"));
                 let answered = report.probes.as_ref().map(|probes| {
                     let during: Vec<_> = probes

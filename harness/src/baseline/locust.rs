@@ -24,17 +24,8 @@ use super::{Baseline, SuiteBaseline};
 /// A baseline from a Locust `_stats.csv`: every row but `Aggregated`,
 /// keyed by its Type (the method) and Name. All rows go under `suite`.
 pub fn import_locust(stats_csv: &Path, suite: &str, name: &str) -> anyhow::Result<Baseline> {
-    let mut reader = csv::Reader::from_path(stats_csv)
-        .with_context(|| format!("reading {}", stats_csv.display()))?;
-    let headers = reader.headers()?.clone();
-    let column = |wanted: &str| -> anyhow::Result<usize> {
-        headers.iter().position(|h| h == wanted).with_context(|| {
-            format!(
-                "{} has no `{wanted}` column: is it a Locust _stats.csv?",
-                stats_csv.display()
-            )
-        })
-    };
+    let (mut reader, headers) = open(stats_csv)?;
+    let column = |wanted: &str| column_of(&headers, stats_csv, "_stats.csv", wanted);
     let (kind, label) = (column("Type")?, column("Name")?);
     let (requests, failures) = (column("Request Count")?, column("Failure Count")?);
     let rps = column("Requests/s")?;
@@ -46,12 +37,7 @@ pub fn import_locust(stats_csv: &Path, suite: &str, name: &str) -> anyhow::Resul
         .map(|i| (0.0, i))
         .into_iter()
         .collect();
-    percentiles.extend(
-        headers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| Some((h.strip_suffix('%')?.parse::<f64>().ok()? / 100.0, i))),
-    );
+    percentiles.extend(percentile_columns(&headers));
     for wanted in ["50%", "95%", "99%"] {
         column(wanted)?;
     }
@@ -133,6 +119,37 @@ pub fn import_locust(stats_csv: &Path, suite: &str, name: &str) -> anyhow::Resul
     Ok(baseline)
 }
 
+fn open(path: &Path) -> anyhow::Result<(csv::Reader<std::fs::File>, csv::StringRecord)> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let headers = reader.headers()?.clone();
+    Ok((reader, headers))
+}
+
+/// The index of column `wanted`, or which Locust file `path` seems not to be.
+fn column_of(
+    headers: &csv::StringRecord,
+    path: &Path,
+    file: &str,
+    wanted: &str,
+) -> anyhow::Result<usize> {
+    headers.iter().position(|h| h == wanted).with_context(|| {
+        format!(
+            "{} has no `{wanted}` column: is it a Locust {file}?",
+            path.display()
+        )
+    })
+}
+
+/// Every `NN%` column, as (quantile, column index).
+fn percentile_columns(headers: &csv::StringRecord) -> Vec<(f64, usize)> {
+    headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| Some((h.strip_suffix('%')?.parse::<f64>().ok()? / 100.0, i)))
+        .collect()
+}
+
 /// `PREFIX_stats_history.csv` beside `PREFIX_stats.csv`, if it is there.
 pub fn history_beside(stats_csv: &Path) -> Option<std::path::PathBuf> {
     let name = stats_csv.file_name()?.to_str()?;
@@ -149,27 +166,14 @@ const WINDOWS: usize = 10;
 /// failures each added (from the cumulative totals) and the percentile
 /// columns at its last tick.
 fn read_history(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<Window>>> {
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let headers = reader.headers()?.clone();
-    let column = |wanted: &str| -> anyhow::Result<usize> {
-        headers.iter().position(|h| h == wanted).with_context(|| {
-            format!(
-                "{} has no `{wanted}` column: is it a Locust _stats_history.csv?",
-                path.display()
-            )
-        })
-    };
+    let (mut reader, headers) = open(path)?;
+    let column = |wanted: &str| column_of(&headers, path, "_stats_history.csv", wanted);
     let (kind, label) = (column("Type")?, column("Name")?);
     let (total, failed) = (
         column("Total Request Count")?,
         column("Total Failure Count")?,
     );
-    let percentiles: Vec<(f64, usize)> = headers
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| Some((h.strip_suffix('%')?.parse::<f64>().ok()? / 100.0, i)))
-        .collect();
+    let percentiles = percentile_columns(&headers);
     // Per key, a tick each: cumulative requests and failures, and columns.
     type Tick = (u64, u64, Vec<(f64, f64)>);
     let mut ticks: BTreeMap<String, Vec<Tick>> = BTreeMap::new();

@@ -276,6 +276,23 @@ pub fn order_statistic_bounds(n: u64, q: f64, confidence: f64) -> Option<(f64, f
     Some((lower as f64 / n as f64, upper as f64 / n as f64))
 }
 
+/// Why a quantile cannot be bounded: too few requests beyond it, and, when
+/// `parts` (seconds, windows) moved together, how few they were worth.
+fn too_few(beyond: f64, q: f64, effective: u64, design_effect: f64, parts: &str) -> String {
+    let together = if design_effect > 1.05 {
+        format!(
+            ", worth {:.0} independent ones ({parts} moved together, ×{design_effect:.1})",
+            effective as f64 * (1.0 - q)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{beyond:.0} requests beyond p{:.0}{together}: too few to bound it",
+        q * 100.0
+    )
+}
+
 fn recorded_quantile(
     histogram: &Histogram<u64>,
     blocks: &[Block],
@@ -290,18 +307,7 @@ fn recorded_quantile(
     let effective = (n / design_effect).floor() as u64;
     let confidence = Normal::standard().cdf(z);
     let Some((low, high)) = order_statistic_bounds(effective, q, confidence) else {
-        let together = if design_effect > 1.05 {
-            format!(
-                ", worth {:.0} independent ones (its seconds moved together, ×{design_effect:.1})",
-                effective as f64 * (1.0 - q)
-            )
-        } else {
-            String::new()
-        };
-        return Err(format!(
-            "{beyond:.0} requests beyond p{:.0}{together}: too few to bound it",
-            q * 100.0
-        ));
+        return Err(too_few(beyond, q, effective, design_effect, "its seconds"));
     };
     let at = |fraction: f64| histogram.value_at_quantile(fraction) as f64 / 1000.0;
     Ok(interval_estimate(
@@ -454,17 +460,12 @@ fn locust_quantile(
     let confidence = Normal::standard().cdf(z);
     let Some((low_fraction, high_fraction)) = order_statistic_bounds(effective, q, confidence)
     else {
-        let together = if design_effect > 1.05 {
-            format!(
-                ", worth {:.0} independent ones (its history's windows moved together, ×{design_effect:.1})",
-                effective as f64 * (1.0 - q)
-            )
-        } else {
-            String::new()
-        };
-        return Err(format!(
-            "{beyond:.0} requests beyond p{:.0}{together}: too few to bound it",
-            q * 100.0
+        return Err(too_few(
+            beyond,
+            q,
+            effective,
+            design_effect,
+            "its history's windows",
         ));
     };
     // The nearest columns outside the rank interval bound it.

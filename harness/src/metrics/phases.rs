@@ -106,17 +106,17 @@ impl Recovery {
 const STABLE_SECONDS: usize = 3;
 
 impl RunSummary {
-    /// Whether a second falls in `phase`.
-    fn in_phase(&self, point: &SecondPoint, phase: Phase) -> bool {
-        let (from, to) = (point.second as f64, point.second as f64 + 1.0);
-        let Some(first) = self
-            .faults
+    /// When the first fault began; none without faults.
+    fn first_fault(&self) -> Option<f64> {
+        self.faults
             .iter()
             .map(|f| f.from_second)
             .min_by(f64::total_cmp)
-        else {
-            return false;
-        };
+    }
+
+    /// Whether a second falls in `phase`, the first fault having begun at `first`.
+    fn in_phase(&self, point: &SecondPoint, phase: Phase, first: f64) -> bool {
+        let (from, to) = (point.second as f64, point.second as f64 + 1.0);
         let end_of_run = f64::INFINITY;
         let during = self.faults.iter().any(|fault| {
             let until = fault.to_second.unwrap_or(end_of_run);
@@ -145,7 +145,14 @@ impl RunSummary {
             failures: 0,
             latency: super::new_histogram(),
         };
-        for point in self.series.iter().filter(|p| self.in_phase(p, phase)) {
+        let Some(first) = self.first_fault() else {
+            return window;
+        };
+        for point in self
+            .series
+            .iter()
+            .filter(|p| self.in_phase(p, phase, first))
+        {
             window.seconds += 1;
             for &index in indices {
                 let Some(second) = point.endpoints.get(index) else {
@@ -163,12 +170,7 @@ impl RunSummary {
 
     /// How the run came back after each fault.
     pub fn recoveries(&self) -> Vec<Recovery> {
-        let Some(first) = self
-            .faults
-            .iter()
-            .map(|f| f.from_second)
-            .min_by(f64::total_cmp)
-        else {
+        let Some(first) = self.first_fault() else {
             return Vec::new();
         };
         let before: Vec<&SecondPoint> = self
@@ -291,6 +293,8 @@ mod tests {
         );
         summary.faults = vec![FaultWindow {
             fault: "restart pgbouncer at 4s".into(),
+            subject: "pgbouncer".into(),
+            action: "restart".into(),
             from_second: 4.0,
             to_second,
             error: None,

@@ -459,6 +459,12 @@ pub struct RunSummary {
 pub struct FaultWindow {
     /// As reports name it: `restart pgbouncer at 3s`.
     pub fault: String,
+    /// What it acted on (`pgbouncer`, `target`; for a network fault, the
+    /// service at the end of the target's path) …
+    pub subject: String,
+    /// … and how: `kill`, `pause`, `restart`, `delay`, `bandwidth`,
+    /// `reset`, `blackhole`.
+    pub action: String,
     /// Seconds from the start of the load when it began …
     pub from_second: f64,
     /// … and when it ended; none for a kill, which lasts to the end.
@@ -469,6 +475,14 @@ pub struct FaultWindow {
 }
 
 impl FaultWindow {
+    /// Whether it acted on the target's network path rather than a process.
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self.action.as_str(),
+            "delay" | "bandwidth" | "reset" | "blackhole"
+        )
+    }
+
     /// `restart pgbouncer: 3.0s–4.2s`, for notes.
     pub fn line(&self) -> String {
         let to = self

@@ -122,14 +122,13 @@ pub(super) async fn inject(
         let fault = pending.remove(0);
         let from_second = second();
         let outcome = apply(&scope, fault).await;
-        let to_second = match fault.action {
-            FaultAction::Kill => None,
-            // Over when the service answers again.
-            FaultAction::Restart => Some(second()),
-            _ => None,
-        };
+        // A restart is over when the service answers again; the others end
+        // below, after their duration, or (a kill) never.
+        let to_second = (fault.action == FaultAction::Restart).then(second);
         windows.push(FaultWindow {
             fault: fault.describe(),
+            subject: fault.subject.to_string(),
+            action: fault.action.name().to_owned(),
             from_second,
             to_second,
             error: outcome.err().map(|e| format!("{e:#}")),
