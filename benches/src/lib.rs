@@ -21,6 +21,15 @@ impl SeededStack {
             ..fixtures::SeedOptions::default()
         };
         fixtures::seed(&stack.urls().database_url, &options).await?;
+        // Quiesce before measuring: the freshly loaded tables would otherwise
+        // draw autovacuum (and its analyze) in the middle of a benchmark on a
+        // 2-core machine, and dirty pages a checkpoint at a random moment.
+        // VACUUM runs outside a transaction, so straight to PostgreSQL, in
+        // the simple protocol.
+        let mut direct = harness::db::admin_connect(&stack.urls().database_url).await?;
+        for statement in ["VACUUM (ANALYZE)", "CHECKPOINT"] {
+            harness::db::admin_command(&mut direct, statement).await?;
+        }
         let db = harness::db::Db::connect(&stack.urls().pgbouncer_url, 1).await?;
         let mut tx = db.begin().await?;
         let project_id: i64 = harness::db::query_scalar(

@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod bench_loadgen;
 mod calibrate;
 mod doctor;
@@ -31,6 +32,8 @@ struct Cli {
 enum Command {
     /// Provision, seed, start the target, run the suites, write the reports.
     Perf(perf::Args),
+    /// Run the criterion benchmarks, recording each run's mean (for `no-regression` budgets).
+    Bench(bench::Args),
     /// Measure the load engine's CPU and memory per request, beside wrk's.
     BenchLoadgen(bench_loadgen::Args),
     /// Start PostgreSQL + PgBouncer + Redis, print their URLs, keep them until Ctrl-C.
@@ -64,6 +67,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Perf(args) => perf::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::BenchLoadgen(args) => bench_loadgen::run(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Down(args) => down::run(args).await,

@@ -7,6 +7,11 @@ use harness::infra::images::{ImagesOutcome, ensure_local_images};
 use harness::infra::native::{self, Binaries};
 use harness::infra::ownership::docker_if_answering;
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use harness::bench_budget::{BudgetRule, CriterionResults, MIN_BASELINE_RUNS, criterion_home};
+
+use crate::bench::{Pass, exactly};
 use crate::{cargo, project_root};
 
 #[derive(Debug, clap::Args)]
@@ -56,30 +61,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Criterion's settings for the short pass: long enough for a mean and
-/// its interval, short enough for every CI run (about a minute in all).
-const SHORT_PASS: [&str; 5] = [
-    "--warm-up-time",
-    "0.5",
-    "--measurement-time",
-    "2",
-    "--noplot",
-];
+/// Rounds of the interleaved A/A a missing baseline is saved with: a
+/// baseline run, then a run judged against it, three times (the last judged
+/// run is the whole pass).
+const BASELINE_ROUNDS: usize = 3;
 
-/// A short `cargo bench` pass of the benches crate, in the dev profile
-/// (optimised dependencies, already built for the tests; timings only err
-/// on the slow side, so a budget that holds here holds in release). A
-/// `no-regression against NAME` rule whose baseline criterion has not saved
-/// gets one first, from this same code: on a fresh clone of main that is an
-/// A/A comparison, which proves the rule is judged and does not cry wolf; a
-/// pull request's workflow saves `main` from the base branch instead (see
+/// A short `cargo bench` pass, so the suites' budgets are judged. A
+/// `no-regression against NAME` rule whose baseline has too few recorded
+/// runs gets them first, from this same code, interleaved with runs judged
+/// against them: on a fresh clone of main that is an A/A comparison, which
+/// proves the rule is judged and does not cry wolf; a pull request's
+/// workflow saves `main` from the base branch instead (see
 /// `.github/workflows/perf.yml`).
 fn bench_pass() -> anyhow::Result<()> {
     let root = project_root();
-    let results = harness::bench_budget::CriterionResults::read(
-        &harness::bench_budget::criterion_home(&root),
-    )?;
-    let mut missing: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let results = CriterionResults::read(&criterion_home(&root))?;
+    let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
     // Planned as `cargo xtask perf` plans them, the AHSP domain's catalog
     // and metrics known.
     let domain = suites::ahsp::Ahsp::target_binary(std::env::current_exe()?, &[]);
@@ -88,8 +85,8 @@ fn bench_pass() -> anyhow::Result<()> {
         let plan = harness::run::plan(&domain, &path, &options)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for budget in plan.bench_budgets {
-            if let harness::bench_budget::BudgetRule::NoRegression { baseline, .. } = &budget.rule
-                && results.estimates(&budget.benchmark, baseline)?.is_none()
+            if let BudgetRule::NoRegression { baseline, .. } = &budget.rule
+                && results.run_means(&budget.benchmark, baseline)?.len() < MIN_BASELINE_RUNS
             {
                 missing
                     .entry(baseline.clone())
@@ -98,53 +95,34 @@ fn bench_pass() -> anyhow::Result<()> {
             }
         }
     }
-    let bench = |extra: &[&str]| -> anyhow::Result<()> {
-        let status = std::process::Command::new(cargo())
-            .current_dir(&root)
-            .args([
-                "bench",
-                "-p",
-                "benches",
-                "--bench",
-                "queries",
-                "--bench",
-                "harness_hot_paths",
-            ])
-            .args(["--profile", "dev", "--"])
-            .args(SHORT_PASS)
-            .args(extra)
-            .status()?;
-        anyhow::ensure!(status.success(), "the benchmark pass failed ({status})");
-        Ok(())
-    };
+    let mut interleaved = BTreeSet::new();
     for (baseline, benchmarks) in &missing {
-        let filter = format!(
-            "^({})$",
-            benchmarks
-                .iter()
-                .map(|b| regex_escape(b))
-                .collect::<Vec<_>>()
-                .join("|")
-        );
         eprintln!(
-            "benchmarks: saving baseline `{baseline}` of {} from this code",
+            "benchmarks: saving baseline `{baseline}` of {} from this code, {BASELINE_ROUNDS} runs \
+             interleaved with runs judged against them",
             benchmarks.join(", ")
         );
-        bench(&["--save-baseline", baseline, &filter])?;
+        let filter = exactly(benchmarks);
+        for round in 0..BASELINE_ROUNDS {
+            let append = |_: &str| round > 0;
+            let pass = |save_baseline| Pass {
+                save_baseline,
+                short: true,
+                filter: Some(&filter),
+            };
+            pass(Some(baseline)).run(&append)?;
+            if round + 1 < BASELINE_ROUNDS {
+                pass(None).run(&append)?;
+            }
+        }
+        interleaved.extend(benchmarks.iter().cloned());
     }
     eprintln!("benchmarks: a short pass, so the suites' budgets are judged");
-    bench(&[])
-}
-
-/// `id` as a regular expression matching itself (criterion filters by regex).
-fn regex_escape(id: &str) -> String {
-    id.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$".contains(c);
-            special
-                .then_some('\\')
-                .into_iter()
-                .chain(std::iter::once(c))
-        })
-        .collect()
+    let whole = Pass {
+        save_baseline: None,
+        short: true,
+        filter: None,
+    };
+    whole.run(&|id| interleaved.contains(id))?;
+    Ok(())
 }
