@@ -69,9 +69,9 @@ fn a_time_budget_passes_under_and_fails_over_with_the_numbers() {
 }
 
 #[test]
-fn no_regression_compares_confidence_intervals_with_the_saved_baseline() {
+fn no_regression_judges_the_recorded_runs_against_their_spread() {
     let results = recorded();
-    // Two real runs of the same code: their intervals overlap or the second is faster.
+    // Real runs of the same code: 3.9 and 3.3 ms against 4.3, 3.9 and 3.3 ms.
     let same = check(
         &budget("queries/kurva_s", "no-regression against main"),
         &results,
@@ -91,11 +91,16 @@ fn no_regression_compares_confidence_intervals_with_the_saved_baseline() {
     assert!(
         slower
             .detail
-            .contains("slower beyond both confidence intervals and the 10 % tolerance"),
+            .contains("slower beyond the spread and the 10 % tolerance"),
         "{}",
         slower.detail
     );
-    // Beyond the intervals is not enough: a change inside the tolerance holds.
+    assert!(
+        slower.detail.contains("against `main`'s 3 runs ("),
+        "{}",
+        slower.detail
+    );
+    // Beyond the spread is not enough: a change inside the tolerance holds.
     let tolerated = check(
         &budget(
             "queries/rekap_rab/per_row",
@@ -109,7 +114,7 @@ fn no_regression_compares_confidence_intervals_with_the_saved_baseline() {
     assert!(
         tolerated
             .detail
-            .contains("but within the 100000 % tolerance"),
+            .contains("beyond the spread but within the 100000 % tolerance"),
         "{}",
         tolerated.detail
     );
@@ -131,6 +136,17 @@ fn missing_estimates_say_what_to_run() {
     assert!(
         no_baseline.0.contains("--save-baseline v2"),
         "{no_baseline}"
+    );
+    // One run of `main` gives no spread between runs: not judged, and says how to save more.
+    let one_run = check(
+        &budget("queries/rekap_rab/aggregated", "no-regression against main"),
+        &results,
+    )
+    .unwrap()
+    .unwrap_err();
+    assert!(
+        one_run.0.contains("is one run") && one_run.0.contains("--save-baseline main --runs 3"),
+        "{one_run}"
     );
     let nothing = CriterionResults::read(&PathBuf::from("/nonexistent/criterion")).unwrap();
     assert_eq!(nothing.ids().count(), 0);
