@@ -7,6 +7,7 @@
 //! can use (`pgbouncer.cl_waiting.max`, `redis.hit_ratio`, …), and into the
 //! diagnosis beside a failing threshold.
 
+pub mod access;
 pub mod config;
 pub mod logs;
 pub mod process;

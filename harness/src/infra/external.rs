@@ -1,5 +1,7 @@
 //! The external provider: a stack someone else runs, given by URL. Nothing is
-//! started or stopped; every URL must answer before a run begins.
+//! started or stopped; every URL must answer before a run begins (PgBouncer's
+//! console may answer with a refusal: an application's role is rarely in its
+//! `stats_users`, and the probes do without it).
 
 use std::time::Duration;
 
@@ -63,7 +65,12 @@ pub async fn connect(config: &InfraConfig) -> anyhow::Result<(StackUrls, Vec<Ser
         let attempt = async {
             match check {
                 ServiceName::Postgres => readiness::postgres_answers(&url).await,
-                ServiceName::Pgbouncer => readiness::pgbouncer_admin_answers(&url).await.map(drop),
+                ServiceName::Pgbouncer => match readiness::pgbouncer_admin_answers(&url).await {
+                    // The console answered and refused this role: the probes
+                    // do without it, and the run names the grant.
+                    Err(error) if refused(&error) => Ok(()),
+                    answer => answer.map(drop),
+                },
                 ServiceName::Redis => readiness::redis_answers(&url).await,
             }
         };
@@ -110,6 +117,17 @@ pub async fn connect(config: &InfraConfig) -> anyhow::Result<(StackUrls, Vec<Ser
     })
     .collect();
     Ok((urls, services))
+}
+
+/// Whether a service answered and refused the role (an error from the
+/// server), rather than not answering at all.
+fn refused(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Database(_))
+        )
+    })
 }
 
 /// PgBouncer's admin console is the database `pgbouncer` on the same address.

@@ -20,7 +20,7 @@ use crate::engine::vu::EngineUser;
 use crate::infra::proxy::FaultProxy;
 use crate::infra::{InfraConfig, ServiceName, Stack, StackUrls};
 use crate::integrity::Snapshot;
-use crate::probe::config::EffectiveConfig;
+use crate::probe::config::{EffectiveConfig, Scope as SettingsScope};
 use crate::suite::WriteSpec;
 use crate::suite::plan::{Plan, TargetPlan, TaskKind, UserPool};
 
@@ -99,7 +99,7 @@ pub(super) async fn prepare(
     target.paths = paths;
     // From here on an early return drops `target`, which stops it.
     let effective_config = match stack {
-        Some(stack) => Some(effective_config(stack, infra, &mut notes).await?),
+        Some(stack) => Some(effective_config(stack, plan, infra, &mut notes).await?),
         None => None,
     };
     let input = EngineInput {
@@ -221,13 +221,26 @@ async fn data(domain: &dyn Domain, plan: &Plan, stack: Option<&Stack>) -> anyhow
 }
 
 /// What is in effect must be what the suite asked for; on a stack the
-/// harness only visits, a difference is a note rather than a refusal.
+/// harness only visits, only the settings the suite's `[infra]` names are
+/// compared, a difference is a note rather than a refusal, and what its
+/// roles cannot read is named once with the grant for each.
 async fn effective_config(
     stack: &Stack,
+    plan: &Plan,
     infra: &InfraConfig,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<EffectiveConfig> {
-    let effective = crate::probe::config::read(stack.urls(), infra)
+    let managed = stack.manages_services();
+    if !managed {
+        let missing = crate::probe::access::check(stack.urls()).await;
+        notes.extend(crate::probe::access::note(&missing));
+    }
+    let scope = if managed {
+        SettingsScope::Everything
+    } else {
+        SettingsScope::Asked(&plan.infra_asked)
+    };
+    let effective = crate::probe::config::read(stack.urls(), infra, scope)
         .await
         .context("reading back the effective configuration")?;
     let mismatches: Vec<String> = effective
@@ -240,15 +253,26 @@ async fn effective_config(
             )
         })
         .collect();
+    anyhow::ensure!(
+        !managed || effective.unread.is_empty(),
+        "the stack's settings could not be read back: {}",
+        effective.unread.join("; ")
+    );
     if !mismatches.is_empty() {
         anyhow::ensure!(
-            !stack.manages_services(),
+            !managed,
             "the stack does not run with the suite's settings:\n  {}",
             mismatches.join("\n  ")
         );
         notes.push(format!(
             "the external stack differs from the suite's settings: {}",
             mismatches.join("; ")
+        ));
+    }
+    if !effective.unread.is_empty() {
+        notes.push(format!(
+            "settings the suite asked for that could not be read back: {}",
+            effective.unread.join("; ")
         ));
     }
     Ok(effective)

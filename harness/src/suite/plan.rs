@@ -92,6 +92,12 @@ pub struct Plan {
     pub target: TargetPlan,
     pub allow_hosts: Vec<String>,
     pub infra: InfraConfig,
+    /// The service settings the suite's `[infra]` names itself, as
+    /// `service.setting` (`postgres.max-connections`, `redis.maxmemory`,
+    /// a `postgres.extra` key as `postgres.work-mem`): on a stack the harness
+    /// only visits, these are the settings compared, not the defaults it
+    /// applies to stacks it starts.
+    pub infra_asked: BTreeSet<String>,
     /// The data set to seed (`[data] set`; the embedded target's default
     /// when the suite names none), or `None`: nothing is seeded.
     pub data_set: Option<String>,
@@ -226,6 +232,7 @@ fn plan(
         target,
         allow_hosts,
         infra: file.infra.clone(),
+        infra_asked: asked_settings(source),
         data_set: data.set,
         data_seed: data.seed,
         data_sql: data.sql,
@@ -301,11 +308,70 @@ pub(crate) fn check_plan(
     }
 }
 
+/// The service settings a suite's `[infra]` writes, in the form
+/// [`crate::probe::config::setting_key`] gives them.
+fn asked_settings(source: &str) -> BTreeSet<String> {
+    let mut asked = BTreeSet::new();
+    let Ok(file) = source.parse::<toml::Table>() else {
+        return asked;
+    };
+    let Some(infra) = file.get("infra").and_then(toml::Value::as_table) else {
+        return asked;
+    };
+    for service in ["postgres", "pgbouncer", "redis"] {
+        let Some(settings) = infra.get(service).and_then(toml::Value::as_table) else {
+            continue;
+        };
+        for (key, value) in settings {
+            match (key.as_str(), value.as_table()) {
+                ("extra", Some(extra)) => {
+                    for name in extra.keys() {
+                        asked.insert(crate::probe::config::setting_key(service, name));
+                    }
+                }
+                _ => {
+                    asked.insert(crate::probe::config::setting_key(service, key));
+                }
+            }
+        }
+    }
+    asked
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn the_settings_a_suite_asks_for_are_its_own_infra_keys() {
+        let asked = asked_settings(
+            r#"
+[suite]
+name = "own"
+[infra]
+provider = "external"
+[infra.postgres]
+max-connections = 50
+[infra.postgres.extra]
+work_mem = "8MB"
+[infra.redis]
+maxmemory-policy = "allkeys-lru"
+[infra.external]
+database-url = "postgres://app@db/app"
+"#,
+        );
+        let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
+        assert_eq!(
+            asked,
+            [
+                "postgres.max-connections",
+                "postgres.work-mem",
+                "redis.maxmemory-policy"
+            ]
+        );
+    }
 
     const SUITE: &str = r#"
 [suite]

@@ -1,0 +1,155 @@
+//! The harness against a stack it did not start, visited with an
+//! application's ordinary roles: a PostgreSQL role with SELECT on its
+//! tables and nothing more, no place in PgBouncer's console, a Redis user
+//! without CONFIG. The run must go through, name what it could not read
+//! with the grant for each, and leave none of the roles' secrets in any
+//! file it wrote.
+
+use std::path::{Path, PathBuf};
+
+use harness::db::{admin_command, admin_connect};
+use harness::infra::{InfraConfig, Stack};
+use harness::run::Domain as _;
+use harness::run::{RunOptions, run_suite};
+use suites::ahsp::Ahsp;
+
+fn domain() -> Ahsp {
+    Ahsp::target_binary(PathBuf::from(env!("CARGO_BIN_EXE_ahsp-target")), &[])
+}
+
+const PG_SECRET: &str = "reader-secret-7f3a";
+const REDIS_SECRET: &str = "cache-secret-91b2";
+
+fn with_user(url: &str, user: &str, password: &str) -> String {
+    let mut parsed = url::Url::parse(url).unwrap();
+    parsed.set_username(user).unwrap();
+    parsed.set_password(Some(password)).unwrap();
+    parsed.to_string()
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_stack_visited_with_ordinary_roles_runs_and_names_each_grant() {
+    // The user's stack: the harness starts it here only to have one.
+    let stack = Stack::start(&InfraConfig::default()).await.unwrap();
+    let urls = stack.urls().clone();
+    domain().seed(&urls.database_url, "ci", 42).await.unwrap();
+    let mut superuser = admin_connect(&urls.database_url).await.unwrap();
+    for statement in [
+        format!("CREATE ROLE app_reader LOGIN PASSWORD '{PG_SECRET}'"),
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO app_reader".to_owned(),
+    ] {
+        admin_command(&mut superuser, &statement).await.unwrap();
+    }
+    let client = redis::Client::open(urls.redis_url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("app_cache")
+        .arg("on")
+        .arg(format!(">{REDIS_SECRET}"))
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-@admin")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // The suite a user writes for it: their app by command, the stack by
+    // URL, one setting of their own asked for.
+    let database_url = with_user(&urls.database_url, "app_reader", PG_SECRET);
+    let admin_url = with_user(&urls.pgbouncer_admin_url, "app_reader", PG_SECRET);
+    let redis_url = with_user(&urls.redis_url, "app_cache", REDIS_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("own.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"
+[suite]
+name = "own-app"
+
+[target]
+command = ["{target}", "--listen", "127.0.0.1:{{port}}", "--quiet"]
+ready-url = "/health/ready/"
+
+[infra]
+provider = "external"
+[infra.postgres]
+shared-preload-libraries = ["pg_stat_statements"]
+[infra.external]
+database-url = "{database_url}"
+pgbouncer-url = "{pgbouncer_url}"
+pgbouncer-admin-url = "{admin_url}"
+redis-url = "{redis_url}"
+
+[data.sql]
+project_id = "SELECT id FROM projects ORDER BY id LIMIT 5"
+
+[load]
+users = 2
+duration = "4s"
+
+[[task]]
+name = "/health/ready/"
+get = "/health/ready/?project={{project_id}}"
+
+[thresholds]
+"http.failed" = "rate == 0%"
+"#,
+            target = env!("CARGO_BIN_EXE_ahsp-target"),
+            pgbouncer_url = urls.pgbouncer_url,
+        ),
+    )
+    .unwrap();
+
+    let output = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/tests/own-app");
+    let run = run_suite(&domain(), &suite, &RunOptions::quiet(output)).await;
+    stack.stop().await.unwrap();
+    let run = run.expect("an ordinary role never refuses a run");
+    assert!(run.report.passed, "{:#?}", run.report.thresholds);
+    let notes = run.report.notes.join("\n");
+    for grant in [
+        "GRANT pg_read_all_settings TO app_reader",
+        "GRANT pg_read_all_stats TO app_reader",
+        "list app_reader in PgBouncer's stats_users",
+        "allow +config|get in the Redis user's ACL",
+    ] {
+        assert!(notes.contains(grant), "no `{grant}` in the notes:\n{notes}");
+    }
+    // Only the setting the suite asked for is compared, and it could not be read.
+    assert!(
+        notes.contains("could not be read back: postgres shared_preload_libraries"),
+        "{notes}"
+    );
+    assert!(
+        !notes.contains("fsync"),
+        "a default blamed on the user:\n{notes}"
+    );
+
+    for file in files(&run.dir) {
+        let bytes = std::fs::read(&file).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in [PG_SECRET, REDIS_SECRET] {
+            assert!(
+                !text.contains(secret),
+                "{} holds a password of the stack's URLs",
+                file.display()
+            );
+        }
+    }
+}
