@@ -18,6 +18,7 @@ pub mod infra;
 pub mod integrity;
 pub mod metrics;
 pub mod probe;
+pub mod redact;
 pub mod report;
 pub mod run;
 pub mod suite;

@@ -151,19 +151,28 @@ pub async fn run_plan(
     let dir = run_dir(&options.output_root, &plan.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let infra = infra_config(&plan, options)?;
+    let mut redactor = known_secrets(&plan, &infra)?;
     let stack = if needs_stack(&plan, &infra) {
         Some(Stack::start(&infra).await.context("starting the stack")?)
     } else {
         None
     };
+    if let Some(stack) = &stack {
+        for (_, url) in stack.urls().env() {
+            redactor.url(url);
+        }
+    }
     // From here an interrupt stops the load and the reports are still
     // written; only a third one quits at once.
     let mut interrupts = InterruptListener::new();
     let outcome = prepare_measure_judge(
         domain,
         &plan,
-        options,
-        &dir,
+        options.progress,
+        RunFolder {
+            dir: &dir,
+            redactor: &mut redactor,
+        },
         stack.as_ref(),
         &infra,
         &mut interrupts,
@@ -172,8 +181,22 @@ pub async fn run_plan(
     if let Some(stack) = stack {
         stack.stop().await.context("stopping the stack")?;
     }
+    let outcome = outcome.and_then(|(mut report, target_log)| {
+        if redactor.too_short > 0 {
+            report.notes.push(format!(
+                "{} secret value(s) shorter than 4 characters could not be redacted from the reports",
+                redactor.too_short
+            ));
+        }
+        write_reports(&report, &plan.name, &dir, options.print_summary, &redactor)?;
+        Ok((report, target_log))
+    });
+    // Whatever the outcome, no file of the run keeps a secret: the reports
+    // just written, the service logs and the target's output.
+    redactor
+        .sweep(&dir)
+        .with_context(|| format!("redacting {}", dir.display()))?;
     let (report, target_log) = outcome?;
-    write_reports(&report, &plan.name, &dir, options.print_summary)?;
     drop(interrupts);
     Ok(SuiteRun {
         report,
@@ -182,15 +205,74 @@ pub async fn run_plan(
     })
 }
 
+/// The secrets a run knows before it starts: passwords in the target's and
+/// the external stack's URLs, values of the tasks' sensitive headers and of
+/// the target's secret-looking environment, and the suite's own patterns.
+fn known_secrets(plan: &Plan, infra: &InfraConfig) -> anyhow::Result<crate::redact::Redactor> {
+    let mut redactor = crate::redact::Redactor::default();
+    let external = &infra.external;
+    for url in [
+        &external.database_url,
+        &external.pgbouncer_url,
+        &external.pgbouncer_admin_url,
+        &external.redis_url,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        redactor.url(url);
+    }
+    match &plan.target {
+        TargetPlan::Url { url } => redactor.url(url),
+        TargetPlan::Command { env, .. } => {
+            let secret_name = regex::Regex::new(r"(?i)secret|password|passwd|token|key|credential")
+                .expect("a valid pattern");
+            for (name, value) in env {
+                if secret_name.is_match(name) {
+                    redactor.secret(value);
+                }
+            }
+        }
+        TargetPlan::Embedded { .. } => {}
+    }
+    for task in &plan.tasks {
+        if let crate::suite::plan::TaskKind::Http(http) = &task.kind {
+            for (name, value) in &http.headers {
+                if crate::redact::SENSITIVE_HEADERS.contains(&name.as_str()) {
+                    for segment in &value.segments {
+                        if let crate::suite::template::Segment::Literal(text) = segment {
+                            redactor.secret(text.trim());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for pattern in &plan.secret_patterns {
+        redactor
+            .pattern(pattern)
+            .with_context(|| format!("`[secrets] patterns`: {pattern}"))?;
+    }
+    Ok(redactor)
+}
+
+/// Where a run writes, and the secrets nothing it writes may hold (the
+/// phases add those they learn, such as the user pool's passwords).
+struct RunFolder<'a> {
+    dir: &'a Path,
+    redactor: &'a mut crate::redact::Redactor,
+}
+
 async fn prepare_measure_judge(
     domain: &dyn Domain,
     plan: &Plan,
-    options: &RunOptions,
-    dir: &Path,
+    progress: bool,
+    folder: RunFolder<'_>,
     stack: Option<&Stack>,
     infra: &InfraConfig,
     interrupts: &mut InterruptListener,
 ) -> anyhow::Result<(RunReport, Option<PathBuf>)> {
+    let RunFolder { dir, redactor } = folder;
     // From here the target runs: it is stopped inside `measure`, or dropped
     // (and so stopped) on any early return.
     let prepare::Prepared {
@@ -198,6 +280,9 @@ async fn prepare_measure_judge(
         input,
         before,
     } = prepare::prepare(domain, plan, dir, stack, infra).await?;
+    for user in &input.users {
+        redactor.secret(user.password.expose());
+    }
     let target_log = target.log.clone();
     let measured = measure::measure(
         plan,
@@ -205,7 +290,7 @@ async fn prepare_measure_judge(
         input,
         stack,
         dir,
-        options.progress,
+        progress,
         interrupts,
     )
     .await?;
@@ -238,6 +323,7 @@ fn write_reports(
     suite: &str,
     dir: &Path,
     print_summary: bool,
+    redactor: &crate::redact::Redactor,
 ) -> anyhow::Result<()> {
     let mut reporters: Vec<Box<dyn Reporter>> = vec![
         Box::new(JsonReporter {
@@ -258,7 +344,9 @@ fn write_reports(
         }),
     ];
     if print_summary {
-        reporters.push(Box::new(TerminalReporter));
+        reporters.push(Box::new(TerminalReporter {
+            redactor: redactor.clone(),
+        }));
     }
     for reporter in &mut reporters {
         reporter.finished(report)?;

@@ -59,6 +59,18 @@ pub struct SuiteFile {
     /// What the harness does to the stack's services during the load.
     #[serde(default, rename = "fault")]
     pub faults: Vec<FaultSpec>,
+    /// What no file the run writes may hold, beyond what it knows is secret.
+    #[serde(default)]
+    pub secrets: SecretsSpec,
+}
+
+/// `[secrets]`: regular expressions whose matches every report, log and
+/// failure sample of the run shows as `***`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SecretsSpec {
+    #[serde(default)]
+    pub patterns: Vec<Spanned<String>>,
 }
 
 /// A fault on the run's clock: `service` (postgres, pgbouncer, redis,

@@ -153,3 +153,128 @@ get = "/health/ready/?project={{project_id}}"
         }
     }
 }
+
+/// A secret in every place a user can put one: the target URL's userinfo,
+/// the user pool's passwords (a file), a task's `Authorization` header, a
+/// token in a task's path the suite's `[secrets] patterns` names, a password
+/// in a query string the service answers 404 to (so it is in the failure
+/// samples), and what the traffic carries (session cookies, CSRF tokens).
+/// No file the run writes may hold any of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_a_file_the_run_writes() {
+    let stack = Stack::start(&InfraConfig::default()).await.unwrap();
+    let urls = stack.urls().clone();
+    let catalog = domain().seed(&urls.database_url, "ci", 42).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut target = tokio::process::Command::new(env!("CARGO_BIN_EXE_ahsp-target"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--quiet"])
+        .env("PGBOUNCER_URL", &urls.pgbouncer_url)
+        .env("REDIS_URL", &urls.redis_url)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service never listened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let users: Vec<(String, String)> = catalog
+        .users
+        .iter()
+        .take(3)
+        .map(|u| (u.login.clone(), u.password.expose().to_owned()))
+        .collect();
+    let pool = dir.path().join("users.csv");
+    let lines: Vec<String> = users.iter().map(|(l, p)| format!("{l},{p}")).collect();
+    std::fs::write(&pool, lines.join("\n") + "\n").unwrap();
+    const URL_SECRET: &str = "url-secret-5d1e";
+    const HEADER_SECRET: &str = "header-secret-88aa";
+    const PATTERN_SECRET: &str = "tok_patsecret0001";
+    const QUERY_SECRET: &str = "query-secret-1234";
+    let suite = dir.path().join("secrets.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"
+[suite]
+name = "secrets"
+
+[target]
+url = "http://probe:{URL_SECRET}@127.0.0.1:{port}"
+
+[auth]
+login-url = "/accounts/login/"
+success = {{ status = 302, location = "/dashboard/", cookie = "sessionid" }}
+users = {{ from = "file", path = "{pool}" }}
+
+[secrets]
+patterns = ["tok_[a-z0-9]{{13}}"]
+
+[load]
+users = 3
+duration = "3s"
+
+[[task]]
+name = "/dashboard/ {PATTERN_SECRET}"
+get = "/dashboard/?token={PATTERN_SECRET}"
+headers = {{ Authorization = "Bearer {HEADER_SECRET}" }}
+
+[[task]]
+name = "/missing/"
+get = "/missing/?password={QUERY_SECRET}"
+"#,
+            pool = pool.display(),
+        ),
+    )
+    .unwrap();
+    let output = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/tests/secrets");
+    let run = run_suite(&domain(), &suite, &RunOptions::quiet(output)).await;
+    let _ = target.kill().await;
+    stack.stop().await.unwrap();
+    let run = run.unwrap();
+    // The run did what puts secrets at risk: it logged in and met failures.
+    let summary = &run.report.summary;
+    assert!(
+        summary.total.requests > 0 && summary.total.failures > 0,
+        "{summary:#?}"
+    );
+
+    let mut secrets: Vec<String> = users.into_iter().map(|(_, p)| p).collect();
+    secrets.extend([URL_SECRET, HEADER_SECRET, PATTERN_SECRET, QUERY_SECRET].map(String::from));
+    let written = files(&run.dir);
+    assert!(written.len() >= 6, "{written:?}");
+    for file in written {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{} holds the secret {secret}",
+                file.display()
+            );
+        }
+        // What only the traffic carries: a session id or a CSRF token value.
+        for marker in ["sessionid=", "csrftoken=", "csrfmiddlewaretoken\" value=\""] {
+            if let Some(at) = text.find(marker) {
+                let value = &text[at + marker.len()..];
+                assert!(
+                    value.starts_with("***") || value.starts_with(';') || value.starts_with('"'),
+                    "{} holds a {marker} value: {}",
+                    file.display(),
+                    &value[..value.len().min(40)]
+                );
+            }
+        }
+    }
+}

@@ -353,12 +353,15 @@ fn clip(text: &str, width: usize) -> String {
 }
 
 /// Prints the summary to standard output.
+/// The summary on standard output, with the run's secrets masked.
 #[derive(Debug, Default)]
-pub struct TerminalReporter;
+pub struct TerminalReporter {
+    pub redactor: crate::redact::Redactor,
+}
 
 impl Reporter for TerminalReporter {
     fn finished(&mut self, report: &RunReport) -> anyhow::Result<()> {
-        println!("{}", render(report));
+        println!("{}", self.redactor.text(&render(report)));
         Ok(())
     }
 }

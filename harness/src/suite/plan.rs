@@ -98,6 +98,8 @@ pub struct Plan {
     /// only visits, these are the settings compared, not the defaults it
     /// applies to stacks it starts.
     pub infra_asked: BTreeSet<String>,
+    /// `[secrets] patterns`: checked regular expressions.
+    pub secret_patterns: Vec<String>,
     /// The data set to seed (`[data] set`; the embedded target's default
     /// when the suite names none), or `None`: nothing is seeded.
     pub data_set: Option<String>,
@@ -223,6 +225,19 @@ fn plan(
         None => Vec::new(),
     };
 
+    let mut secret_patterns = Vec::new();
+    for pattern in &file.secrets.patterns {
+        match regex::Regex::new(pattern.get_ref()) {
+            Ok(_) => secret_patterns.push(pattern.get_ref().clone()),
+            Err(error) => {
+                checker.at(
+                    pattern.span(),
+                    format!("`[secrets] patterns`: not a regular expression: {error}"),
+                );
+            }
+        }
+    }
+
     checker.finish()?;
     Ok(Plan {
         name,
@@ -233,6 +248,7 @@ fn plan(
         allow_hosts,
         infra: file.infra.clone(),
         infra_asked: asked_settings(source),
+        secret_patterns,
         data_set: data.set,
         data_seed: data.seed,
         data_sql: data.sql,
