@@ -112,6 +112,7 @@ async fn capture(
     started: Instant,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let since = std::time::SystemTime::now() - started.elapsed();
     let mut out = tokio::io::BufWriter::new(tokio::fs::File::create(&path).await?);
     let stamp = |line: &str| {
         format!(
@@ -120,16 +121,21 @@ async fn capture(
             line.trim_end()
         )
     };
-    let mut stream = source.follow();
+    let mut stream = source.follow(since);
     let mut pending = String::new();
     loop {
         tokio::select! {
             chunk = stream.next() => match chunk {
                 Some(chunk) => {
-                    pending.push_str(&String::from_utf8_lossy(&chunk));
+                    pending.push_str(&String::from_utf8_lossy(&chunk.bytes));
                     while let Some(end) = pending.find('\n') {
                         let line: String = pending.drain(..=end).collect();
-                        out.write_all(stamp(&line).as_bytes()).await?;
+                        let line = if chunk.before {
+                            format!("{START_UP} {}\n", line.trim_end())
+                        } else {
+                            stamp(&line)
+                        };
+                        out.write_all(line.as_bytes()).await?;
                     }
                 }
                 None => break,
@@ -140,14 +146,20 @@ async fn capture(
     out.flush().await
 }
 
-/// Counts every signature in the captured files.
+/// How a captured line printed before the run began is marked: the
+/// service's start-up and the harness's readiness checks, kept for the
+/// reader and left out of the scan (PgBouncer's "database does not exist"
+/// while PostgreSQL was still creating it is no finding).
+pub const START_UP: &str = "[start-up]";
+
+/// Counts every signature in the captured files, start-up lines left out.
 pub fn scan(files: &[(String, PathBuf)]) -> Vec<SignatureHit> {
     let mut hits: Vec<SignatureHit> = Vec::new();
     for (service, path) in files {
         let Ok(text) = std::fs::read_to_string(path) else {
             continue;
         };
-        for line in text.lines() {
+        for line in text.lines().filter(|l| !l.starts_with(START_UP)) {
             let (second, rest) = match line.strip_prefix("[+").and_then(|l| l.split_once("s] ")) {
                 Some((second, rest)) => (second.parse().unwrap_or(0.0), rest),
                 None => (0.0, line),
