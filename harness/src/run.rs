@@ -284,16 +284,7 @@ async fn prepare_measure_judge(
         redactor.secret(user.password.expose());
     }
     let target_log = target.log.clone();
-    let measured = measure::measure(
-        plan,
-        target,
-        input,
-        stack,
-        dir,
-        progress,
-        interrupts,
-    )
-    .await?;
+    let measured = measure::measure(plan, target, input, stack, dir, progress, interrupts).await?;
     let report = judge::judge(plan, infra, stack, before, measured).await?;
     Ok((report, target_log))
 }

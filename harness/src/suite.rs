@@ -160,6 +160,10 @@ pub struct DataSpec {
     #[serde(rename = "profile")]
     pub retired_profile: Option<Spanned<toml::Value>>,
     pub seed: Option<u64>,
+    /// PBKDF2 iterations of the seeded users' password hashes: the
+    /// application's own login cost (`1000000` for the AHSP application),
+    /// where a suite is about logins; cheap by default.
+    pub password_iterations: Option<u32>,
     /// For targets whose data the harness did not seed: a variable name and
     /// the SQL (against the direct database URL) whose first column lists
     /// its values.

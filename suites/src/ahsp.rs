@@ -49,12 +49,15 @@ impl Domain for Ahsp {
         database_url: &'a str,
         data_set: &'a str,
         seed: u64,
+        password_iterations: Option<u32>,
     ) -> LocalBoxFuture<'a, anyhow::Result<Catalog>> {
         Box::pin(async move {
+            let defaults = fixtures::SeedOptions::default();
             let options = fixtures::SeedOptions {
                 profile: data_set.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
                 seed,
-                ..fixtures::SeedOptions::default()
+                password_iterations: password_iterations.unwrap_or(defaults.password_iterations),
+                ..defaults
             };
             let outcome = fixtures::seed(database_url, &options)
                 .await

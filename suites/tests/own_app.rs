@@ -46,7 +46,10 @@ async fn an_external_stack_visited_with_ordinary_roles_runs_and_names_each_grant
     // The user's stack: the harness starts it here only to have one.
     let stack = Stack::start(&InfraConfig::default()).await.unwrap();
     let urls = stack.urls().clone();
-    domain().seed(&urls.database_url, "ci", 42).await.unwrap();
+    domain()
+        .seed(&urls.database_url, "ci", 42, None)
+        .await
+        .unwrap();
     let mut superuser = admin_connect(&urls.database_url).await.unwrap();
     for statement in [
         format!("CREATE ROLE app_reader LOGIN PASSWORD '{PG_SECRET}'"),
@@ -164,7 +167,10 @@ get = "/health/ready/?project={{project_id}}"
 async fn no_secret_reaches_a_file_the_run_writes() {
     let stack = Stack::start(&InfraConfig::default()).await.unwrap();
     let urls = stack.urls().clone();
-    let catalog = domain().seed(&urls.database_url, "ci", 42).await.unwrap();
+    let catalog = domain()
+        .seed(&urls.database_url, "ci", 42, None)
+        .await
+        .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

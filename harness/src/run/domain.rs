@@ -26,6 +26,7 @@ pub trait Domain: Send + Sync {
         database_url: &'a str,
         data_set: &'a str,
         seed: u64,
+        password_iterations: Option<u32>,
     ) -> LocalBoxFuture<'a, anyhow::Result<Catalog>>;
 
     /// Starts the embedded target on the stack, with the suite's switches,

@@ -207,7 +207,12 @@ async fn data(domain: &dyn Domain, plan: &Plan, stack: Option<&Stack>) -> anyhow
     let mut catalog = Catalog::default();
     if let (Some(data_set), Some(stack)) = (&plan.data_set, stack) {
         catalog = domain
-            .seed(&stack.urls().database_url, data_set, plan.data_seed)
+            .seed(
+                &stack.urls().database_url,
+                data_set,
+                plan.data_seed,
+                plan.data_password_iterations,
+            )
             .await
             .context("seeding")?;
     }

@@ -104,6 +104,8 @@ pub struct Plan {
     /// when the suite names none), or `None`: nothing is seeded.
     pub data_set: Option<String>,
     pub data_seed: u64,
+    /// PBKDF2 iterations of the seeded users' passwords (`None`: the domain's cheap default).
+    pub data_password_iterations: Option<u32>,
     /// Variables from SQL, for targets the harness did not seed.
     pub data_sql: Vec<(String, String)>,
     pub auth: Option<AuthPlan>,
@@ -251,6 +253,7 @@ fn plan(
         secret_patterns,
         data_set: data.set,
         data_seed: data.seed,
+        data_password_iterations: data.password_iterations,
         data_sql: data.sql,
         auth,
         load: load.expect("errors were reported"),
@@ -359,6 +362,41 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_profile_sets_the_password_cost_over_the_file() {
+        let suite = r#"
+[suite]
+name = "auth"
+[data]
+set = "ci"
+password-iterations = 1000000
+[profiles.ci.data]
+password-iterations = 1000
+[load]
+users = 1
+duration = "1s"
+[[task]]
+name = "/"
+get = "/"
+"#;
+        let plan = |profile: Option<&str>| {
+            let options = PlanOptions {
+                profile: profile.map(str::to_owned),
+                ..PlanOptions::default()
+            };
+            Plan::from_source(suite, "auth.toml", &options).unwrap()
+        };
+        assert_eq!(plan(None).data_password_iterations, Some(1_000_000));
+        assert_eq!(plan(Some("ci")).data_password_iterations, Some(1_000));
+        let zero = suite.replace("= 1000\n", "= 0\n");
+        let options = PlanOptions {
+            profile: Some("ci".into()),
+            ..PlanOptions::default()
+        };
+        let errors = Plan::from_source(&zero, "auth.toml", &options).unwrap_err();
+        assert!(errors.to_string().contains("at least 1"), "{errors}");
+    }
 
     #[test]
     fn the_settings_a_suite_asks_for_are_its_own_infra_keys() {

@@ -14,6 +14,8 @@ pub(super) struct DataPlan {
     /// The data set to seed, or `None` when nothing is seeded.
     pub(super) set: Option<String>,
     pub(super) seed: u64,
+    /// PBKDF2 iterations of the seeded passwords, when the suite says.
+    pub(super) password_iterations: Option<u32>,
     /// Variable name → SQL whose first column lists its values.
     pub(super) sql: Vec<(String, String)>,
 }
@@ -56,9 +58,19 @@ pub(super) fn check_data(
         Some(profile) if !profile.sql.is_empty() => &profile.sql,
         _ => &file.sql,
     };
+    let password_iterations = profile
+        .and_then(|p| p.password_iterations)
+        .or(file.password_iterations);
+    for spec in [Some(file), profile].into_iter().flatten() {
+        if spec.password_iterations == Some(0) {
+            let span = checker.header_span("[data");
+            checker.at(span, "`password-iterations` must be at least 1");
+        }
+    }
     DataPlan {
         set,
         seed,
+        password_iterations,
         sql: sql_table
             .iter()
             .map(|(name, sql)| (name.clone(), sql.get_ref().clone()))
