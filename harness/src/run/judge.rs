@@ -109,6 +109,7 @@ pub(super) async fn judge(
             pool_size: Some(infra.pgbouncer.default_pool_size.get()),
             query_wait_timeout: Some(infra.pgbouncer.query_wait_timeout.as_secs_f64()),
             postgres_unsynced: !infra.postgres.fsync,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
     );
     if let Some(stack) = stack {
