@@ -21,6 +21,14 @@ use regex::Regex;
 /// What replaces a secret.
 pub const MASK: &str = "***";
 
+/// Percent-encoding of everything but URL-unreserved characters: how a
+/// password is written in a URL's userinfo.
+const URL_UNRESERVED_KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// The shortest value redacted as a secret.
 const SHORTEST: usize = 4;
 
@@ -87,7 +95,7 @@ impl Redactor {
         let html = html_escape::encode_text(value).into_owned();
         let html_attribute = html_escape::encode_double_quoted_attribute(value).into_owned();
         let url: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
-        let percent = percent_encoding(value);
+        let percent = percent_encoding::utf8_percent_encode(value, URL_UNRESERVED_KEPT).to_string();
         for form in [value.to_owned(), json, html, html_attribute, url, percent] {
             if !self.values.contains(&form) {
                 self.values.push(form);
@@ -102,7 +110,7 @@ impl Redactor {
             && let Some(password) = parsed.password()
         {
             self.secret(password);
-            if let Ok(decoded) = urlencoding_decode(password) {
+            if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
                 self.secret(&decoded);
             }
         }
@@ -164,27 +172,6 @@ impl Redactor {
         }
         Ok(changed)
     }
-}
-
-/// Every byte outside the unreserved set percent-encoded (a password in a URL).
-fn percent_encoding(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn urlencoding_decode(value: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={value}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned().into_bytes())
-        .unwrap_or_default();
-    String::from_utf8(bytes)
 }
 
 #[cfg(test)]
