@@ -90,9 +90,18 @@ pub(super) async fn prepare(
             args,
             ready_path,
             env,
+            workdir,
         } => {
-            RunningTarget::command(program, args, env, ready_path, target_urls.as_ref(), dir)
-                .await?
+            RunningTarget::command(
+                program,
+                args,
+                env,
+                ready_path,
+                target_urls.as_ref(),
+                workdir.as_deref(),
+                dir,
+            )
+            .await?
         }
         TargetPlan::Url { url } => RunningTarget::external(url),
     };

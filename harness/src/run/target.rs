@@ -100,14 +100,15 @@ impl RunningTarget {
     }
 
     /// Starts the user's application on a free port (in `PORT`, and for
-    /// `{port}` in its arguments and environment) and polls `ready_path`
-    /// until it answers 2xx or 3xx.
+    /// `{port}` in its arguments and environment), in `workdir` when given,
+    /// and polls `ready_path` until it answers 2xx or 3xx.
     pub async fn command(
         program: &str,
         args: &[String],
         env: &[(String, String)],
         ready_path: &str,
         urls: Option<&StackUrls>,
+        workdir: Option<&Path>,
         dir: &Path,
     ) -> anyhow::Result<RunningTarget> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -120,6 +121,9 @@ impl RunningTarget {
                     .map(|arg| arg.replace("{port}", &port.to_string())),
             )
             .env("PORT", port.to_string());
+        if let Some(workdir) = workdir {
+            process.current_dir(workdir);
+        }
         if let Some(urls) = urls {
             for (name, value) in urls.env() {
                 process.env(name, value);

@@ -2,6 +2,7 @@
 //! starts the application; load goes only to loopback or allowed hosts.
 
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -26,6 +27,10 @@ pub enum TargetPlan {
         args: Vec<String>,
         ready_path: String,
         env: Vec<(String, String)>,
+        /// Where it runs: the suite file's directory for a command the
+        /// file names (a relative program with a `/` is found there too),
+        /// the current directory for one given on the command line.
+        workdir: Option<PathBuf>,
     },
 }
 
@@ -44,6 +49,10 @@ pub(super) fn check_target(
             .map(|c| (c.get_ref().clone(), Some(c.span())))
     } else {
         Some((options.target_command.clone(), None))
+    };
+    let suite_dir = match Path::new(checker.path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     };
     let target = match (&options.target_url, &spec.url, command) {
         (Some(url), _, _) => {
@@ -66,7 +75,11 @@ pub(super) fn check_target(
         }
         (None, _, Some((command, span))) => match command.split_first() {
             Some((program, args)) => TargetPlan::Command {
-                program: program.clone(),
+                program: match &span {
+                    Some(span) => file_program(checker, program, &suite_dir, span.clone()),
+                    None => program.clone(),
+                },
+                workdir: span.is_some().then(|| suite_dir.clone()),
                 args: args.to_vec(),
                 ready_path: spec
                     .ready_url
@@ -104,6 +117,35 @@ pub(super) fn check_target(
     }
     allow_hosts.dedup();
     (target, allow_hosts)
+}
+
+/// A program the suite file names: a relative path with a `/` in it is the
+/// suite directory's, made absolute (a child's working directory does not
+/// portably apply to its own program path); a bare name is looked up in
+/// `PATH` when the command starts.
+fn file_program(
+    checker: &mut Checker<'_>,
+    program: &str,
+    suite_dir: &Path,
+    span: Range<usize>,
+) -> String {
+    if !program.contains('/') || Path::new(program).is_absolute() {
+        return program.to_owned();
+    }
+    let resolved =
+        std::path::absolute(suite_dir.join(program)).unwrap_or_else(|_| suite_dir.join(program));
+    if !resolved.is_file() {
+        checker
+            .at(
+                span,
+                format!(
+                    "the target command `{program}` is not a file (looked for {})",
+                    resolved.display()
+                ),
+            )
+            .hint = Some("a relative program is found from the suite file's directory".into());
+    }
+    resolved.to_string_lossy().into_owned()
 }
 
 fn check_target_url(
@@ -204,7 +246,56 @@ mod tests {
         check(
             "command = [\"app\", \"--port\", \"0\"]\nenv = { A = \"1\" }",
             &none,
-            r#"Command { program: "app", args: ["--port", "0"], ready_path: "/", env: [("A", "1")] } allow=[]"#,
+            r#"Command { program: "app", args: ["--port", "0"], ready_path: "/", env: [("A", "1")], workdir: Some(".") } allow=[]"#,
+        );
+    }
+
+    #[test]
+    fn a_file_command_runs_in_the_suite_directory_and_its_relative_program_is_found_there() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("serve"), "#!/bin/sh\n").unwrap();
+        let path = dir.path().join("suite.toml");
+        let path = path.to_str().unwrap();
+        let plan = |program: &str, options: &PlanOptions| {
+            let source = format!("[suite]\nname = \"t\"\n[target]\ncommand = [\"{program}\"]\n");
+            let file = crate::suite::parse(&source, path).unwrap();
+            let mut checker = Checker::new(path, &source);
+            let (plan, _) = check_target(&mut checker, &file.target, options, Defaults::embedded());
+            let errors: Vec<String> = checker.errors.iter().map(|e| e.message.clone()).collect();
+            (plan, errors)
+        };
+        let none = PlanOptions::default();
+        let (found, errors) = plan("./serve", &none);
+        assert!(errors.is_empty(), "{errors:?}");
+        let TargetPlan::Command {
+            program, workdir, ..
+        } = found
+        else {
+            panic!("{found:?}")
+        };
+        assert_eq!(Path::new(&program), dir.path().join("serve"));
+        assert_eq!(workdir.as_deref(), Some(dir.path()));
+        // A bare name is PATH's.
+        let (bare, _) = plan("gunicorn", &none);
+        assert!(matches!(bare, TargetPlan::Command { ref program, .. } if program == "gunicorn"));
+        // A missing one is named before anything starts.
+        let (_, errors) = plan("./missing", &none);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("the target command `./missing` is not a file")),
+            "{errors:?}"
+        );
+        // One given on the command line runs where the user is.
+        let (cli, _) = plan(
+            "./serve",
+            &PlanOptions {
+                target_command: vec!["./other".into()],
+                ..PlanOptions::default()
+            },
+        );
+        assert!(
+            matches!(cli, TargetPlan::Command { ref program, workdir: None, .. } if program == "./other")
         );
     }
 
