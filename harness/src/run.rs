@@ -157,7 +157,11 @@ pub async fn run_plan(
     } else {
         None
     };
-    if let Some(stack) = &stack {
+    // A stack the harness starts has its own throwaway credentials (the
+    // native and container stacks' password is the word `ahsp`, which
+    // would blank every table name and path); a visited stack's are the
+    // user's.
+    if let Some(stack) = stack.as_ref().filter(|stack| !stack.manages_services()) {
         for (_, url) in stack.urls().env() {
             redactor.url(url);
         }
