@@ -8,6 +8,7 @@ mod bench_loadgen;
 mod calibrate;
 mod doctor;
 mod down;
+mod examples;
 mod images;
 mod perf;
 mod seed;
@@ -42,6 +43,8 @@ enum Command {
     Down(down::Args),
     /// Build the service images locally from Debian packages (no registry needed).
     Images,
+    /// Set up the example applications under `examples/` (a Python virtualenv each).
+    Examples,
     /// Say what this machine has and lacks for each provider.
     Doctor,
     /// Make sure what the tests need exists, then run the whole test suite.
@@ -72,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) => up::run(args).await,
             Command::Down(args) => down::run(args).await,
             Command::Images => images::run().await,
+            Command::Examples => examples::run(),
             Command::Doctor => doctor::run().await,
             Command::Test(args) => test::run(args).await,
             Command::Seed(args) => seed::run(args).await,

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the README's test command. Makes sure what the tests
 //! need exists (service images when a Docker daemon answers, the native
-//! binaries), runs a short criterion pass so the suites' `[benchmarks]`
-//! budgets are judged rather than ignored, then runs the whole test suite.
+//! binaries, the example applications' virtualenvs), runs a short criterion
+//! pass so the suites' `[benchmarks]` budgets are judged rather than
+//! ignored, then runs the whole test suite.
 
 use harness::infra::images::{ImagesOutcome, ensure_local_images};
 use harness::infra::native::{self, Binaries};
@@ -46,6 +47,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Err(missing) = Binaries::locate() {
         native::install_with_apt(&missing).await?;
+    }
+    for example in crate::examples::python_examples() {
+        if let Err(error) = crate::examples::ensure_virtualenv(&example) {
+            eprintln!(
+                "warning: cannot set up {} ({error:#}); its test will fail",
+                example.display()
+            );
+        }
     }
     let mut test = std::process::Command::new(cargo());
     test.current_dir(project_root())
