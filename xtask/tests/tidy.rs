@@ -222,3 +222,39 @@ fn binaries_only_parse_arguments_and_map_outcomes() {
         );
     }
 }
+
+/// Every example application is run by a test through its own suite, and
+/// `cargo xtask examples` knows how to set it up.
+#[test]
+fn every_example_has_a_suite_a_test_and_a_setup() {
+    let root = project_root();
+    let tests: String = std::fs::read_dir(root.join("suites/tests"))
+        .expect("suites/tests")
+        .map(|entry| std::fs::read_to_string(entry.expect("an entry").path()).unwrap_or_default())
+        .collect();
+    let setup = read(Path::new("xtask/src/examples.rs"));
+    let mut examples = 0;
+    for entry in std::fs::read_dir(root.join("examples")).expect("examples/") {
+        let path = entry.expect("an entry").path();
+        if !path.is_dir() {
+            continue;
+        }
+        examples += 1;
+        let name = path.file_name().and_then(|n| n.to_str()).expect("a name");
+        assert!(
+            path.join("suite.toml").is_file(),
+            "examples/{name} has no suite.toml"
+        );
+        assert!(
+            tests.contains(&format!("examples/{name}")),
+            "no test under suites/tests runs examples/{name}"
+        );
+        if path.join("requirements.txt").is_file() {
+            assert!(
+                setup.contains(&format!("examples/{name}")),
+                "cargo xtask examples does not set up examples/{name}"
+            );
+        }
+    }
+    assert!(examples > 0, "no example under examples/");
+}
