@@ -56,6 +56,12 @@ pub struct EngineOutput {
     /// Sampled response values, for the correctness check.
     pub truths: Vec<TruthSample>,
     pub aborted: bool,
+    /// When the load began, in milliseconds since the Unix epoch: what a
+    /// merge aligns shards' seconds by.
+    pub started_unix_ms: u64,
+    /// Every second whole, for a shard's result (empty when the run is not
+    /// a shard).
+    pub seconds: Vec<crate::metrics::kept::KeptSecond>,
 }
 
 /// Once a second, for progress displays.
@@ -178,6 +184,18 @@ pub async fn run_until(
         })
         .collect();
     let workers = plan.load.workers.max(1) as usize;
+    // Shards start together at an instant on the wall clock.
+    if let Some(at) = plan.shard.and_then(|shard| shard.start_at_unix_ms) {
+        // In short steps, so an interrupt while waiting is heard.
+        while !stop.requested() {
+            let left = at.saturating_sub(unix_ms(SystemTime::now()));
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(left.min(100))).await;
+        }
+    }
+    let started_unix_ms = unix_ms(SystemTime::now());
     let global = Arc::new(Global {
         plan: plan.clone(),
         custom_tasks: input.custom_tasks,
@@ -216,6 +234,9 @@ pub async fn run_until(
 
     let n_endpoints = plan.endpoints.len();
     let mut aggregator = Aggregator::new(n_endpoints, workers);
+    if plan.shard.is_some() {
+        aggregator.keep_seconds();
+    }
     let mut writes = Vec::new();
     let mut truths: Vec<TruthSample> = Vec::new();
     let mut max_users = 0;
@@ -305,7 +326,14 @@ pub async fn run_until(
         writes,
         truths,
         aborted,
+        started_unix_ms,
+        seconds: aggregator.take_kept(),
     })
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn worker_main(worker: usize, global: Arc<Global>, sender: mpsc::UnboundedSender<Report>) {

@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: this module does no I/O.
 
+pub mod kept;
 pub mod phases;
 pub mod summary;
 
@@ -249,7 +250,7 @@ pub enum Outcome<'a> {
 }
 
 /// What a worker's virtual users were doing at the end of a second.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gauges {
     pub users: u64,
     /// Requests sent and not yet answered.
@@ -260,7 +261,7 @@ pub struct Gauges {
 
 impl Gauges {
     /// Several workers' gauges of one second together.
-    fn add(&mut self, other: &Gauges) {
+    pub fn add(&mut self, other: &Gauges) {
         self.users += other.users;
         self.in_flight += other.in_flight;
         self.oldest_in_flight_ms = self.oldest_in_flight_ms.max(other.oldest_in_flight_ms);
@@ -409,6 +410,8 @@ pub struct Aggregator {
     points: Vec<SecondPoint>,
     /// Everything so far, all endpoints together, for cumulative columns.
     running: EndpointStats,
+    /// Each second whole, when asked ([`Aggregator::keep_seconds`]).
+    kept: Option<Vec<kept::KeptSecond>>,
 }
 
 #[derive(Debug)]
@@ -428,7 +431,19 @@ impl Aggregator {
             pending: std::collections::BTreeMap::new(),
             points: Vec::new(),
             running: EndpointStats::new(),
+            kept: None,
         }
+    }
+
+    /// Keeps every second whole (packed), for a merge with other
+    /// generators' ([`Aggregator::take_kept`]).
+    pub fn keep_seconds(&mut self) {
+        self.kept.get_or_insert_with(Vec::new);
+    }
+
+    /// The seconds kept so far.
+    pub fn take_kept(&mut self) -> Vec<kept::KeptSecond> {
+        self.kept.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Adds a worker's interval for second `second` of the run, with what
@@ -476,6 +491,13 @@ impl Aggregator {
         }
         for stats in &slot.interval.endpoints {
             self.running.merge(stats);
+        }
+        if let Some(kept) = &mut self.kept {
+            kept.push(kept::KeptSecond::pack(
+                second as u64,
+                slot.gauges,
+                &slot.interval,
+            ));
         }
         let point =
             SecondPoint::from_interval(second as u64, slot.gauges, &slot.interval, &self.running);

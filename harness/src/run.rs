@@ -15,6 +15,7 @@ mod judge;
 mod measure;
 mod prepare;
 pub mod set;
+pub mod shard;
 pub mod target;
 
 use std::collections::BTreeSet;
@@ -50,6 +51,8 @@ pub struct RunOptions {
     pub output_root: PathBuf,
     pub progress: bool,
     pub print_summary: bool,
+    /// This generator's share of a run split across several (`--shard I/N`).
+    pub shard: Option<crate::suite::plan::ShardPlan>,
 }
 
 impl RunOptions {
@@ -67,6 +70,7 @@ impl RunOptions {
             output_root,
             progress: false,
             print_summary: false,
+            shard: None,
         }
     }
 }
@@ -123,6 +127,8 @@ pub fn plan_options(domain: &dyn Domain, options: &RunOptions) -> PlanOptions {
         extra_metrics: extra_metrics(),
         switches: options.switches.clone(),
         custom_tasks: Vec::new(),
+        shard: options.shard,
+        judging_only: false,
     }
 }
 
@@ -172,7 +178,7 @@ pub async fn run_plan(
     let outcome = prepare_measure_judge(
         domain,
         &plan,
-        options.progress,
+        options,
         RunFolder {
             dir: &dir,
             redactor: &mut redactor,
@@ -270,7 +276,7 @@ struct RunFolder<'a> {
 async fn prepare_measure_judge(
     domain: &dyn Domain,
     plan: &Plan,
-    progress: bool,
+    options: &RunOptions,
     folder: RunFolder<'_>,
     stack: Option<&Stack>,
     infra: &InfraConfig,
@@ -288,9 +294,66 @@ async fn prepare_measure_judge(
         redactor.secret(user.password.expose());
     }
     let target_log = target.log.clone();
-    let measured = measure::measure(plan, target, input, stack, dir, progress, interrupts).await?;
+    let mut measured = measure::measure(
+        plan,
+        target,
+        input,
+        stack,
+        dir,
+        options.progress,
+        interrupts,
+    )
+    .await?;
+    if let Some(shard) = plan.shard {
+        shard_result(plan, options, shard.shard, &mut measured, &before.notes)?.write(dir)?;
+    }
     let report = judge::judge(plan, infra, stack, before, measured).await?;
     Ok((report, target_log))
+}
+
+/// What a shard hands to the merge: its seconds whole, the probes if it
+/// owns them, and the suite it ran.
+fn shard_result(
+    plan: &Plan,
+    options: &RunOptions,
+    shard: crate::suite::plan::Shard,
+    measured: &mut measure::Measured,
+    notes: &[String],
+) -> anyhow::Result<shard::ShardResult> {
+    let path = plan
+        .path
+        .as_ref()
+        .context("a sharded run needs a suite file (the merge plans it again)")?;
+    let source =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let summary = &measured.output.summary;
+    let include = options.include_tags.clone();
+    let exclude = options.exclude_tags.clone();
+    Ok(shard::ShardResult {
+        schema: "ahsp-perf/shard/v1".to_owned(),
+        harness_version: env!("CARGO_PKG_VERSION").to_owned(),
+        shard,
+        plan_id: shard::plan_id(&source, &plan.profile, &include, &exclude),
+        suite: plan.name.clone(),
+        profile: plan.profile.clone(),
+        suite_path: std::path::absolute(path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string(),
+        include_tags: include,
+        exclude_tags: exclude,
+        target: summary.target.clone(),
+        started_at: summary.started_at.clone(),
+        started_unix_ms: measured.output.started_unix_ms,
+        warm_up_seconds: summary.warm_up_seconds,
+        measured_seconds: summary.measured_seconds,
+        max_users: summary.max_users,
+        selection: summary.selection.clone(),
+        endpoints: plan.endpoints.clone(),
+        seconds: std::mem::take(&mut measured.output.seconds),
+        probes: shard.owns_probes().then(|| measured.probes.clone()),
+        notes: notes.to_vec(),
+    })
 }
 
 /// The suite's infrastructure settings, the environment and the command line over them.

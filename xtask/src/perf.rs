@@ -12,6 +12,10 @@
 //! `cargo xtask perf import-locust FILE_stats.csv --as NAME` turns a Locust
 //! run into a baseline; `cargo xtask perf compare RUN_A RUN_B` judges one
 //! finished run against another.
+//!
+//! `--shard I/N` runs one generator's share of a suite (not judged) and
+//! `cargo xtask perf merge DIR... --out DIR` merges the shards' folders
+//! into one run judged on the whole.
 
 use std::path::PathBuf;
 
@@ -21,6 +25,7 @@ use harness::run::set::{
     Arm, EXIT_HARNESS_ERROR, EXIT_PASSED, EXIT_THRESHOLD_FAILED, read_figures,
 };
 use harness::run::{RunOptions, SetOptions, run_set};
+use harness::suite::plan::{Shard, ShardPlan};
 use suites::ahsp::{Ahsp, EmbeddedCommand};
 
 use crate::project_root;
@@ -78,6 +83,14 @@ pub struct Args {
     /// `reference`, `reference+SWITCH+…` or a command that starts the app.
     #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["baseline", "save_baseline", "target"])]
     ab: Vec<String>,
+    /// Run shard I of N: this generator's share of the load, not judged;
+    /// `perf merge` of every shard's folder judges the whole.
+    #[arg(long, value_name = "I/N", conflicts_with_all = ["ab", "baseline", "save_baseline"])]
+    shard: Option<Shard>,
+    /// When the shards' load starts, on the wall clock (RFC 3339, or Unix
+    /// seconds); the orchestrator sets it for every shard alike.
+    #[arg(long, value_name = "TIME", env = "AHSP_PERF_START_AT", value_parser = parse_start_at, requires = "shard")]
+    start_at: Option<u64>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -96,6 +109,21 @@ enum PerfCommand {
         #[arg(long, value_name = "DIR")]
         baseline_dir: Option<PathBuf>,
     },
+    /// Merge the folders of a sharded run's shards into one run, judged on the whole.
+    Merge {
+        /// Each shard's run folder (with its shard.json).
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Where the merged run's reports go.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Merge even when shards are missing (the report names them).
+        #[arg(long)]
+        allow_partial: bool,
+        /// The suite file the shards ran, when it is not where they recorded it.
+        #[arg(long, value_name = "FILE")]
+        suite: Option<PathBuf>,
+    },
     /// Judge one finished run against another (their folders under target/perf).
     Compare {
         /// The run taken as the baseline.
@@ -106,6 +134,18 @@ enum PerfCommand {
         #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
         gate_threshold: f64,
     },
+}
+
+/// Milliseconds since the Unix epoch, from RFC 3339 or Unix seconds.
+fn parse_start_at(text: &str) -> Result<u64, String> {
+    if let Ok(seconds) = text.trim().parse::<f64>() {
+        return Ok((seconds * 1000.0) as u64);
+    }
+    humantime::parse_rfc3339_weak(text.trim())
+        .map_err(|e| format!("`{text}` is neither RFC 3339 nor Unix seconds: {e}"))?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|_| format!("`{text}` is before 1970"))
 }
 
 fn parse_confidence(text: &str) -> Result<f64, String> {
@@ -191,6 +231,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Some(PerfCommand::Merge {
+            shards,
+            out,
+            allow_partial,
+            suite,
+        }) => {
+            let options = harness::run::shard::MergeOptions {
+                suite,
+                allow_partial,
+                print_summary: true,
+            };
+            match harness::run::shard::merge(&reference(), &shards, &out, &options).await {
+                Ok(run) => {
+                    eprintln!("\nmerged run: {}", run.dir.display());
+                    std::process::exit(if run.report.passed {
+                        EXIT_PASSED
+                    } else {
+                        EXIT_THRESHOLD_FAILED
+                    })
+                }
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    std::process::exit(EXIT_HARNESS_ERROR);
+                }
+            }
+        }
         Some(PerfCommand::Compare {
             run_a,
             run_b,
@@ -247,6 +313,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .unwrap_or_else(|| project_root().join("target/perf")),
             progress: true,
             print_summary: true,
+            shard: args.shard.map(|shard| ShardPlan {
+                shard,
+                start_at_unix_ms: args.start_at,
+            }),
         },
         baseline_dir: baseline_dir(args.baseline_dir),
         save_baseline: args.save_baseline,
@@ -260,18 +330,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         keep_runs: args.keep_runs as usize,
         ab,
     };
-    // The reference service is this binary's `serve`.
-    let domain = Ahsp {
-        embedded: EmbeddedCommand {
-            program: std::env::current_exe()?,
-            args: vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into()],
-        },
-    };
-    match run_set(&domain, &paths, &options).await {
+    match run_set(&reference(), &paths, &options).await {
         Ok(outcome) => std::process::exit(outcome.exit_code()),
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::exit(EXIT_HARNESS_ERROR);
         }
+    }
+}
+
+/// The AHSP domain, its reference service this binary's `serve`.
+fn reference() -> Ahsp {
+    Ahsp {
+        embedded: EmbeddedCommand {
+            program: std::env::current_exe().unwrap_or_else(|_| "xtask".into()),
+            args: vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into()],
+        },
     }
 }

@@ -21,9 +21,17 @@ pub fn render(report: &RunReport) -> String {
     let _ = writeln!(
         out,
         "### {} `{}` — {}\n",
-        if report.passed { "✅" } else { "❌" },
+        if report.thresholds.is_empty() {
+            "⏸"
+        } else if report.passed {
+            "✅"
+        } else {
+            "❌"
+        },
         summary.suite,
-        if report.passed {
+        if report.thresholds.is_empty() {
+            "not judged (a shard: the merge judges the whole)".to_owned()
+        } else if report.passed {
             "every threshold held".to_owned()
         } else {
             format!("{failed} of {} thresholds failed", report.thresholds.len())

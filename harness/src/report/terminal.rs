@@ -289,6 +289,10 @@ pub fn render(report: &RunReport) -> String {
         );
     }
     let verdict = match (&report.interrupted, report.passed) {
+        // Only a shard judges nothing (every other run counts its tasks).
+        (_, true) if report.thresholds.is_empty() => {
+            "NOT JUDGED: a shard's part of the load; `cargo xtask perf merge` of every shard judges the whole"
+        }
         (Some(_), true) => "PARTIAL: interrupted; every threshold held on what was measured",
         (Some(_), false) => "PARTIAL: interrupted; a threshold did not hold on what was measured",
         (None, true) => "PASSED: every threshold held",

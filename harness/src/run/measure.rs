@@ -42,6 +42,8 @@ pub(super) async fn measure(
     progress: bool,
     interrupts: &mut InterruptListener,
 ) -> anyhow::Result<Measured> {
+    // Of a sharded run, one shard watches the stack: probes once, not N times.
+    let stack = stack.filter(|_| plan.shard.is_none_or(|s| s.shard.owns_probes()));
     let mut processes = match stack {
         Some(stack) => stack.processes().await,
         None => Vec::new(),

@@ -111,12 +111,27 @@ pub(super) async fn prepare(
         Some(stack) => Some(effective_config(stack, plan, infra, &mut notes).await?),
         None => None,
     };
+    let mut users = engine_users(plan, &catalog)?;
+    let mut seed = plan.data_seed;
+    if let Some(shard) = plan.shard.map(|s| s.shard) {
+        let pool = users.len();
+        let partitioned;
+        (users, partitioned) = shard.partition(users);
+        if plan.auth.is_some() {
+            notes.push(if partitioned {
+                format!("shard {shard}: {} of the pool's {pool} users, no user shared with another shard", users.len())
+            } else {
+                format!("shard {shard}: the pool's {pool} users are fewer than the {} shards, so shards share them", shard.count)
+            });
+        }
+        seed = shard.seed(seed);
+    }
     let input = EngineInput {
         plan: Arc::new(plan.clone()),
         base_url: target.base_url.clone(),
-        users: engine_users(plan, &catalog)?,
+        users,
         global: Arc::new(catalog.global.clone()),
-        seed: plan.data_seed,
+        seed,
         custom_tasks: Default::default(),
     };
     let direct = match stack {
@@ -139,7 +154,17 @@ pub(super) async fn prepare(
         }
     }
     let mut snapshots = Vec::new();
-    if let Some(db) = &direct {
+    if let Some(shard) = plan.shard
+        && plan
+            .tasks
+            .iter()
+            .any(|t| matches!(&t.kind, TaskKind::Http(http) if http.writes.is_some()))
+    {
+        notes.push(format!(
+            "shard {}: write integrity is not checked in a sharded run (each shard sees only its own acknowledged writes)",
+            shard.shard
+        ));
+    } else if let Some(db) = &direct {
         for task in &plan.tasks {
             if let TaskKind::Http(http) = &task.kind
                 && let Some(spec) = &http.writes

@@ -14,6 +14,7 @@ mod checker;
 mod data;
 mod faults;
 mod load;
+mod shard;
 mod tags;
 mod target;
 mod task;
@@ -34,6 +35,7 @@ use crate::metrics::summary::{EndpointMeta, TaskSelection};
 pub use self::auth::{AuthPlan, PoolUser, UserPool};
 pub use self::faults::{FaultAction, FaultPlan, FaultSubject};
 pub use self::load::{Executor, LoadPlan, RateStage, UserStage};
+pub use self::shard::{Shard, ShardPlan};
 pub use self::target::{TargetPlan, is_loopback};
 pub use self::task::{
     BodyPlan, ExpectPlan, ExtractHow, ExtractPlan, HttpTask, Method, TaskKind, TaskPlan, TruthPlan,
@@ -63,6 +65,11 @@ pub struct PlanOptions {
     /// planned beside the file's tasks so thresholds and tags may name them;
     /// their implementations go to the engine, not into the plan.
     pub custom_tasks: Vec<CustomTaskDecl>,
+    /// One generator's share of a run across several (`--shard I/N`).
+    pub shard: Option<ShardPlan>,
+    /// Planning a finished run again only to judge it (`perf merge`): the
+    /// user pool's file or variable is not read.
+    pub judging_only: bool,
 }
 
 /// A task written in Rust, as the builder declares it: what the plan needs
@@ -104,6 +111,8 @@ pub struct Plan {
     /// when the suite names none), or `None`: nothing is seeded.
     pub data_set: Option<String>,
     pub data_seed: u64,
+    /// This generator's share when the run is split across several.
+    pub shard: Option<ShardPlan>,
     /// PBKDF2 iterations of the seeded users' passwords (`None`: the domain's cheap default).
     pub data_password_iterations: Option<u32>,
     /// Variables from SQL, for targets the harness did not seed.
@@ -202,10 +211,9 @@ fn plan(
         &variables,
         defaults,
     );
-    let auth = file
-        .auth
-        .as_ref()
-        .and_then(|spec| auth::check_auth(&mut checker, spec, &mut endpoints));
+    let auth = file.auth.as_ref().and_then(|spec| {
+        auth::check_auth(&mut checker, spec, &mut endpoints, !options.judging_only)
+    });
     let load = load::check_load(
         &mut checker,
         &file.load,
@@ -240,6 +248,20 @@ fn plan(
         }
     }
 
+    if let Some(shard) = &options.shard {
+        if !matches!(target, TargetPlan::Url { .. }) {
+            checker.general(format!(
+                "shard {}: a sharded run drives one application that is already running; give the target as a URL",
+                shard.shard
+            )).hint = Some("N generators each starting the target would load N applications".into());
+        }
+        if data.set.is_some() {
+            checker.general(format!(
+                "shard {}: the data is seeded once, before the shards start, not by each",
+                shard.shard
+            )).hint = Some("seed with `cargo xtask seed`, then take variables from `[data.sql]` and users from a file or the environment".into());
+        }
+    }
     checker.finish()?;
     Ok(Plan {
         name,
@@ -253,10 +275,17 @@ fn plan(
         secret_patterns,
         data_set: data.set,
         data_seed: data.seed,
+        shard: options.shard,
         data_password_iterations: data.password_iterations,
         data_sql: data.sql,
         auth,
-        load: load.expect("errors were reported"),
+        load: {
+            let mut load = load.expect("errors were reported");
+            if let Some(shard) = &options.shard {
+                shard.shard.split(&mut load);
+            }
+            load
+        },
         tasks,
         endpoints,
         thresholds,

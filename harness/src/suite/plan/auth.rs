@@ -54,11 +54,14 @@ pub(super) fn check_auth(
     checker: &mut Checker<'_>,
     spec: &AuthSpec,
     endpoints: &mut Vec<EndpointMeta>,
+    read_pool: bool,
 ) -> Option<AuthPlan> {
     let login_url = checker.template(&spec.login_url)?;
     let users_span = spec.users.span();
     let users_spec = spec.users.get_ref();
     let users = match users_spec.from {
+        // Judging a finished run again: nobody logs in.
+        UserSource::File | UserSource::Env if !read_pool => UserPool::Fixed(Vec::new()),
         UserSource::Catalog => {
             if users_spec.count == Some(0) {
                 checker.at(users_span, "the user pool is empty (count = 0)");
@@ -191,7 +194,12 @@ failure-kinds = { rate-limited = "Too many attempts" }
         let file = crate::suite::parse(&source, "a.toml").unwrap();
         let mut checker = Checker::new("a.toml", &source);
         let mut endpoints = Vec::new();
-        let plan = check_auth(&mut checker, file.auth.as_ref().unwrap(), &mut endpoints);
+        let plan = check_auth(
+            &mut checker,
+            file.auth.as_ref().unwrap(),
+            &mut endpoints,
+            true,
+        );
         let errors: Vec<String> = checker
             .errors
             .iter()
@@ -267,7 +275,12 @@ failure-kinds = { rate-limited = "Too many attempts" }
             AUTH.replace(", location = \"/dashboard/\"", "") + "users = { from = \"catalog\" }\n";
         let file = crate::suite::parse(&source, "a.toml").unwrap();
         let mut checker = Checker::new("a.toml", &source);
-        check_auth(&mut checker, file.auth.as_ref().unwrap(), &mut Vec::new());
+        check_auth(
+            &mut checker,
+            file.auth.as_ref().unwrap(),
+            &mut Vec::new(),
+            true,
+        );
         assert_eq!(checker.errors.len(), 1);
         assert!(
             checker.errors[0]

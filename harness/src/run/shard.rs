@@ -1,0 +1,374 @@
+//! Scale-out: a shard's result (`shard.json`, written by `--shard I/N`
+//! beside its reports) and the merge of a set of them into one run, judged
+//! on the whole. The merge is exact: each second's HDR histograms, counts,
+//! failures and counters are added, the seconds aligned by the wall clock
+//! the shards started at, so a threshold is judged on what one generator
+//! at the total load would have recorded. Nothing coordinates the shards
+//! while they run; the orchestrator (a Kubernetes Indexed Job, a CI
+//! matrix) starts them and the merge reads their folders.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::{Domain, RunOptions, SuiteRun, plan_options, write_reports};
+use crate::metrics::kept::KeptSecond;
+use crate::metrics::summary::{EndpointMeta, RunHeader, TaskSelection};
+use crate::metrics::{Aggregator, Gauges, Interval, Phase, RunSummary};
+use crate::probe::ProbeReport;
+use crate::report::RunReport;
+use crate::suite::plan::{Plan, PlanOptions, Shard};
+
+/// A shard's result, in its run folder.
+pub const SHARD_FILE: &str = "shard.json";
+const SCHEMA: &str = "ahsp-perf/shard/v1";
+
+/// What one shard hands to the merge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardResult {
+    pub schema: String,
+    pub harness_version: String,
+    pub shard: Shard,
+    /// The same for every shard of one run: the suite's text, profile and
+    /// tag selection, hashed.
+    pub plan_id: String,
+    pub suite: String,
+    pub profile: String,
+    /// The suite file the shards ran; the merge plans it again, and only
+    /// when its text still hashes to `plan_id`. (Its text is not kept
+    /// here: a suite's `[target] env` may hold secrets.)
+    pub suite_path: String,
+    pub include_tags: Vec<String>,
+    pub exclude_tags: Vec<String>,
+    pub target: String,
+    pub started_at: String,
+    /// When its load began (what the merge aligns seconds by).
+    pub started_unix_ms: u64,
+    pub warm_up_seconds: f64,
+    pub measured_seconds: f64,
+    pub max_users: u64,
+    pub selection: TaskSelection,
+    pub endpoints: Vec<EndpointMeta>,
+    pub seconds: Vec<KeptSecond>,
+    /// The stack's probes, from the shard that owns them (index 0).
+    pub probes: Option<ProbeReport>,
+    pub notes: Vec<String>,
+}
+
+/// What a run's options and suite say about the plan, hashed: shards of
+/// one run share it.
+pub fn plan_id(source: &str, profile: &str, include: &[String], exclude: &[String]) -> String {
+    let mut digest = Sha256::new();
+    for part in [source, profile, &include.join(","), &exclude.join(",")] {
+        digest.update(part.len().to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    format!("{:x}", digest.finalize())
+}
+
+impl ShardResult {
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        let path = dir.join(SHARD_FILE);
+        std::fs::write(&path, serde_json::to_vec(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn read(dir: &Path) -> anyhow::Result<ShardResult> {
+        let path = dir.join(SHARD_FILE);
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "{} has no {SHARD_FILE} (is it the folder of a run with --shard?)",
+                dir.display()
+            )
+        })?;
+        let result: ShardResult = serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        anyhow::ensure!(
+            result.schema == SCHEMA,
+            "{}: schema {} (this ahsp-perf reads {SCHEMA})",
+            path.display(),
+            result.schema
+        );
+        Ok(result)
+    }
+}
+
+/// The set of shards to merge, checked: one run (same plan, harness
+/// version and shard count), no shard twice, none missing unless
+/// `allow_partial` (then the missing ones are named).
+pub fn check_set(
+    shards: &[(PathBuf, ShardResult)],
+    allow_partial: bool,
+) -> anyhow::Result<Vec<String>> {
+    let (first_dir, first) = shards.first().context("no shard folder given")?;
+    let mut notes = Vec::new();
+    let mut seen: BTreeMap<u32, &Path> = BTreeMap::new();
+    for (dir, shard) in shards {
+        let differs = |what: &str, mine: &str, theirs: &str| {
+            anyhow::anyhow!(
+                "{} and {} are not shards of one run: {what} {theirs} and {mine}",
+                first_dir.display(),
+                dir.display()
+            )
+        };
+        if shard.harness_version != first.harness_version {
+            return Err(differs(
+                "harness version",
+                &shard.harness_version,
+                &first.harness_version,
+            ));
+        }
+        if shard.profile != first.profile {
+            return Err(differs("profile", &shard.profile, &first.profile));
+        }
+        if shard.plan_id != first.plan_id {
+            return Err(differs(
+                "suite or tag selection",
+                &format!("{} ({})", shard.suite, &shard.plan_id[..12]),
+                &format!("{} ({})", first.suite, &first.plan_id[..12]),
+            ));
+        }
+        if shard.shard.count != first.shard.count {
+            return Err(differs(
+                "shard count",
+                &shard.shard.count.to_string(),
+                &first.shard.count.to_string(),
+            ));
+        }
+        if let Some(other) = seen.insert(shard.shard.index, dir) {
+            anyhow::bail!(
+                "shard {} is given twice: {} and {}",
+                shard.shard,
+                other.display(),
+                dir.display()
+            );
+        }
+    }
+    let missing: Vec<String> = (0..first.shard.count)
+        .filter(|index| !seen.contains_key(index))
+        .map(|index| format!("{index}/{}", first.shard.count))
+        .collect();
+    if !missing.is_empty() {
+        anyhow::ensure!(
+            allow_partial,
+            "shard(s) {} missing from the set (give every shard's folder, or --allow-partial to merge what there is)",
+            missing.join(", ")
+        );
+        notes.push(format!(
+            "PARTIAL: merged without shard(s) {}; the load judged is {} of {} shards'",
+            missing.join(", "),
+            seen.len(),
+            first.shard.count
+        ));
+    }
+    Ok(notes)
+}
+
+/// The shards' seconds added on one clock: the summary one generator at
+/// the total load would have produced.
+pub fn merge_summary(shards: &[ShardResult], endpoints: &[EndpointMeta]) -> RunSummary {
+    let n = endpoints.len();
+    let t0 = shards
+        .iter()
+        .map(|s| s.started_unix_ms)
+        .min()
+        .unwrap_or_default();
+    // Each shard's offset on the shared clock, in whole seconds.
+    let offsets: Vec<u64> = shards
+        .iter()
+        .map(|s| ((s.started_unix_ms - t0) as f64 / 1000.0).round() as u64)
+        .collect();
+    let mut by_second: BTreeMap<u64, Vec<&KeptSecond>> = BTreeMap::new();
+    for (shard, offset) in shards.iter().zip(&offsets) {
+        for second in &shard.seconds {
+            by_second
+                .entry(second.second + offset)
+                .or_default()
+                .push(second);
+        }
+    }
+    let mut warm_up = Interval::new(Phase::WarmUp, n);
+    let mut measured = Interval::new(Phase::Measured, n);
+    // One second at a time, so memory holds one second's histograms.
+    let mut series = Aggregator::new(n, 1);
+    for (second, parts) in by_second {
+        let phase = if parts.iter().any(|p| p.phase == Phase::Measured) {
+            Phase::Measured
+        } else {
+            Phase::WarmUp
+        };
+        let mut whole = Interval::new(phase, n);
+        let mut gauges = Gauges::default();
+        for part in parts {
+            let interval = part.unpack();
+            match interval.phase {
+                Phase::WarmUp => warm_up.merge(&interval),
+                Phase::Measured => measured.merge(&interval),
+            }
+            whole.merge(&interval);
+            gauges.add(&part.gauges);
+        }
+        series.add(second as usize, gauges, &whole);
+    }
+    series.finish();
+    let first = &shards[0];
+    let measured_from = shards
+        .iter()
+        .zip(&offsets)
+        .map(|(s, o)| *o as f64 + s.warm_up_seconds)
+        .fold(f64::INFINITY, f64::min);
+    let measured_to = shards
+        .iter()
+        .zip(&offsets)
+        .map(|(s, o)| *o as f64 + s.warm_up_seconds + s.measured_seconds)
+        .fold(0.0, f64::max);
+    let header = RunHeader {
+        suite: first.suite.clone(),
+        profile: first.profile.clone(),
+        target: first.target.clone(),
+        started_at: shards
+            .iter()
+            .min_by_key(|s| s.started_unix_ms)
+            .map(|s| s.started_at.clone())
+            .unwrap_or_default(),
+        warm_up_seconds: measured_from.max(0.0),
+        measured_seconds: (measured_to - measured_from).max(0.0),
+        max_users: shards.iter().map(|s| s.max_users).sum(),
+        selection: first.selection.clone(),
+    };
+    RunSummary::build(
+        header,
+        endpoints,
+        &warm_up,
+        &measured,
+        series.series().to_vec(),
+    )
+}
+
+/// How to merge.
+#[derive(Debug, Clone, Default)]
+pub struct MergeOptions {
+    /// The suite file the shards ran, when it is not where they recorded it
+    /// (another machine, another checkout).
+    pub suite: Option<PathBuf>,
+    /// Merge even when shards are missing (the report names them).
+    pub allow_partial: bool,
+    pub print_summary: bool,
+}
+
+/// `perf merge`: the shards in `dirs` merged into one run in `out`,
+/// judged and reported as a single run is.
+pub async fn merge(
+    domain: &dyn Domain,
+    dirs: &[PathBuf],
+    out: &Path,
+    options: &MergeOptions,
+) -> anyhow::Result<SuiteRun> {
+    let shards: Vec<(PathBuf, ShardResult)> = dirs
+        .iter()
+        .map(|dir| Ok((dir.clone(), ShardResult::read(dir)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let mut notes = check_set(&shards, options.allow_partial)?;
+    let mut shards: Vec<ShardResult> = shards.into_iter().map(|(_, s)| s).collect();
+    shards.sort_by_key(|s| s.shard.index);
+    let first = &shards[0];
+    let suite = options
+        .suite
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&first.suite_path));
+    let source = std::fs::read_to_string(&suite).with_context(|| {
+        format!(
+            "reading the shards' suite {} (give it with --suite)",
+            suite.display()
+        )
+    })?;
+    anyhow::ensure!(
+        plan_id(
+            &source,
+            &first.profile,
+            &first.include_tags,
+            &first.exclude_tags
+        ) == first.plan_id,
+        "{} is not the suite the shards ran (its text differs from theirs)",
+        suite.display()
+    );
+    let run_options = RunOptions {
+        profile: (first.profile != "base").then(|| first.profile.clone()),
+        include_tags: first.include_tags.clone(),
+        exclude_tags: first.exclude_tags.clone(),
+        target_url: Some(first.target.clone()),
+        ..RunOptions::quiet(out.to_path_buf())
+    };
+    let plan = Plan::from_source(
+        &source,
+        &suite.display().to_string(),
+        &PlanOptions {
+            judging_only: true,
+            ..plan_options(domain, &run_options)
+        },
+    )
+    .map_err(|errors| anyhow::anyhow!("planning the shards' suite again:\n{errors}"))?;
+    anyhow::ensure!(
+        plan.endpoints == first.endpoints,
+        "the suite plans other endpoints than the shards recorded"
+    );
+    let mut summary = merge_summary(&shards, &plan.endpoints);
+    let spread = shards.iter().map(|s| s.started_unix_ms).max().unwrap_or(0)
+        - shards.iter().map(|s| s.started_unix_ms).min().unwrap_or(0);
+    notes.insert(
+        0,
+        format!(
+            "merged {} shard(s) of {} ({}), their loads started within {spread} ms of each other",
+            shards.len(),
+            first.shard.count,
+            shards
+                .iter()
+                .map(|s| s.shard.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    for shard in &shards {
+        for note in &shard.notes {
+            if !note.starts_with("shard ") && !notes.contains(note) {
+                notes.push(note.clone());
+            }
+        }
+    }
+    let probes = shards.iter().find_map(|s| s.probes.clone());
+    if let Some(probes) = &probes {
+        summary
+            .extra
+            .extend(probes.values.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+    let mut thresholds = crate::verdict::evaluate(&summary, &plan.thresholds);
+    thresholds.push(super::judge::tasks_ran(&summary));
+    let mut report = RunReport::new(summary, thresholds);
+    report.notes = notes;
+    report.probes = probes;
+    crate::diagnosis::diagnose(
+        &mut report,
+        &crate::diagnosis::Context {
+            pool_size: Some(plan.infra.pgbouncer.default_pool_size.get()),
+            query_wait_timeout: Some(plan.infra.pgbouncer.query_wait_timeout.as_secs_f64()),
+            postgres_unsynced: !plan.infra.postgres.fsync,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
+    );
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let redactor = crate::redact::Redactor::default();
+    write_reports(&report, &plan.name, out, options.print_summary, &redactor)?;
+    let figures = crate::baseline::RunFigures::from_run(&report.summary, None);
+    std::fs::write(
+        out.join(super::set::FIGURES_FILE),
+        serde_json::to_vec(&figures)?,
+    )?;
+    Ok(SuiteRun {
+        report,
+        dir: out.to_path_buf(),
+        target_log: None,
+    })
+}

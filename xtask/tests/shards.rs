@@ -1,0 +1,349 @@
+//! Scale-out for real: shard processes, each in its own network namespace
+//! (a separate host with its own address on a bridge), drive the reference
+//! service listening on the bridge; `perf merge` of their folders judges
+//! the whole. The merged run must count what one process at the same total
+//! load counts, and a threshold only the combined load breaks must fail in
+//! the merge and in no shard's part alone.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use harness::infra::{InfraConfig, Stack};
+use harness::run::Domain as _;
+use suites::ahsp::Ahsp;
+
+const SHARDS: usize = 2;
+const USERS: u64 = 4;
+const ITERATIONS: u64 = 30;
+
+/// A bridge in this namespace and one namespace per shard, a veth pair
+/// from each into the bridge; removed when dropped.
+struct Hosts {
+    bridge: String,
+    namespaces: Vec<String>,
+    gateway: String,
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("ip runs");
+    assert!(status.success(), "ip {}", args.join(" "));
+}
+
+impl Hosts {
+    fn new(count: usize) -> Hosts {
+        let tag = std::process::id() % 10_000;
+        let hosts = Hosts {
+            bridge: format!("apb{tag}"),
+            namespaces: (0..count).map(|i| format!("ahsp-shard{tag}-{i}")).collect(),
+            gateway: "10.77.0.1".to_owned(),
+        };
+        ip(&["link", "add", &hosts.bridge, "type", "bridge"]);
+        ip(&["addr", "add", "10.77.0.1/24", "dev", &hosts.bridge]);
+        ip(&["link", "set", &hosts.bridge, "up"]);
+        for (i, namespace) in hosts.namespaces.iter().enumerate() {
+            let outside = format!("apv{tag}{i}");
+            let inside = format!("apn{tag}{i}");
+            ip(&["netns", "add", namespace]);
+            ip(&[
+                "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+            ]);
+            ip(&["link", "set", &inside, "netns", namespace]);
+            ip(&["link", "set", &outside, "master", &hosts.bridge, "up"]);
+            let address = format!("10.77.0.{}/24", 11 + i);
+            ip(&["-n", namespace, "addr", "add", &address, "dev", &inside]);
+            ip(&["-n", namespace, "link", "set", &inside, "up"]);
+            ip(&["-n", namespace, "link", "set", "lo", "up"]);
+        }
+        hosts
+    }
+
+    /// `xtask` run inside shard `i`'s namespace.
+    fn xtask_in(&self, i: usize, state: &Path) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args([
+                "netns",
+                "exec",
+                &self.namespaces[i],
+                env!("CARGO_BIN_EXE_xtask"),
+            ])
+            .env("AHSP_PERF_STATE_DIR", state)
+            .env("RUST_BACKTRACE", "0");
+        command
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for namespace in &self.namespaces {
+            let _ = Command::new("ip")
+                .args(["netns", "del", namespace])
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+fn xtask(state: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
+        .env("AHSP_PERF_STATE_DIR", state)
+        .env("RUST_BACKTRACE", "0");
+    command
+}
+
+fn checked(output: Output, code: i32, what: &str) -> Output {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The one run folder under `root`.
+fn run_folder(root: &Path) -> PathBuf {
+    let folders: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    folders.into_iter().next().unwrap()
+}
+
+fn result(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap()
+}
+
+fn endpoint<'a>(result: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    result["summary"]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name && e["method"] == "GET")
+        .unwrap_or_else(|| panic!("no endpoint {name}"))
+}
+
+fn threshold<'a>(result: &'a serde_json::Value, source: &str) -> &'a serde_json::Value {
+    result["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["source"].as_str().unwrap().starts_with(source))
+        .unwrap_or_else(|| panic!("no threshold {source}: {:#}", result["thresholds"]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_on_separate_hosts_merge_into_the_run_one_process_makes() {
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let stack = Stack::start(&InfraConfig::default()).await.unwrap();
+    let urls = stack.urls().clone();
+    let domain = Ahsp::target_binary(PathBuf::from(env!("CARGO_BIN_EXE_xtask")), &[]);
+    let catalog = domain
+        .seed(&urls.database_url, "ci", 42, None)
+        .await
+        .unwrap();
+    let pool: Vec<String> = catalog
+        .users
+        .iter()
+        .take(USERS as usize)
+        .map(|u| format!("{}:{}", u.login, u.password.expose()))
+        .collect();
+
+    let hosts = Hosts::new(SHARDS);
+    // The reference service, on the bridge: every shard's host reaches it.
+    let mut target = xtask(&state)
+        .args([
+            "serve",
+            "--quiet",
+            "--listen",
+            &format!("{}:0", hosts.gateway),
+        ])
+        .env("PGBOUNCER_URL", &urls.pgbouncer_url)
+        .env("REDIS_URL", &urls.redis_url)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(target.stdout.take().unwrap()).lines();
+    let target_url = loop {
+        let line = lines.next().expect("serve prints TARGET_URL").unwrap();
+        if let Some(url) = line.strip_prefix("TARGET_URL=") {
+            break url.to_owned();
+        }
+    };
+
+    let suite = work.path().join("sharded.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"
+[suite]
+name = "sharded"
+
+[target]
+url = "{target_url}"
+allow-hosts = ["{gateway}"]
+
+[auth]
+login-url = "/accounts/login/"
+success = {{ status = 302, location = "/dashboard/", cookie = "sessionid" }}
+users = {{ from = "env", var = "PERF_USERS" }}
+
+[load]
+executor = "per-user-iterations"
+users = {USERS}
+iterations = {ITERATIONS}
+warm-up = "0s"
+think-time = "10ms..30ms"
+
+[[task]]
+name = "/dashboard/"
+get = "/dashboard/"
+expect = {{ status = [200], text = "Dashboard" }}
+
+[thresholds]
+"http.failed" = "rate == 0%"
+# {USERS} users x {ITERATIONS} iterations in all; each of {SHARDS} shards sends half.
+"http.requests{{name:/dashboard/}}" = "count < 90"
+"#,
+            gateway = hosts.gateway,
+        ),
+    )
+    .unwrap();
+    let suite = suite.to_str().unwrap();
+    let pool = pool.join(",");
+
+    // One process at the whole load, from a host of its own.
+    let single = work.path().join("single");
+    let output = hosts
+        .xtask_in(0, &state)
+        .args(["perf", suite, "--output", single.to_str().unwrap()])
+        .env("PERF_USERS", &pool)
+        .output()
+        .unwrap();
+    checked(output, 1, "one process at the whole load breaks the count");
+
+    // The shards, together from a shared instant on the wall clock.
+    let start_at = SystemTime::now() + Duration::from_secs(4);
+    let start_at = start_at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let children: Vec<_> = (0..SHARDS)
+        .map(|i| {
+            hosts
+                .xtask_in(i, &state)
+                .args(["perf", suite, "--shard", &format!("{i}/{SHARDS}")])
+                .args(["--start-at", &format!("{start_at:.3}")])
+                .args([
+                    "--output",
+                    work.path().join(format!("shard-{i}")).to_str().unwrap(),
+                ])
+                .env("PERF_USERS", &pool)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        checked(
+            child.wait_with_output().unwrap(),
+            0,
+            &format!("shard {i} does not judge"),
+        );
+    }
+    let _ = target.kill();
+    let _ = target.wait();
+    stack.stop().await.unwrap();
+    drop(hosts);
+
+    let shard_dirs: Vec<PathBuf> = (0..SHARDS)
+        .map(|i| run_folder(&work.path().join(format!("shard-{i}"))))
+        .collect();
+    let merged_dir = work.path().join("merged");
+    let mut merge = xtask(&state);
+    merge.args(["perf", "merge"]).args(&shard_dirs);
+    let output = merge
+        .args(["--out", merged_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    checked(output, 1, "the merge judges the whole load");
+
+    let merged = result(&merged_dir);
+    let single = result(&run_folder(&single));
+    let shards: Vec<serde_json::Value> = shard_dirs.iter().map(|d| result(d)).collect();
+    // The same requests as one process: the schedule fixes them exactly.
+    let requests = |r: &serde_json::Value| endpoint(r, "/dashboard/")["requests"].as_u64().unwrap();
+    assert_eq!(requests(&merged), USERS * ITERATIONS);
+    assert_eq!(requests(&single), USERS * ITERATIONS);
+    assert_eq!(
+        shards.iter().map(requests).sum::<u64>(),
+        requests(&merged),
+        "the merge adds the shards' counts"
+    );
+    for r in [&merged, &single] {
+        assert_eq!(endpoint(r, "/dashboard/")["failures"], 0);
+        assert_eq!(r["summary"]["counters"]["login_successes"], USERS);
+    }
+    // The merged histogram is the shards' added: its maximum is theirs.
+    let max = |r: &serde_json::Value| {
+        endpoint(r, "/dashboard/")["latency_ms"]["max"]
+            .as_f64()
+            .unwrap()
+    };
+    let shards_max = shards.iter().map(max).fold(0.0, f64::max);
+    assert!(
+        (max(&merged) - shards_max).abs() < 1e-9,
+        "{} vs {shards_max}",
+        max(&merged)
+    );
+    // And its median is the one process's, within what two runs differ by here.
+    let median = |r: &serde_json::Value| {
+        endpoint(r, "/dashboard/")["latency_ms"]["p50"]
+            .as_f64()
+            .unwrap()
+    };
+    let ratio = median(&merged) / median(&single);
+    assert!(
+        (1.0 / 3.0..3.0).contains(&ratio),
+        "median merged {} vs one process {}",
+        median(&merged),
+        median(&single)
+    );
+    // The count threshold fails in the whole only.
+    assert_eq!(
+        threshold(&merged, "http.requests").get("passed"),
+        Some(&serde_json::Value::Bool(false))
+    );
+    assert_eq!(threshold(&merged, "http.failed")["passed"], true);
+    for (i, dir) in shard_dirs.iter().enumerate() {
+        let part = work.path().join(format!("part-{i}"));
+        let output = xtask(&state)
+            .args(["perf", "merge", dir.to_str().unwrap(), "--allow-partial"])
+            .args(["--out", part.to_str().unwrap()])
+            .output()
+            .unwrap();
+        checked(
+            output,
+            0,
+            &format!("shard {i}'s part alone keeps the count"),
+        );
+        let notes = result(&part)["notes"].to_string();
+        assert!(notes.contains("PARTIAL"), "{notes}");
+    }
+    // A set with a shard missing is refused without --allow-partial.
+    let output = xtask(&state)
+        .args(["perf", "merge", shard_dirs[0].to_str().unwrap()])
+        .args(["--out", work.path().join("refused").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let output = checked(output, 2, "a missing shard is refused");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("shard(s) 1/2 missing"), "{stderr}");
+}
