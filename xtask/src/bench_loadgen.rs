@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::engine::{self, EngineInput};
+use harness::suite::plan::{Shard, ShardPlan};
 use harness::suite::{Plan, PlanOptions};
 use nix::sys::resource::{UsageWho, getrusage};
 
@@ -25,6 +26,10 @@ pub struct Args {
     /// Rounds, alternating the engine and wrk; the median is reported.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// Also measure the engine split into N shards (`--shard I/N` each,
+    /// run together, their seconds kept for a merge) at the same total load.
+    #[arg(long, value_name = "N")]
+    shards: Option<u32>,
     /// Serve on this port instead of starting the minimal server (for `serve-minimal`).
     #[arg(long, hide = true)]
     serve_only: Option<u16>,
@@ -56,6 +61,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "--rounds",
                 &args.rounds.to_string(),
             ])
+            .args(
+                args.shards
+                    .map(|n| vec!["--shards".to_owned(), n.to_string()])
+                    .unwrap_or_default(),
+            )
             .status()?;
         std::process::exit(status.code().unwrap_or(1));
     }
@@ -91,9 +101,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Rounds alternate the two generators, so drift on a shared machine
     // (another tenant, a compile) falls on both; the median ratio is reported.
     let mut rounds = Vec::new();
+    let mut sharded_rounds = Vec::new();
     let mut wrk_missing = None;
     for round in 1..=args.rounds {
-        let engine = measure_engine(&url, args.connections, *args.duration).await;
+        let engine = measure_engine(&url, args.connections, *args.duration, None).await;
+        let sharded = match args.shards {
+            Some(n) => Some(measure_engine(&url, args.connections, *args.duration, Some(n)).await?),
+            None => None,
+        };
         let engine = match engine {
             Ok(engine) => engine,
             Err(error) => {
@@ -114,13 +129,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             None
         };
         eprintln!(
-            "round {round}/{}: ahsp-perf {:.3}{}",
+            "round {round}/{}: ahsp-perf {:.3}{}{}",
             args.rounds,
             engine.cpu_per_10k(),
+            sharded
+                .as_ref()
+                .map(|s| format!(", sharded {:.3}", s.cpu_per_10k()))
+                .unwrap_or_default(),
             wrk.as_ref()
                 .map(|w| format!(", wrk {:.3} CPU-s/10k req", w.cpu_per_10k()))
                 .unwrap_or_default()
         );
+        if let Some(sharded) = sharded {
+            sharded_rounds.push(sharded);
+        }
         rounds.push((engine, wrk));
     }
     let _ = server.kill();
@@ -135,6 +157,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let engines: Vec<&Cost> = rounds.iter().map(|(e, _)| e).collect();
     print_row("ahsp-perf", &engines);
+    if let Some(n) = args.shards {
+        print_row(
+            &format!("{n} shards"),
+            &sharded_rounds.iter().collect::<Vec<_>>(),
+        );
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .zip(&sharded_rounds)
+            .map(|((e, _), s)| s.cpu_per_10k() / e.cpu_per_10k())
+            .collect();
+        println!(
+            "  ratio {n} shards / one: {:.2}× median of {} rounds",
+            median(ratios.clone()),
+            ratios.len()
+        );
+    }
     let wrks: Vec<&Cost> = rounds.iter().filter_map(|(_, w)| w.as_ref()).collect();
     if wrks.is_empty() {
         let why = wrk_missing.map(|e| e.to_string()).unwrap_or_default();
@@ -201,36 +239,59 @@ fn peak_rss_mb(pid: &str) -> Option<f64> {
     Some(kilobytes / 1024.0)
 }
 
-async fn measure_engine(url: &str, connections: u32, duration: Duration) -> anyhow::Result<Cost> {
+/// The engine's cost at `connections` users; with `shards`, the same total
+/// split into that many shards running together in this process (each
+/// keeping its seconds for a merge).
+async fn measure_engine(
+    url: &str,
+    connections: u32,
+    duration: Duration,
+    shards: Option<u32>,
+) -> anyhow::Result<Cost> {
     let suite = format!(
         "[suite]\nname = \"loadgen\"\n[target]\nurl = \"{url}\"\n[load]\nexecutor = \"constant-users\"\nusers = {connections}\nduration = \"{}\"\n[[task]]\nname = \"/\"\nget = \"/\"\n",
         humantime::format_duration(duration)
     );
-    let plan = Plan::from_source(&suite, "bench-loadgen", &PlanOptions::default())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let input = EngineInput {
-        plan: Arc::new(plan),
-        base_url: url.to_owned(),
-        users: Vec::new(),
-        global: Arc::default(),
-        seed: 1,
-        custom_tasks: Default::default(),
-    };
+    let count = shards.unwrap_or(1);
     let before = cpu_seconds(UsageWho::RUSAGE_SELF)?;
-    let output = engine::run(input, None, None).await?;
+    let mut runs = tokio::task::JoinSet::new();
+    for index in 0..count {
+        let options = PlanOptions {
+            shard: shards.map(|count| ShardPlan {
+                shard: Shard { index, count },
+                start_at_unix_ms: None,
+            }),
+            ..PlanOptions::default()
+        };
+        let plan = Plan::from_source(&suite, "bench-loadgen", &options)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let input = EngineInput {
+            plan: Arc::new(plan),
+            base_url: url.to_owned(),
+            users: Vec::new(),
+            global: Arc::default(),
+            seed: 1,
+            custom_tasks: Default::default(),
+        };
+        runs.spawn(engine::run(input, None, None));
+    }
+    let mut requests = 0;
+    while let Some(output) = runs.join_next().await {
+        let output = output??;
+        anyhow::ensure!(
+            output.summary.total.failures == 0,
+            "the engine saw failures: {:?}",
+            output.summary.failures()
+        );
+        requests += output.summary.total.requests
+            + output
+                .summary
+                .warm_up
+                .iter()
+                .map(|e| e.requests)
+                .sum::<u64>();
+    }
     let after = cpu_seconds(UsageWho::RUSAGE_SELF)?;
-    let requests = output.summary.total.requests
-        + output
-            .summary
-            .warm_up
-            .iter()
-            .map(|e| e.requests)
-            .sum::<u64>();
-    anyhow::ensure!(
-        output.summary.total.failures == 0,
-        "the engine saw failures: {:?}",
-        output.summary.failures()
-    );
     Ok(Cost {
         requests,
         cpu_seconds: after - before,
