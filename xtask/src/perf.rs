@@ -123,6 +123,21 @@ enum PerfCommand {
         /// The suite file the shards ran, when it is not where they recorded it.
         #[arg(long, value_name = "FILE")]
         suite: Option<PathBuf>,
+        /// Gate the merged run against baseline NAME; a regression fails (exit 1).
+        #[arg(long, value_name = "NAME")]
+        baseline: Option<String>,
+        /// Save the merged run's figures as baseline NAME.
+        #[arg(long, value_name = "NAME")]
+        save_baseline: Option<String>,
+        /// Where baselines live (default perf-baselines/).
+        #[arg(long, value_name = "DIR")]
+        baseline_dir: Option<PathBuf>,
+        /// A change is a regression only beyond this relative change (and the noise).
+        #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
+        gate_threshold: f64,
+        /// … and only when significant at this one-sided confidence.
+        #[arg(long, value_name = "PERCENT", default_value = "99%", value_parser = parse_confidence)]
+        gate_confidence: f64,
     },
     /// Judge one finished run against another (their folders under target/perf).
     Compare {
@@ -236,20 +251,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             out,
             allow_partial,
             suite,
+            baseline,
+            save_baseline,
+            baseline_dir: dir,
+            gate_threshold,
+            gate_confidence,
         }) => {
             let options = harness::run::shard::MergeOptions {
                 suite,
                 allow_partial,
                 print_summary: true,
+                baseline_dir: baseline_dir(dir),
+                baseline,
+                save_baseline,
+                gate: GateSettings {
+                    relative: gate_threshold,
+                    confidence: gate_confidence,
+                    ..GateSettings::default()
+                },
+                keep_runs: KEEP_RUNS,
             };
             match harness::run::shard::merge(&reference(), &shards, &out, &options).await {
-                Ok(run) => {
-                    eprintln!("\nmerged run: {}", run.dir.display());
-                    std::process::exit(if run.report.passed {
-                        EXIT_PASSED
-                    } else {
-                        EXIT_THRESHOLD_FAILED
-                    })
+                Ok(merged) => {
+                    eprintln!("\nmerged run: {}", merged.run.dir.display());
+                    std::process::exit(merged.exit_code())
                 }
                 Err(error) => {
                     eprintln!("error: {error:#}");

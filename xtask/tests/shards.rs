@@ -223,9 +223,16 @@ expect = {{ status = [200], text = "Dashboard" }}
 
     // One process at the whole load, from a host of its own.
     let single = work.path().join("single");
+    let baselines = work.path().join("baselines");
     let output = hosts
         .xtask_in(0, &state)
         .args(["perf", suite, "--output", single.to_str().unwrap()])
+        .args([
+            "--save-baseline",
+            "single",
+            "--baseline-dir",
+            baselines.to_str().unwrap(),
+        ])
         .env("PERF_USERS", &pool)
         .output()
         .unwrap();
@@ -271,9 +278,16 @@ expect = {{ status = [200], text = "Dashboard" }}
     merge.args(["perf", "merge"]).args(&shard_dirs);
     let output = merge
         .args(["--out", merged_dir.to_str().unwrap()])
+        .args(["--baseline", "single", "--save-baseline", "merged"])
+        .args(["--baseline-dir", baselines.to_str().unwrap()])
         .output()
         .unwrap();
     checked(output, 1, "the merge judges the whole load");
+    // The gate judged the merged whole against the one process's run, and
+    // the merged run can be a baseline itself.
+    let table = std::fs::read_to_string(merged_dir.join("baseline-single.md")).unwrap();
+    assert!(table.contains("/dashboard/"), "{table}");
+    assert!(baselines.join("merged.json").is_file());
 
     let merged = result(&merged_dir);
     let single = result(&run_folder(&single));

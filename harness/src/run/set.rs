@@ -414,7 +414,7 @@ impl SetOutcome {
 
 /// Adds the suites' runs to baseline `name` (created if new), keeping the
 /// last `keep` runs of each suite.
-fn save_baseline(
+pub(super) fn save_baseline(
     dir: &Path,
     name: &str,
     runs: Vec<(String, Vec<RunFigures>)>,

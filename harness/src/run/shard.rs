@@ -14,7 +14,9 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::gate::GateOutcome;
 use super::{Domain, RunOptions, SuiteRun, plan_options, write_reports};
+use crate::baseline::{Baseline, GateSettings, RunFigures};
 use crate::metrics::kept::KeptSecond;
 use crate::metrics::summary::{EndpointMeta, RunHeader, TaskSelection};
 use crate::metrics::{Aggregator, Gauges, Interval, Phase, RunSummary};
@@ -249,7 +251,7 @@ pub fn merge_summary(shards: &[ShardResult], endpoints: &[EndpointMeta]) -> RunS
 }
 
 /// How to merge.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MergeOptions {
     /// The suite file the shards ran, when it is not where they recorded it
     /// (another machine, another checkout).
@@ -257,6 +259,34 @@ pub struct MergeOptions {
     /// Merge even when shards are missing (the report names them).
     pub allow_partial: bool,
     pub print_summary: bool,
+    /// Where baselines live, for `baseline` and `save_baseline`.
+    pub baseline_dir: PathBuf,
+    /// Gate the merged run against this saved baseline.
+    pub baseline: Option<String>,
+    /// Save the merged run's figures into this baseline.
+    pub save_baseline: Option<String>,
+    pub gate: GateSettings,
+    /// Runs per suite a saved baseline keeps.
+    pub keep_runs: usize,
+}
+
+/// The merged run, and what the baseline gate said of it.
+#[derive(Debug)]
+pub struct Merged {
+    pub run: SuiteRun,
+    pub gate: Option<GateOutcome>,
+}
+
+impl Merged {
+    /// As `perf` exits: 0 passed, 1 a threshold failed or a figure regressed.
+    pub fn exit_code(&self) -> i32 {
+        let regressed = self.gate.as_ref().is_some_and(|g| !g.passed());
+        if self.run.report.passed && !regressed {
+            super::set::EXIT_PASSED
+        } else {
+            super::set::EXIT_THRESHOLD_FAILED
+        }
+    }
 }
 
 /// `perf merge`: the shards in `dirs` merged into one run in `out`,
@@ -266,7 +296,7 @@ pub async fn merge(
     dirs: &[PathBuf],
     out: &Path,
     options: &MergeOptions,
-) -> anyhow::Result<SuiteRun> {
+) -> anyhow::Result<Merged> {
     let shards: Vec<(PathBuf, ShardResult)> = dirs
         .iter()
         .map(|dir| Ok((dir.clone(), ShardResult::read(dir)?)))
@@ -361,14 +391,52 @@ pub async fn merge(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let redactor = crate::redact::Redactor::default();
     write_reports(&report, &plan.name, out, options.print_summary, &redactor)?;
-    let figures = crate::baseline::RunFigures::from_run(&report.summary, None);
+    let figures = RunFigures::from_run(&report.summary, None);
     std::fs::write(
         out.join(super::set::FIGURES_FILE),
         serde_json::to_vec(&figures)?,
     )?;
-    Ok(SuiteRun {
-        report,
-        dir: out.to_path_buf(),
-        target_log: None,
+    // The gate judges the merged whole, as it judges one run.
+    let gate = match &options.baseline {
+        Some(name) => {
+            let against = Baseline::load(&options.baseline_dir, name)?;
+            let outcome = super::gate::check(
+                &against,
+                std::slice::from_ref(&figures),
+                &plan.name,
+                out,
+                &options.gate,
+            )?;
+            if options.print_summary
+                && let GateOutcome::Compared { table, .. } = &outcome
+            {
+                eprintln!("{table}");
+            }
+            Some(outcome)
+        }
+        None => None,
+    };
+    if let Some(name) = &options.save_baseline {
+        let path = super::set::save_baseline(
+            &options.baseline_dir,
+            name,
+            vec![(plan.name.clone(), vec![figures])],
+            options.keep_runs,
+        )?;
+        if options.print_summary {
+            eprintln!(
+                "baseline `{name}` saved for {}: {}",
+                plan.name,
+                path.display()
+            );
+        }
+    }
+    Ok(Merged {
+        run: SuiteRun {
+            report,
+            dir: out.to_path_buf(),
+            target_log: None,
+        },
+        gate,
     })
 }
