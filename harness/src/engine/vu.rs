@@ -142,8 +142,10 @@ pub struct VirtualUser {
     vars: HashMap<String, VarValue>,
     pub(crate) rng: rand_chacha::ChaCha8Rng,
     iteration: u64,
-    /// Catalog paths to each variable, found once.
-    paths: HashMap<String, Option<Vec<String>>>,
+    /// Catalog paths to each variable, found once: in the user's scope
+    /// (`[0]`) and in the global one (`[1]`, data from `[data.sql]`). One
+    /// map for both answered "not in the user's scope" for the global too.
+    paths: [HashMap<String, Option<Vec<String>>>; 2],
     path_buffer: String,
     /// Successful responses per task, for truth sampling.
     responses: HashMap<usize, u64>,
@@ -162,7 +164,7 @@ impl VirtualUser {
                 seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
             ),
             iteration: 0,
-            paths: HashMap::new(),
+            paths: [HashMap::new(), HashMap::new()],
             path_buffer: String::new(),
             responses: HashMap::new(),
         }

@@ -133,26 +133,23 @@ impl<'a> TaskVars<'a> {
             _ => {}
         }
         let user_scope = self.vu.user.as_ref().map(|u| u.scope.clone());
-        for scope in user_scope
-            .as_deref()
-            .into_iter()
-            .chain(std::iter::once(self.global))
+        if let Some(scope) = user_scope.as_deref()
+            && let Some(value) = self.lookup_in_scope(scope, 0, name)
         {
-            if let Some(value) = self.lookup_in_scope(scope, name) {
-                return Some(value);
-            }
+            return Some(value);
         }
-        None
+        self.lookup_in_scope(self.global, 1, name)
     }
 
     /// Walks the catalog from `root` to `name`, choosing (or reusing bound)
-    /// values along the way.
-    fn lookup_in_scope(&mut self, root: &Scope, name: &str) -> Option<String> {
-        let path = match self.vu.paths.get(name) {
+    /// values along the way; `which` names the root's path cache.
+    fn lookup_in_scope(&mut self, root: &Scope, which: usize, name: &str) -> Option<String> {
+        let paths = &mut self.vu.paths[which];
+        let path = match paths.get(name) {
             Some(path) => path.clone(),
             None => {
                 let path = root.path_to(name);
-                self.vu.paths.insert(name.to_owned(), path.clone());
+                paths.insert(name.to_owned(), path.clone());
                 path
             }
         }?;
