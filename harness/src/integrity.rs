@@ -17,8 +17,9 @@ use crate::db::{self, Db};
 use crate::engine::vu::AckedWrite;
 use crate::suite::WriteSpec;
 
-/// A row's state before the run.
-#[derive(Debug, Clone, Default)]
+/// A row's state before the run (kept in a shard's result, for the merge
+/// to check the writes of every shard against).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     versions: HashMap<String, i64>,
     audit_counts: HashMap<String, i64>,

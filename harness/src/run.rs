@@ -204,7 +204,7 @@ pub async fn run_plan(
     // Whatever the outcome, no file of the run keeps a secret: the reports
     // just written, the service logs and the target's output.
     redactor
-        .sweep(&dir)
+        .sweep_except(&dir, &[shard::SHARD_FILE])
         .with_context(|| format!("redacting {}", dir.display()))?;
     let (report, target_log) = outcome?;
     drop(interrupts);
@@ -305,7 +305,9 @@ async fn prepare_measure_judge(
     )
     .await?;
     if let Some(shard) = plan.shard {
-        shard_result(plan, options, shard.shard, &mut measured, &before.notes)?.write(dir)?;
+        let mut result = shard_result(plan, options, shard.shard, &mut measured, &before)?;
+        result.redact(redactor);
+        result.write(dir)?;
     }
     let report = judge::judge(plan, infra, stack, before, measured).await?;
     Ok((report, target_log))
@@ -318,7 +320,7 @@ fn shard_result(
     options: &RunOptions,
     shard: crate::suite::plan::Shard,
     measured: &mut measure::Measured,
-    notes: &[String],
+    before: &prepare::Before,
 ) -> anyhow::Result<shard::ShardResult> {
     let path = plan
         .path
@@ -352,7 +354,13 @@ fn shard_result(
         endpoints: plan.endpoints.clone(),
         seconds: std::mem::take(&mut measured.output.seconds),
         probes: shard.owns_probes().then(|| measured.probes.clone()),
-        notes: notes.to_vec(),
+        notes: before.notes.clone(),
+        integrity_before: before
+            .snapshots
+            .iter()
+            .map(|(task, _, snapshot)| (task.clone(), snapshot.clone()))
+            .collect(),
+        writes: measured.output.writes.clone(),
     })
 }
 

@@ -361,3 +361,180 @@ expect = {{ status = [200], text = "Dashboard" }}
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("shard(s) 1/2 missing"), "{stderr}");
 }
+
+/// Writes from two shards on this host, one stack visited by URL: shard 0
+/// snapshots the rows before the shared start and probes the stack; the
+/// merge checks every shard's acknowledged writes against the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_merge_checks_every_shards_writes_against_one_snapshot() {
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let stack = Stack::start(&InfraConfig::default()).await.unwrap();
+    let urls = stack.urls().clone();
+    let domain = Ahsp::target_binary(PathBuf::from(env!("CARGO_BIN_EXE_xtask")), &[]);
+    let catalog = domain
+        .seed(&urls.database_url, "ci", 42, None)
+        .await
+        .unwrap();
+    // A project several users may edit, and those users as the pool.
+    let mut by_project: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for user in &catalog.users {
+        for choice in user.scope.vars.get("project_id").into_iter().flatten() {
+            by_project
+                .entry(choice.value.clone())
+                .or_default()
+                .push(format!("{}:{}", user.login, user.password.expose()));
+        }
+    }
+    let (project, pool) = by_project
+        .into_iter()
+        .max_by_key(|(_, users)| users.len())
+        .unwrap();
+    assert!(pool.len() >= 2, "a project shared by two users");
+
+    let mut target = xtask(&state)
+        .args(["serve", "--quiet", "--listen", "127.0.0.1:0"])
+        .env("PGBOUNCER_URL", &urls.pgbouncer_url)
+        .env("REDIS_URL", &urls.redis_url)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(target.stdout.take().unwrap()).lines();
+    let target_url = loop {
+        let line = lines.next().expect("serve prints TARGET_URL").unwrap();
+        if let Some(url) = line.strip_prefix("TARGET_URL=") {
+            break url.to_owned();
+        }
+    };
+    let suite = work.path().join("writes.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"
+[suite]
+name = "sharded-writes"
+
+[target]
+url = "{target_url}"
+
+[infra]
+provider = "external"
+[infra.external]
+database-url = "{database_url}"
+pgbouncer-url = "{pgbouncer_url}"
+pgbouncer-admin-url = "{admin_url}"
+redis-url = "{redis_url}"
+
+[data.sql]
+shared_project = "SELECT {project}"
+shared_pekerjaan = "SELECT id FROM pekerjaan WHERE project_id = {project} ORDER BY id LIMIT 6"
+
+[auth]
+login-url = "/accounts/login/"
+success = {{ status = 302, location = "/dashboard/", cookie = "sessionid" }}
+users = {{ from = "env", var = "PERF_USERS" }}
+
+[load]
+users = 4
+duration = "6s"
+warm-up = "0s"
+think-time = "20ms..80ms"
+
+[[task]]
+name = "/api/project/[id]/pekerjaan/[pekerjaan_id]/"
+weight = 2
+get = "/api/project/{{shared_project}}/pekerjaan/{{shared_pekerjaan}}/"
+extract = [
+    {{ var = "edit_project_id", json = "/project_id" }},
+    {{ var = "edit_pekerjaan_id", json = "/id" }},
+    {{ var = "version", json = "/version" }},
+]
+
+[[task]]
+name = "/api/project/[id]/list-pekerjaan/save/"
+weight = 2
+post = "/api/project/{{edit_project_id}}/list-pekerjaan/save/"
+vars = {{ new_volume = "{{random_decimal(1, 500, 2)}}" }}
+json = {{ pekerjaan = [{{ id = "{{edit_pekerjaan_id|int}}", volume = "{{new_volume}}", version = "{{version|int}}" }}] }}
+expect = {{ status = [200, 409] }}
+extract = [{{ var = "version", json = "/saved/0/version" }}]
+writes = {{ table = "pekerjaan", key = "id", version-column = "version", key-value = "{{edit_pekerjaan_id}}", version-value = "{{version}}", fields = {{ volume = "{{new_volume}}" }}, audit-table = "audit_trail", audit-key = "entity_id", audit-where = "entity = 'pekerjaan'" }}
+
+[thresholds]
+"http.failed" = "rate == 0%"
+"integrity.lost-updates" = "count == 0"
+"integrity.violations" = "count == 0"
+"#,
+            database_url = urls.database_url,
+            pgbouncer_url = urls.pgbouncer_url,
+            admin_url = urls.pgbouncer_admin_url,
+            redis_url = urls.redis_url,
+        ),
+    )
+    .unwrap();
+    let suite = suite.to_str().unwrap();
+    let start_at = (SystemTime::now() + Duration::from_secs(5))
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let children: Vec<_> = (0..SHARDS)
+        .map(|i| {
+            xtask(&state)
+                .args(["perf", suite, "--shard", &format!("{i}/{SHARDS}")])
+                .args(["--start-at", &format!("{start_at:.3}")])
+                .args([
+                    "--output",
+                    work.path().join(format!("shard-{i}")).to_str().unwrap(),
+                ])
+                .env("PERF_USERS", pool.join(","))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        checked(child.wait_with_output().unwrap(), 0, &format!("shard {i}"));
+    }
+    let _ = target.kill();
+    let _ = target.wait();
+
+    let shard_dirs: Vec<PathBuf> = (0..SHARDS)
+        .map(|i| run_folder(&work.path().join(format!("shard-{i}"))))
+        .collect();
+    let merged_dir = work.path().join("merged");
+    let output = xtask(&state)
+        .args(["perf", "merge"])
+        .args(&shard_dirs)
+        .args(["--out", merged_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    stack.stop().await.unwrap();
+    checked(output, 0, "no write lost across the shards");
+    let merged = result(&merged_dir);
+    let shard_writes: u64 = shard_dirs
+        .iter()
+        .map(|dir| {
+            let shard: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("shard.json")).unwrap()).unwrap();
+            shard["writes"].as_array().unwrap().len() as u64
+        })
+        .sum();
+    let integrity = &merged["integrity"];
+    assert!(shard_writes > 0, "the shards wrote nothing");
+    assert_eq!(
+        integrity["acknowledged_writes"].as_u64(),
+        Some(shard_writes),
+        "{integrity:#}"
+    );
+    assert!(
+        integrity["rows_checked"].as_u64().unwrap() > 0,
+        "{integrity:#}"
+    );
+    // Shard 0 probed the stack; the merged run has its figures.
+    assert!(
+        merged["probes"]["values"]["postgres.deadlocks"].is_number(),
+        "{:#}",
+        merged["probes"]
+    );
+}

@@ -50,8 +50,10 @@ pub(super) async fn judge(
         );
     }
     let mut integrity = None;
+    // A shard's writes are checked by the merge, with every shard's.
     if let Some(db) = &direct
         && !snapshots.is_empty()
+        && plan.shard.is_none()
     {
         let mut checked = crate::integrity::IntegrityReport::default();
         for (task, spec, before) in &snapshots {

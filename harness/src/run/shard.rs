@@ -17,6 +17,8 @@ use sha2::{Digest as _, Sha256};
 use super::gate::GateOutcome;
 use super::{Domain, RunOptions, SuiteRun, plan_options, write_reports};
 use crate::baseline::{Baseline, GateSettings, RunFigures};
+use crate::engine::vu::AckedWrite;
+use crate::integrity::Snapshot;
 use crate::metrics::kept::KeptSecond;
 use crate::metrics::summary::{EndpointMeta, RunHeader, TaskSelection};
 use crate::metrics::{Aggregator, Gauges, Interval, Phase, RunSummary};
@@ -58,6 +60,13 @@ pub struct ShardResult {
     /// The stack's probes, from the shard that owns them (index 0).
     pub probes: Option<ProbeReport>,
     pub notes: Vec<String>,
+    /// Rows written by tasks with `writes`, before the load, by task (shard
+    /// 0 takes them before the shared start).
+    #[serde(default)]
+    pub integrity_before: Vec<(String, Snapshot)>,
+    /// Every write the target acknowledged to this shard.
+    #[serde(default)]
+    pub writes: Vec<AckedWrite>,
 }
 
 /// What a run's options and suite say about the plan, hashed: shards of
@@ -72,6 +81,38 @@ pub fn plan_id(source: &str, profile: &str, include: &[String], exclude: &[Strin
 }
 
 impl ShardResult {
+    /// Masks the run's secrets in every string that can hold one (the file
+    /// is left out of the run folder's sweep: a mask inside a packed
+    /// histogram would corrupt it).
+    pub fn redact(&mut self, redactor: &crate::redact::Redactor) {
+        let mask = |text: &mut String| {
+            if let std::borrow::Cow::Owned(masked) = redactor.text(text) {
+                *text = masked;
+            }
+        };
+        mask(&mut self.target);
+        mask(&mut self.suite_path);
+        self.notes.iter_mut().for_each(mask);
+        for second in &mut self.seconds {
+            for endpoint in &mut second.endpoints {
+                for failure in &mut endpoint.failure_kinds {
+                    mask(&mut failure.sample);
+                }
+            }
+        }
+        if let Some(probes) = &mut self.probes {
+            probes.unavailable.iter_mut().for_each(mask);
+            for statement in &mut probes.top_statements {
+                mask(&mut statement.query);
+            }
+        }
+        for write in &mut self.writes {
+            for (_, value) in &mut write.fields {
+                mask(value);
+            }
+        }
+    }
+
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
         let path = dir.join(SHARD_FILE);
         std::fs::write(&path, serde_json::to_vec(self)?)
@@ -250,6 +291,65 @@ pub fn merge_summary(shards: &[ShardResult], endpoints: &[EndpointMeta]) -> RunS
     )
 }
 
+/// Every shard's acknowledged writes checked against shard 0's snapshot,
+/// in the database the suite names (`[infra.external]` or
+/// `DATABASE_URL`); `None` when no task writes.
+async fn check_writes(
+    plan: &Plan,
+    options: &RunOptions,
+    shards: &[ShardResult],
+) -> anyhow::Result<Option<crate::integrity::IntegrityReport>> {
+    let before: BTreeMap<&str, &Snapshot> = shards
+        .iter()
+        .flat_map(|s| s.integrity_before.iter())
+        .map(|(task, snapshot)| (task.as_str(), snapshot))
+        .collect();
+    let specs: Vec<(&str, &crate::suite::WriteSpec)> = plan
+        .tasks
+        .iter()
+        .filter_map(|task| match &task.kind {
+            crate::suite::plan::TaskKind::Http(http) => {
+                http.writes.as_ref().map(|spec| (task.name.as_str(), spec))
+            }
+            _ => None,
+        })
+        .collect();
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        !before.is_empty(),
+        "the suite's tasks write, but no shard took the snapshot before the load (shard 0, with the stack's URLs, does): the merge cannot check the writes"
+    );
+    let infra = super::infra_config(plan, options)?;
+    let url = infra.external.database_url.as_deref().context(
+        "checking the shards' writes needs the database: DATABASE_URL or [infra.external] database-url",
+    )?;
+    let db = crate::db::Db::connect(url, 2).await?;
+    // Each write's time on the shared clock.
+    let t0 = shards.iter().map(|s| s.started_unix_ms).min().unwrap_or(0);
+    let writes: Vec<AckedWrite> = shards
+        .iter()
+        .flat_map(|s| {
+            let offset = s.started_unix_ms - t0;
+            s.writes.iter().map(move |w| AckedWrite {
+                at_ms: w.at_ms + offset,
+                ..w.clone()
+            })
+        })
+        .collect();
+    let mut checked = crate::integrity::IntegrityReport::default();
+    for (task, spec) in specs {
+        let Some(snapshot) = before.get(task) else {
+            continue;
+        };
+        let acked: Vec<AckedWrite> = writes.iter().filter(|w| w.task == task).cloned().collect();
+        crate::integrity::check(&db, spec, snapshot, &acked, &mut checked).await?;
+    }
+    db.close().await;
+    Ok(Some(checked))
+}
+
 /// How to merge.
 #[derive(Debug, Clone)]
 pub struct MergeOptions {
@@ -368,6 +468,10 @@ pub async fn merge(
             }
         }
     }
+    let integrity = check_writes(&plan, &run_options, &shards).await?;
+    if let Some(checked) = &integrity {
+        summary.extra.extend(checked.values());
+    }
     let probes = shards.iter().find_map(|s| s.probes.clone());
     if let Some(probes) = &probes {
         summary
@@ -379,6 +483,7 @@ pub async fn merge(
     let mut report = RunReport::new(summary, thresholds);
     report.notes = notes;
     report.probes = probes;
+    report.integrity = integrity;
     crate::diagnosis::diagnose(
         &mut report,
         &crate::diagnosis::Context {
