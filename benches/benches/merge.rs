@@ -81,6 +81,8 @@ fn shard(index: u32) -> ShardResult {
         seconds,
         probes: None,
         notes: Vec::new(),
+        integrity_before: Vec::new(),
+        writes: Vec::new(),
     }
 }
 
