@@ -58,7 +58,7 @@ fn shard(index: u32) -> ShardResult {
         })
         .collect();
     ShardResult {
-        schema: "ahsp-perf/shard/v1".to_owned(),
+        schema: harness::run::shard::SCHEMA.to_owned(),
         harness_version: "bench".to_owned(),
         shard: Shard {
             index,

@@ -332,7 +332,7 @@ fn shard_result(
     let include = options.include_tags.clone();
     let exclude = options.exclude_tags.clone();
     Ok(shard::ShardResult {
-        schema: "ahsp-perf/shard/v1".to_owned(),
+        schema: shard::SCHEMA.to_owned(),
         harness_version: env!("CARGO_PKG_VERSION").to_owned(),
         shard,
         plan_id: shard::plan_id(&source, &plan.profile, &include, &exclude),

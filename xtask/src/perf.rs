@@ -58,21 +58,8 @@ pub struct Args {
     /// Where runs are written (default target/perf).
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Save each suite's figures as baseline NAME (merged into an existing one).
-    #[arg(long, value_name = "NAME")]
-    save_baseline: Option<String>,
-    /// Compare each suite with baseline NAME; a regression fails the run (exit 1).
-    #[arg(long, value_name = "NAME")]
-    baseline: Option<String>,
-    /// Where baselines live (default perf-baselines/, meant to be committed).
-    #[arg(long, value_name = "DIR")]
-    baseline_dir: Option<PathBuf>,
-    /// A change is a regression only beyond this relative change (and the noise).
-    #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
-    gate_threshold: f64,
-    /// … and only when significant at this one-sided confidence.
-    #[arg(long, value_name = "PERCENT", default_value = "99%", value_parser = parse_confidence)]
-    gate_confidence: f64,
+    #[command(flatten)]
+    gate: GateArgs,
     /// Run each suite N times (each arm N times with --ab).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeat: u32,
@@ -91,6 +78,36 @@ pub struct Args {
     /// seconds); the orchestrator sets it for every shard alike.
     #[arg(long, value_name = "TIME", env = "AHSP_PERF_START_AT", value_parser = parse_start_at, requires = "shard")]
     start_at: Option<u64>,
+}
+
+/// Baselines and the gate: of a run, and of a merged one.
+#[derive(Debug, clap::Args)]
+struct GateArgs {
+    /// Save each suite's figures as baseline NAME (merged into an existing one).
+    #[arg(long, value_name = "NAME")]
+    save_baseline: Option<String>,
+    /// Compare each suite with baseline NAME; a regression fails the run (exit 1).
+    #[arg(long, value_name = "NAME")]
+    baseline: Option<String>,
+    /// Where baselines live (default perf-baselines/, meant to be committed).
+    #[arg(long, value_name = "DIR")]
+    baseline_dir: Option<PathBuf>,
+    /// A change is a regression only beyond this relative change (and the noise).
+    #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
+    gate_threshold: f64,
+    /// … and only when significant at this one-sided confidence.
+    #[arg(long, value_name = "PERCENT", default_value = "99%", value_parser = parse_confidence)]
+    gate_confidence: f64,
+}
+
+impl GateArgs {
+    fn settings(&self) -> GateSettings {
+        GateSettings {
+            relative: self.gate_threshold,
+            confidence: self.gate_confidence,
+            ..GateSettings::default()
+        }
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -123,21 +140,8 @@ enum PerfCommand {
         /// The suite file the shards ran, when it is not where they recorded it.
         #[arg(long, value_name = "FILE")]
         suite: Option<PathBuf>,
-        /// Gate the merged run against baseline NAME; a regression fails (exit 1).
-        #[arg(long, value_name = "NAME")]
-        baseline: Option<String>,
-        /// Save the merged run's figures as baseline NAME.
-        #[arg(long, value_name = "NAME")]
-        save_baseline: Option<String>,
-        /// Where baselines live (default perf-baselines/).
-        #[arg(long, value_name = "DIR")]
-        baseline_dir: Option<PathBuf>,
-        /// A change is a regression only beyond this relative change (and the noise).
-        #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
-        gate_threshold: f64,
-        /// … and only when significant at this one-sided confidence.
-        #[arg(long, value_name = "PERCENT", default_value = "99%", value_parser = parse_confidence)]
-        gate_confidence: f64,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Judge one finished run against another (their folders under target/perf).
     Compare {
@@ -251,24 +255,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             out,
             allow_partial,
             suite,
-            baseline,
-            save_baseline,
-            baseline_dir: dir,
-            gate_threshold,
-            gate_confidence,
+            gate,
         }) => {
             let options = harness::run::shard::MergeOptions {
                 suite,
                 allow_partial,
                 print_summary: true,
-                baseline_dir: baseline_dir(dir),
-                baseline,
-                save_baseline,
-                gate: GateSettings {
-                    relative: gate_threshold,
-                    confidence: gate_confidence,
-                    ..GateSettings::default()
-                },
+                gate: gate.settings(),
+                baseline_dir: baseline_dir(gate.baseline_dir),
+                baseline: gate.baseline,
+                save_baseline: gate.save_baseline,
                 keep_runs: KEEP_RUNS,
             };
             match harness::run::shard::merge(&reference(), &shards, &out, &options).await {
@@ -343,14 +339,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 start_at_unix_ms: args.start_at,
             }),
         },
-        baseline_dir: baseline_dir(args.baseline_dir),
-        save_baseline: args.save_baseline,
-        baseline: args.baseline,
-        gate: GateSettings {
-            relative: args.gate_threshold,
-            confidence: args.gate_confidence,
-            ..GateSettings::default()
-        },
+        gate: args.gate.settings(),
+        baseline_dir: baseline_dir(args.gate.baseline_dir),
+        save_baseline: args.gate.save_baseline,
+        baseline: args.gate.baseline,
         repeat: args.repeat as usize,
         keep_runs: args.keep_runs as usize,
         ab,

@@ -96,6 +96,45 @@ fn xtask(state: &Path) -> Command {
     command
 }
 
+/// The reference service on `listen`, with the stack's URLs; its URL once
+/// it answers.
+fn serve(
+    state: &Path,
+    urls: &harness::infra::StackUrls,
+    listen: &str,
+) -> (std::process::Child, String) {
+    let mut target = xtask(state)
+        .args(["serve", "--quiet", "--listen", listen])
+        .env("PGBOUNCER_URL", &urls.pgbouncer_url)
+        .env("REDIS_URL", &urls.redis_url)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(target.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("TARGET_URL=").map(str::to_owned));
+    // The rest of its output is read, so it never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    match url {
+        Some(url) => (target, url),
+        None => {
+            let _ = target.kill();
+            let _ = target.wait();
+            panic!("serve printed no TARGET_URL");
+        }
+    }
+}
+
+/// Unix seconds `ahead` from now: the shards' shared start.
+fn start_at(ahead: Duration) -> String {
+    let at = (SystemTime::now() + ahead)
+        .duration_since(UNIX_EPOCH)
+        .unwrap();
+    format!("{:.3}", at.as_secs_f64())
+}
+
 fn checked(output: Output, code: i32, what: &str) -> Output {
     assert_eq!(
         output.status.code(),
@@ -160,25 +199,7 @@ async fn shards_on_separate_hosts_merge_into_the_run_one_process_makes() {
 
     let hosts = Hosts::new(SHARDS);
     // The reference service, on the bridge: every shard's host reaches it.
-    let mut target = xtask(&state)
-        .args([
-            "serve",
-            "--quiet",
-            "--listen",
-            &format!("{}:0", hosts.gateway),
-        ])
-        .env("PGBOUNCER_URL", &urls.pgbouncer_url)
-        .env("REDIS_URL", &urls.redis_url)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(target.stdout.take().unwrap()).lines();
-    let target_url = loop {
-        let line = lines.next().expect("serve prints TARGET_URL").unwrap();
-        if let Some(url) = line.strip_prefix("TARGET_URL=") {
-            break url.to_owned();
-        }
-    };
+    let (mut target, target_url) = serve(&state, &urls, &format!("{}:0", hosts.gateway));
 
     let suite = work.path().join("sharded.toml");
     std::fs::write(
@@ -239,14 +260,13 @@ expect = {{ status = [200], text = "Dashboard" }}
     checked(output, 1, "one process at the whole load breaks the count");
 
     // The shards, together from a shared instant on the wall clock.
-    let start_at = SystemTime::now() + Duration::from_secs(4);
-    let start_at = start_at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let start_at = start_at(Duration::from_secs(4));
     let children: Vec<_> = (0..SHARDS)
         .map(|i| {
             hosts
                 .xtask_in(i, &state)
                 .args(["perf", suite, "--shard", &format!("{i}/{SHARDS}")])
-                .args(["--start-at", &format!("{start_at:.3}")])
+                .args(["--start-at", &start_at])
                 .args([
                     "--output",
                     work.path().join(format!("shard-{i}")).to_str().unwrap(),
@@ -392,20 +412,7 @@ async fn the_merge_checks_every_shards_writes_against_one_snapshot() {
         .unwrap();
     assert!(pool.len() >= 2, "a project shared by two users");
 
-    let mut target = xtask(&state)
-        .args(["serve", "--quiet", "--listen", "127.0.0.1:0"])
-        .env("PGBOUNCER_URL", &urls.pgbouncer_url)
-        .env("REDIS_URL", &urls.redis_url)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(target.stdout.take().unwrap()).lines();
-    let target_url = loop {
-        let line = lines.next().expect("serve prints TARGET_URL").unwrap();
-        if let Some(url) = line.strip_prefix("TARGET_URL=") {
-            break url.to_owned();
-        }
-    };
+    let (mut target, target_url) = serve(&state, &urls, "127.0.0.1:0");
     let suite = work.path().join("writes.toml");
     std::fs::write(
         &suite,
@@ -473,15 +480,12 @@ writes = {{ table = "pekerjaan", key = "id", version-column = "version", key-val
     )
     .unwrap();
     let suite = suite.to_str().unwrap();
-    let start_at = (SystemTime::now() + Duration::from_secs(5))
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+    let start_at = start_at(Duration::from_secs(5));
     let children: Vec<_> = (0..SHARDS)
         .map(|i| {
             xtask(&state)
                 .args(["perf", suite, "--shard", &format!("{i}/{SHARDS}")])
-                .args(["--start-at", &format!("{start_at:.3}")])
+                .args(["--start-at", &start_at])
                 .args([
                     "--output",
                     work.path().join(format!("shard-{i}")).to_str().unwrap(),

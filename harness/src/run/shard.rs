@@ -28,7 +28,7 @@ use crate::suite::plan::{Plan, PlanOptions, Shard};
 
 /// A shard's result, in its run folder.
 pub const SHARD_FILE: &str = "shard.json";
-const SCHEMA: &str = "ahsp-perf/shard/v1";
+pub const SCHEMA: &str = "ahsp-perf/shard/v1";
 
 /// What one shard hands to the merge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
