@@ -574,7 +574,13 @@ fn stall(report: &RunReport) -> Option<String> {
         .flat_map(|s| s.services.iter().filter(|p| p.name == "app"))
         .collect();
     if !target.is_empty() {
-        if target.iter().all(|p| p.running) {
+        let stopped = target.iter().filter(|p| p.stopped).count();
+        if stopped * 2 >= target.len() {
+            text.push_str(&format!(
+                "; the target's process was there but stopped (paused: SIGSTOP or a frozen cgroup) in {stopped} of {} probed seconds: the target itself stopped",
+                target.len()
+            ));
+        } else if target.iter().all(|p| p.running) {
             let cpu = target.iter().map(|p| p.cpu_percent).sum::<f64>() / target.len() as f64;
             if silent.is_empty() && cpu < 1.0 {
                 text.push_str(&format!(

@@ -74,6 +74,10 @@ pub struct ServiceSample {
     /// Whether the process was there at all.
     #[serde(default)]
     pub running: bool,
+    /// Whether every process of the tree was stopped (SIGSTOP, state `T`)
+    /// or frozen in its cgroup (`docker pause`): there, yet unable to answer.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 /// Everything probed at one second.
@@ -326,6 +330,7 @@ async fn sample(
         sample.services.push(ServiceSample {
             name: name.clone(),
             running: !pids.is_empty(),
+            stopped: process::stopped(&pids),
             cpu_percent: cpu.percent(name, &pids),
             memory_mb: process::pss_mb(&pids),
         });

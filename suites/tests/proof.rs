@@ -318,7 +318,9 @@ async fn a_paused_target_is_caught_as_a_stall_and_recovers() {
     assert!(!stall.passed, "a six-second pause passed: {stall:?}");
     let diagnosis = stall.diagnosis.join("\n");
     assert!(
-        diagnosis.contains("pause target") && diagnosis.contains("the target itself stopped"),
+        diagnosis.contains("pause target")
+            && diagnosis.contains("there but stopped")
+            && diagnosis.contains("the target itself stopped"),
         "the diagnosis does not name the paused target:\n{diagnosis}"
     );
     assert!(threshold(&report, "recovery.time").passed);

@@ -57,6 +57,29 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(after.split_whitespace().map(str::to_owned).collect())
 }
 
+/// Whether every process in `pids` is stopped by a signal (state `T` or
+/// `t`) or frozen by its cgroup (`docker pause` freezes the container's
+/// cgroup, and its processes keep state `S` or `D`). False for no processes.
+pub fn stopped(pids: &[u32]) -> bool {
+    !pids.is_empty()
+        && pids.iter().all(|pid| {
+            let state = stat_fields(*pid).and_then(|f| f.first().cloned());
+            matches!(state.as_deref(), Some("T" | "t")) || cgroup_frozen(*pid)
+        })
+}
+
+/// `frozen 1` in the `cgroup.events` of the process's cgroup (v2).
+fn cgroup_frozen(pid: u32) -> bool {
+    let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return false;
+    };
+    let Some(path) = cgroups.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return false;
+    };
+    std::fs::read_to_string(format!("/sys/fs/cgroup{}/cgroup.events", path.trim()))
+        .is_ok_and(|events| events.lines().any(|l| l.trim() == "frozen 1"))
+}
+
 /// User plus system CPU of a process, in clock ticks (fields 14 and 15).
 fn cpu_ticks(pid: u32) -> u64 {
     stat_fields(pid)
@@ -121,4 +144,38 @@ fn clock_ticks_per_second() -> f64 {
         .ok()
         .flatten()
         .map_or(100.0, |v| v as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    #[test]
+    fn a_stopped_process_reads_as_stopped_and_a_resumed_one_does_not() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep runs");
+        let pid = child.id();
+        let state = |want: bool| {
+            // The kernel applies a signal asynchronously: wait for it, boundedly.
+            (0..200).any(|_| {
+                let now = stopped(&[pid]);
+                if now != want {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                now == want
+            })
+        };
+        assert!(state(false), "a sleeping process read as stopped");
+        kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+        assert!(state(true), "a SIGSTOPped process did not read as stopped");
+        kill(Pid::from_raw(pid as i32), Signal::SIGCONT).unwrap();
+        assert!(state(false), "a resumed process still read as stopped");
+        assert!(!stopped(&[]), "no process at all is not a stopped one");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
