@@ -8,6 +8,7 @@
 
 pub mod baseline;
 pub mod bench_budget;
+pub mod browser;
 pub mod catalog;
 pub mod correctness;
 pub mod coverage;

@@ -62,6 +62,42 @@ pub struct SuiteFile {
     /// What no file the run writes may hold, beyond what it knows is secret.
     #[serde(default)]
     pub secrets: SecretsSpec,
+    /// Real browsers beside the HTTP load, timing the pages people wait for.
+    #[serde(default, rename = "browser")]
+    pub browsers: Vec<BrowserSpec>,
+}
+
+/// `[[browser]]`: a few users in headless Chromium, each logging in through
+/// the suite's `[auth]` form in the page and then opening `page`s in turn
+/// until the load ends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BrowserSpec {
+    /// How reports name the group (default `browser`).
+    pub name: Option<String>,
+    /// Browsers of this group, each its own Chromium (default 1).
+    pub users: Option<Spanned<u32>>,
+    /// Log in through the `[auth]` form first (default: when the suite has `[auth]`).
+    pub login: Option<Spanned<bool>>,
+    /// The wait between one page and the next (default 1s).
+    pub pause: Option<Spanned<String>>,
+    /// How long a page may take to be ready (default 15s).
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default, rename = "page")]
+    pub pages: Vec<BrowserPageSpec>,
+}
+
+/// One page a browser user opens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BrowserPageSpec {
+    /// A path template like a task's (`/detail_project/{project_id}/rekap-rab/`).
+    pub path: Spanned<String>,
+    /// The page's name in metrics and reports (default: the path template).
+    pub name: Option<String>,
+    /// A CSS selector whose element means the page is ready for its user;
+    /// a page where it never appears is a failed visit.
+    pub ready: Option<Spanned<String>>,
 }
 
 /// `[secrets]`: regular expressions whose matches every report, log and

@@ -127,6 +127,75 @@ fn selected<'a>(summary: &'a RunSummary, selector: &Selector) -> Vec<&'a Endpoin
         .collect()
 }
 
+/// A browser metric over the selected pages (`{page:…}`, all without it).
+fn observe_browser(
+    summary: &RunSummary,
+    selector: &Selector,
+    aggregate: Aggregate,
+) -> (Option<f64>, Kind, Option<String>) {
+    let metric = &selector.metric;
+    let Some(browser) = &summary.browser else {
+        return (None, Kind::Millis, Some("no browser ran".into()));
+    };
+    let pages: Vec<_> = browser
+        .pages
+        .iter()
+        .filter(|p| selector.filter("page").is_none_or(|page| p.page == page))
+        .collect();
+    let views: u64 = pages.iter().map(|p| p.views).sum();
+    let failed: u64 = pages.iter().map(|p| p.failed).sum();
+    if *metric == Metric::BrowserFailed {
+        return match aggregate {
+            Aggregate::Count => (
+                Some(failed as f64),
+                Kind::Count,
+                Some(format!("of {views} page views")),
+            ),
+            _ if views == 0 => (None, Kind::Fraction, Some("no page views".into())),
+            _ => (
+                Some(failed as f64 / views as f64),
+                Kind::Fraction,
+                Some(format!("{failed} of {views} page views")),
+            ),
+        };
+    }
+    let mut combined = crate::metrics::new_histogram();
+    combined.auto(true);
+    for page in &pages {
+        if let Some(histogram) = page.histogram(metric) {
+            let _ = combined.add(histogram);
+        }
+    }
+    let (kind, scale) = if metric.is_duration() {
+        (Kind::Millis, 1000.0)
+    } else {
+        (Kind::Plain, 1.0)
+    };
+    if aggregate == Aggregate::Count {
+        return (Some(combined.len() as f64), Kind::Count, None);
+    }
+    if combined.is_empty() {
+        let why = if views == 0 {
+            "no page views".to_owned()
+        } else {
+            format!("{views} page views, none measured it ({failed} failed)")
+        };
+        return (None, kind, Some(why));
+    }
+    let value = match aggregate {
+        Aggregate::Percentile(p) => combined.value_at_quantile(p / 100.0) as f64,
+        Aggregate::Avg => combined.mean(),
+        Aggregate::Min => combined.min() as f64,
+        Aggregate::Med => combined.value_at_quantile(0.5) as f64,
+        _ => combined.max() as f64,
+    } / scale;
+    (
+        Some(value),
+        kind,
+        Some(format!("{} page views", combined.len())),
+    )
+}
+
 /// The observed value, how it reads, and a note for the detail.
 fn observe(
     summary: &RunSummary,
@@ -141,6 +210,14 @@ fn observe(
         return observe_phase(summary, selector, aggregate, phase);
     }
     match metric {
+        Metric::BrowserTtfb
+        | Metric::BrowserDcl
+        | Metric::BrowserLoad
+        | Metric::BrowserLcp
+        | Metric::BrowserTbt
+        | Metric::BrowserRequests
+        | Metric::BrowserBytes
+        | Metric::BrowserFailed => observe_browser(summary, selector, aggregate),
         Metric::HttpDuration | Metric::AuthDuration => {
             let endpoints = if *metric == Metric::AuthDuration {
                 // Logins cluster where users start, often in the warm-up, so

@@ -452,6 +452,9 @@ pub struct RunSummary {
     /// that later layers add and thresholds may use.
     #[serde(default)]
     pub extra: BTreeMap<String, f64>,
+    /// What the `[[browser]]` users measured, when the suite has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<crate::browser::BrowserSummary>,
 }
 
 /// One fault of the suite as it happened.
@@ -596,6 +599,7 @@ impl RunSummary {
             faults: Vec::new(),
             series,
             extra: BTreeMap::new(),
+            browser: None,
         }
     }
 

@@ -51,6 +51,25 @@ pub(super) async fn measure(
     if let Some(pid) = target.pid {
         processes.push(("app".to_owned(), pid));
     }
+    // The browsers' chromedriver, whose process group holds every Chromium:
+    // the probes measure what the browsers cost the machine.
+    let driver = if plan.browsers.is_empty() {
+        None
+    } else {
+        Some(crate::browser::driver::Driver::start().await?)
+    };
+    if let Some(driver) = &driver {
+        processes.push(("browser".to_owned(), driver.pid));
+    }
+    let browser_input = crate::browser::driver::BrowserInput {
+        plans: plan.browsers.clone(),
+        base_url: input.base_url.clone(),
+        auth: plan.auth.clone(),
+        users: input.users.clone(),
+        global: input.global.clone(),
+        seed: input.seed,
+        dir: dir.to_path_buf(),
+    };
     let mut sources = stack.map(Stack::log_sources).unwrap_or_default();
     sources.extend(
         target
@@ -82,6 +101,31 @@ pub(super) async fn measure(
     let stop = StopSignal::default();
     forward_interrupts(interrupts.count(), &stop);
     let faults_stop = StopSignal::default();
+    let (browsers_stop, browsers_stopped) = tokio::sync::watch::channel(false);
+    let pages: Vec<String> = plan
+        .browsers
+        .iter()
+        .flat_map(|b| b.pages.iter().map(|p| p.name.clone()))
+        .collect();
+    let recorder = std::sync::Arc::new(std::sync::Mutex::new(crate::browser::Recorder::new(
+        &pages,
+        Instant::now(),
+        plan.load.warm_up,
+    )));
+    let browsers = async {
+        match &driver {
+            Some(driver) => Some(
+                crate::browser::driver::run(
+                    driver,
+                    browser_input,
+                    recorder.clone(),
+                    browsers_stopped,
+                )
+                .await,
+            ),
+            None => None,
+        }
+    };
     let load = async {
         let engine = engine::run_until(input, Some(live_sender), abort_check(plan), stop.clone());
         tokio::pin!(engine);
@@ -93,6 +137,7 @@ pub(super) async fn measure(
         };
         // A load that ended early (abort, interrupt) ends its faults too.
         faults_stop.stop_now();
+        let _ = browsers_stop.send(true);
         result
     };
     let scope = super::faults::FaultScope {
@@ -100,10 +145,22 @@ pub(super) async fn measure(
         target_pid: target.pid,
         paths: &target.paths,
     };
-    let (result, faults) = tokio::join!(
+    let (result, faults, browsers) = tokio::join!(
         load,
-        super::faults::inject(scope, &plan.faults, Instant::now(), &faults_stop)
+        super::faults::inject(scope, &plan.faults, Instant::now(), &faults_stop),
+        browsers
     );
+    if let Some(driver) = driver {
+        driver.stop().await;
+    }
+    let mut result = result;
+    if let (Ok(output), Some((users, version))) = (result.as_mut(), browsers) {
+        let recorder = std::mem::replace(
+            &mut *recorder.lock().expect("not poisoned"),
+            crate::browser::Recorder::new(&[], Instant::now(), Duration::ZERO),
+        );
+        output.summary.browser = Some(recorder.finish(users, version));
+    }
     if let Some(task) = progress_task {
         let _ = task.await;
     }

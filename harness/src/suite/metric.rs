@@ -36,6 +36,19 @@ pub enum Metric {
     /// The longest time from the end of a fault until throughput and error
     /// rate were back in the band they had before it.
     RecoveryTime,
+    /// Of real browsers' page views (`{page:…}`): time to the document's
+    /// first byte, DOMContentLoaded, the load event, Largest Contentful
+    /// Paint, total blocking time (each long task's time beyond 50 ms) …
+    BrowserTtfb,
+    BrowserDcl,
+    BrowserLoad,
+    BrowserLcp,
+    BrowserTbt,
+    /// … the requests a page view made and the bytes they moved …
+    BrowserRequests,
+    BrowserBytes,
+    /// … and the page views that failed (not ready in time, an error page).
+    BrowserFailed,
     /// A named value of the summary's `extra` (`pgbouncer.cl_waiting.max`,
     /// `integrity.lost`…). Never holds the name of another variant: build
     /// it with `parse`.
@@ -54,6 +67,18 @@ impl Metric {
         Metric::AuthDuration,
         Metric::Failures,
         Metric::Checks,
+    ];
+
+    /// Metrics of the browsers' page views.
+    pub const BROWSER: [Metric; 8] = [
+        Metric::BrowserTtfb,
+        Metric::BrowserDcl,
+        Metric::BrowserLoad,
+        Metric::BrowserLcp,
+        Metric::BrowserTbt,
+        Metric::BrowserRequests,
+        Metric::BrowserBytes,
+        Metric::BrowserFailed,
     ];
 
     /// Metrics of the engine that are single values.
@@ -84,21 +109,50 @@ impl Metric {
             Metric::HttpLongestStall => "http.longest-stall",
             Metric::HttpInflightAge => "http.inflight-age",
             Metric::RecoveryTime => "recovery.time",
+            Metric::BrowserTtfb => "browser.ttfb",
+            Metric::BrowserDcl => "browser.dcl",
+            Metric::BrowserLoad => "browser.load",
+            Metric::BrowserLcp => "browser.lcp",
+            Metric::BrowserTbt => "browser.tbt",
+            Metric::BrowserRequests => "browser.requests",
+            Metric::BrowserBytes => "browser.bytes",
+            Metric::BrowserFailed => "browser.failed",
             Metric::Extra(name) => name,
         }
     }
 
     /// Whether it is a latency, judged by percentiles of a histogram.
     pub fn is_duration(&self) -> bool {
-        matches!(self, Metric::HttpDuration | Metric::AuthDuration)
+        matches!(
+            self,
+            Metric::HttpDuration
+                | Metric::AuthDuration
+                | Metric::BrowserTtfb
+                | Metric::BrowserDcl
+                | Metric::BrowserLoad
+                | Metric::BrowserLcp
+                | Metric::BrowserTbt
+        )
+    }
+
+    /// Whether it is measured by the `[[browser]]` users.
+    pub fn is_browser(&self) -> bool {
+        Metric::BROWSER.contains(self)
     }
 
     /// The aggregates a threshold may compute from it (`p(N)` for any percentile).
     pub fn aggregates(&self) -> &'static [&'static str] {
         match self {
-            Metric::HttpDuration | Metric::AuthDuration => {
-                &["p(N)", "avg", "min", "max", "med", "count"]
-            }
+            Metric::HttpDuration
+            | Metric::AuthDuration
+            | Metric::BrowserTtfb
+            | Metric::BrowserDcl
+            | Metric::BrowserLoad
+            | Metric::BrowserLcp
+            | Metric::BrowserTbt
+            | Metric::BrowserRequests
+            | Metric::BrowserBytes => &["p(N)", "avg", "min", "max", "med", "count"],
+            Metric::BrowserFailed => &["rate", "count"],
             Metric::HttpFailed
             | Metric::AuthSuccess
             | Metric::Checks
@@ -131,6 +185,7 @@ impl std::str::FromStr for Metric {
         // engine's single values, and the verdict every run gets.
         Ok(Metric::BUILTIN
             .into_iter()
+            .chain(Metric::BROWSER)
             .chain(Metric::ENGINE_VALUES)
             .chain([Metric::TasksExecuted])
             .find(|metric| metric.as_str() == text)
@@ -202,6 +257,7 @@ mod tests {
     fn every_named_metric_parses_back_to_itself_and_no_name_is_taken_twice() {
         let named: Vec<Metric> = Metric::BUILTIN
             .into_iter()
+            .chain(Metric::BROWSER)
             .chain(Metric::ENGINE_VALUES)
             .chain([Metric::TasksExecuted])
             .collect();
@@ -215,6 +271,8 @@ mod tests {
         check("http.longest-stall", Metric::HttpLongestStall);
         check("http.stalled-seconds", Metric::HttpStalledSeconds);
         check("http.inflight-age", Metric::HttpInflightAge);
+        check("browser.lcp", Metric::BrowserLcp);
+        check("browser.failed", Metric::BrowserFailed);
     }
 
     #[test]

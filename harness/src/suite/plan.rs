@@ -10,6 +10,7 @@
 
 mod auth;
 mod benchmarks;
+mod browser;
 mod checker;
 mod data;
 mod faults;
@@ -33,6 +34,7 @@ use crate::infra::InfraConfig;
 use crate::metrics::summary::{EndpointMeta, TaskSelection};
 
 pub use self::auth::{AuthPlan, PoolUser, UserPool};
+pub use self::browser::{BrowserPagePlan, BrowserPlan};
 pub use self::faults::{FaultAction, FaultPlan, FaultSubject};
 pub use self::load::{Executor, LoadPlan, RateStage, UserStage};
 pub use self::shard::{Shard, ShardPlan};
@@ -126,6 +128,8 @@ pub struct Plan {
     pub bench_budgets: Vec<crate::bench_budget::BenchBudget>,
     /// What the harness does to the stack during the load.
     pub faults: Vec<FaultPlan>,
+    /// Real browsers beside the load.
+    pub browsers: Vec<BrowserPlan>,
     pub selection: TaskSelection,
     /// Profiles the suite runs under (all when empty).
     pub only_profiles: Vec<String>,
@@ -230,6 +234,11 @@ fn plan(
         options,
     );
     let bench_budgets = benchmarks::check_benchmarks(&mut checker, &file.benchmarks);
+    let browsers = if options.judging_only {
+        Vec::new()
+    } else {
+        browser::check_browsers(&mut checker, &file, &variables)
+    };
     let faults = match &load {
         Some(load) => faults::check_faults(&mut checker, &file.faults, load.executor.duration()),
         None => Vec::new(),
@@ -254,6 +263,12 @@ fn plan(
                 "shard {}: a sharded run drives one application that is already running; give the target as a URL",
                 shard.shard
             )).hint = Some("N generators each starting the target would load N applications".into());
+        }
+        if !file.browsers.is_empty() {
+            checker.general(format!(
+                "shard {}: [[browser]] users run beside one generator's load, not split across shards",
+                shard.shard
+            )).hint = Some("run the browsers in an unsharded run beside the shards, or drop [[browser]] from the sharded suite".into());
         }
         if data.set.is_some() {
             checker.general(format!(
@@ -291,6 +306,7 @@ fn plan(
         thresholds,
         bench_budgets,
         faults,
+        browsers,
         selection,
         only_profiles: file.suite.only_profiles.clone(),
     })

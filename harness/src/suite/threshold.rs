@@ -369,7 +369,7 @@ fn metric_named(name: &str) -> Metric {
 }
 
 /// Filter keys a selector understands.
-pub const FILTER_KEYS: [&str; 5] = ["name", "tag", "method", "kind", "phase"];
+pub const FILTER_KEYS: [&str; 6] = ["name", "tag", "method", "kind", "phase", "page"];
 
 fn split_filters(inner: &str) -> Vec<&str> {
     let mut parts = Vec::new();

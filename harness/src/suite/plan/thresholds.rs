@@ -76,6 +76,15 @@ pub(super) fn check_thresholds(
             continue;
         }
         let known = Known {
+            browser_pages: &file
+                .browsers
+                .iter()
+                .flat_map(|b| {
+                    b.pages
+                        .iter()
+                        .map(|p| p.name.clone().unwrap_or_else(|| p.path.get_ref().clone()))
+                })
+                .collect(),
             endpoints,
             tags: known_tags,
             failure_kinds: &failure_kinds,
@@ -137,6 +146,8 @@ pub(super) fn check_thresholds(
 
 /// What a selector may name in this suite.
 struct Known<'a> {
+    /// The `[[browser]]` pages' names.
+    browser_pages: &'a BTreeSet<String>,
     endpoints: &'a [EndpointMeta],
     tags: &'a BTreeSet<String>,
     failure_kinds: &'a BTreeSet<String>,
@@ -152,6 +163,7 @@ fn check_selector(
     known: &Known<'_>,
 ) -> bool {
     let Known {
+        browser_pages,
         endpoints,
         tags: known_tags,
         failure_kinds,
@@ -161,9 +173,10 @@ fn check_selector(
     let metric = &selector.metric;
     let is_value =
         Metric::ENGINE_VALUES.contains(metric) || options.extra_metrics.contains(metric.as_str());
-    if !Metric::BUILTIN.contains(metric) && !is_value {
+    if !Metric::BUILTIN.contains(metric) && !metric.is_browser() && !is_value {
         let mut all: Vec<&str> = Metric::BUILTIN
             .iter()
+            .chain(Metric::BROWSER.iter())
             .chain(Metric::ENGINE_VALUES.iter())
             .map(Metric::as_str)
             .collect();
@@ -174,6 +187,15 @@ fn check_selector(
         return false;
     }
     let mut ok = true;
+    if metric.is_browser() && browser_pages.is_empty() {
+        checker
+            .at(
+                key.span(),
+                format!("`{metric}` is measured by [[browser]] users; the suite has none"),
+            )
+            .hint = Some("add a [[browser]] with a [[browser.page]]".into());
+        ok = false;
+    }
     if *metric == Metric::QueriesPerRequest && selector.filter("name").is_none() {
         checker.at(
             key.span(),
@@ -244,6 +266,26 @@ fn check_selector(
                 );
                 ok = false;
             }
+            "page" if !metric.is_browser() => {
+                checker.at(span, "the `page` filter applies to the browser.* metrics");
+                ok = false;
+            }
+            "page" if !browser_pages.contains(value) => {
+                checker
+                    .at(span, format!("no [[browser.page]] is named `{value}`"))
+                    .hint = Some(format!(
+                    "pages: {}",
+                    browser_pages.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+                ok = false;
+            }
+            "name" | "tag" | "method" | "kind" | "phase" if metric.is_browser() => {
+                checker.at(
+                    span,
+                    format!("`{metric}` is selected by `page`, not `{filter}`"),
+                );
+                ok = false;
+            }
             "method" if !matches!(value.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") => {
                 checker.at(span, format!("`{value}` is not an HTTP method"));
                 ok = false;
@@ -251,7 +293,9 @@ fn check_selector(
             other if !FILTER_KEYS.contains(&other) => {
                 checker.at(
                     span,
-                    format!("unknown filter `{other}` (use name, tag, method, kind or phase)"),
+                    format!(
+                        "unknown filter `{other}` (use name, tag, method, kind, phase or page)"
+                    ),
                 );
                 ok = false;
             }

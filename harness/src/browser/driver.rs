@@ -1,0 +1,663 @@
+//! chromedriver and the browser users it drives. One chromedriver per run
+//! (its process group holds every Chromium it starts, so the probes measure
+//! them as one tree and the end of the run kills them all); one WebDriver
+//! session, one Chromium, per browser user.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
+use fantoccini::{Client, ClientBuilder, Locator};
+use rand::SeedableRng as _;
+use rand::seq::IndexedRandom as _;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::{Keep, Recorder, ResourceTiming, ViewOutcome, ViewTimings};
+use crate::catalog::Scope;
+use crate::engine::vu::EngineUser;
+use crate::suite::plan::{AuthPlan, BrowserPlan};
+use crate::suite::template::{Function, Variables, call_with};
+
+/// The Chromium binary: `AHSP_PERF_CHROMIUM`, else the first of Debian's,
+/// Ubuntu's and Google's names found.
+pub fn chromium_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("AHSP_PERF_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// chromedriver: `AHSP_PERF_CHROMEDRIVER`, else `chromedriver` on the PATH
+/// (Debian's `chromium-driver`; its version must match Chromium's).
+fn chromedriver_binary() -> PathBuf {
+    std::env::var_os("AHSP_PERF_CHROMEDRIVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("chromedriver"))
+}
+
+/// Chromium's flags: headless, no sandbox (CI runs as root), and bounded:
+/// two renderer processes, a 256 MB JavaScript heap.
+const CHROMIUM_ARGS: [&str; 14] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--window-size=1366,900",
+    "--no-first-run",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--renderer-process-limit=2",
+    "--js-flags=--max-old-space-size=256",
+    "--disable-features=Translate,OptimizationHints,MediaRouter",
+];
+
+/// A running chromedriver.
+#[derive(Debug)]
+pub struct Driver {
+    child: tokio::process::Child,
+    pub url: String,
+    pub pid: u32,
+    chromium: PathBuf,
+}
+
+impl Driver {
+    /// Starts chromedriver on a free loopback port and waits until it answers.
+    pub async fn start() -> anyhow::Result<Driver> {
+        let chromium = chromium_binary().context(
+            "no Chromium found for [[browser]] (Debian: apt-get install chromium chromium-driver; or set AHSP_PERF_CHROMIUM)",
+        )?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let program = chromedriver_binary();
+        let child = tokio::process::Command::new(&program)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} for [[browser]] (Debian: apt-get install chromium-driver; or set AHSP_PERF_CHROMEDRIVER)",
+                    program.display()
+                )
+            })?;
+        let pid = child.id().context("chromedriver exited at once")?;
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            pid,
+            chromium,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ready = client
+                .get(format!("{}/status", driver.url))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success());
+            if ready.is_some() {
+                return Ok(driver);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "chromedriver did not answer on {} within 15s",
+                driver.url
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A new session: one Chromium.
+    async fn session(&self) -> anyhow::Result<Client> {
+        let mut caps = Capabilities::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert("pageLoadStrategy".into(), json!("normal"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": self.chromium, "args": CHROMIUM_ARGS }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .context("chromedriver did not start Chromium")?;
+        Ok(client)
+    }
+
+    /// Kills chromedriver and every Chromium in its process group.
+    pub async fn stop(mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A DevTools command through chromedriver (`POST /session/{id}/goog/cdp/execute`).
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({ "cmd": self.cmd, "params": self.params }).to_string()),
+        )
+    }
+}
+
+/// Installed before any script of every page: Largest Contentful Paint and
+/// long tasks as they happen (long tasks are not buffered for a later observer).
+const OBSERVE: &str = r#"(function () {
+  var s = window.__ahspPerf = { lcp: 0, longTasks: [] };
+  try { new PerformanceObserver(function (l) { l.getEntries().forEach(function (e) { s.lcp = e.startTime; }); })
+    .observe({ type: "largest-contentful-paint", buffered: true }); } catch (e) {}
+  try { new PerformanceObserver(function (l) { l.getEntries().forEach(function (e) { s.longTasks.push(e.duration); }); })
+    .observe({ type: "longtask", buffered: true }); } catch (e) {}
+})();"#;
+
+/// Read when the page is ready, after two frames: what the page measured.
+const COLLECT: &str = r#"var done = arguments[arguments.length - 1];
+requestAnimationFrame(function () { requestAnimationFrame(function () { setTimeout(function () {
+  var nav = performance.getEntriesByType("navigation")[0] || {};
+  var s = window.__ahspPerf || { lcp: 0, longTasks: [] };
+  var resources = performance.getEntriesByType("resource").map(function (r) {
+    return { name: r.name, kind: r.initiatorType, start_ms: r.startTime, duration_ms: r.duration, bytes: r.transferSize || 0 };
+  });
+  done({ url: location.href, ttfb: nav.responseStart || 0, dcl: nav.domContentLoadedEventEnd || 0,
+    load: nav.loadEventEnd || 0, status: nav.responseStatus || 0, doc_bytes: nav.transferSize || 0,
+    lcp: s.lcp || 0, long_tasks: s.longTasks, resources: resources });
+}, 50); }); });"#;
+
+/// Fills and submits the login form in the page.
+const LOGIN: &str = r#"var user = arguments[0], password = arguments[1], userField = arguments[2], passwordField = arguments[3];
+var input = document.querySelector('input[name="' + passwordField + '"]');
+if (!input || !input.form) return "no login form with a `" + passwordField + "` field";
+var form = input.form;
+if (!form.elements[userField]) return "the login form has no `" + userField + "` field";
+form.elements[userField].value = user;
+input.value = password;
+if (form.requestSubmit) form.requestSubmit(); else form.submit();
+return "";"#;
+
+/// Everything the browser users need.
+#[derive(Debug, Clone)]
+pub struct BrowserInput {
+    pub plans: Vec<BrowserPlan>,
+    pub base_url: String,
+    pub auth: Option<AuthPlan>,
+    pub users: Vec<EngineUser>,
+    pub global: Arc<Scope>,
+    pub seed: u64,
+    /// Where screenshots go (`browser/` inside it).
+    pub dir: PathBuf,
+}
+
+/// Runs every browser user until `stop` turns true; returns how many ran
+/// and the browser's version.
+pub async fn run(
+    driver: &Driver,
+    input: BrowserInput,
+    recorder: Arc<Mutex<Recorder>>,
+    stop: watch::Receiver<bool>,
+) -> (u32, String) {
+    let shots = input.dir.join("browser");
+    let _ = std::fs::create_dir_all(&shots);
+    let input = Arc::new(input);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut number = 0u32;
+    let mut first_page = 0usize;
+    for (group, plan) in input.plans.iter().enumerate() {
+        for _ in 0..plan.users {
+            let user = BrowserUser {
+                input: input.clone(),
+                group,
+                number,
+                first_page,
+                recorder: recorder.clone(),
+                shots: shots.clone(),
+            };
+            // Chromium starts one at a time: two starting at once on two
+            // cores would each take the other's time.
+            let session = driver.session().await;
+            tasks.spawn(user.run(session, stop.clone()));
+            number += 1;
+        }
+        first_page += plan.pages.len();
+    }
+    let mut version = String::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Some(v)) = done
+            && version.is_empty()
+        {
+            version = v;
+        }
+    }
+    (number, version)
+}
+
+struct BrowserUser {
+    input: Arc<BrowserInput>,
+    group: usize,
+    number: u32,
+    /// The index of this group's first page among all pages.
+    first_page: usize,
+    recorder: Arc<Mutex<Recorder>>,
+    shots: PathBuf,
+}
+
+impl BrowserUser {
+    /// Returns the browser's version.
+    async fn run(
+        self,
+        session: anyhow::Result<Client>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Option<String> {
+        let client = match session {
+            Ok(client) => client,
+            Err(error) => {
+                self.error(format!("browser user {}: {error:#}", self.number));
+                return None;
+            }
+        };
+        let version = browser_version(&client).await;
+        let outcome = tokio::select! {
+            result = self.browse(&client) => result,
+            _ = stop.wait_for(|s| *s) => Ok(()),
+        };
+        if let Err(error) = outcome {
+            self.error(format!("browser user {}: {error:#}", self.number));
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
+        Some(version)
+    }
+
+    fn error(&self, error: String) {
+        self.recorder.lock().expect("not poisoned").error(error);
+    }
+
+    async fn browse(&self, client: &Client) -> anyhow::Result<()> {
+        let plan = &self.input.plans[self.group];
+        // Without it there is no record of long tasks; LCP is still read.
+        let observed = client
+            .issue_cmd(Cdp {
+                cmd: "Page.addScriptToEvaluateOnNewDocument",
+                params: json!({ "source": OBSERVE }),
+            })
+            .await;
+        if let Err(error) = observed {
+            self.error(format!(
+                "DevTools through chromedriver refused the page observer ({error}): no total blocking time"
+            ));
+        }
+        let user = (!self.input.users.is_empty())
+            .then(|| &self.input.users[self.number as usize % self.input.users.len()]);
+        if plan.login
+            && let (Some(auth), Some(user)) = (&self.input.auth, user)
+        {
+            let ok = self.login(client, auth, user, plan.timeout).await?;
+            self.recorder.lock().expect("not poisoned").login(ok);
+            anyhow::ensure!(
+                ok,
+                "the login as {} did not succeed in the page",
+                user.login
+            );
+        }
+        let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(
+            self.input.seed ^ (u64::from(self.number) << 32),
+        );
+        let empty = Scope::default();
+        let scope = user.map_or(&empty, |u| &*u.scope);
+        loop {
+            for (i, page) in plan.pages.iter().enumerate() {
+                let mut vars = BrowserVars {
+                    scopes: [scope, &self.input.global],
+                    chosen: HashMap::new(),
+                    random: &mut random,
+                };
+                let path = page
+                    .path
+                    .render_to_string(&mut vars)
+                    .map_err(|e| anyhow::anyhow!("page `{}`: {e}", page.name))?;
+                let url = format!("{}{}", self.input.base_url.trim_end_matches('/'), path);
+                let began = Instant::now();
+                let outcome = view(client, &url, page.ready.as_deref(), plan.timeout).await;
+                let index = self.first_page + i;
+                let keep = self
+                    .recorder
+                    .lock()
+                    .expect("not poisoned")
+                    .view(index, began, outcome);
+                if keep != Keep::Nothing
+                    && let Ok(png) = client.screenshot().await
+                {
+                    let file = format!(
+                        "{}-{}.png",
+                        slug(&page.name),
+                        if keep == Keep::Worst {
+                            "worst"
+                        } else {
+                            "failed"
+                        }
+                    );
+                    if std::fs::write(self.shots.join(&file), png).is_ok() {
+                        self.recorder.lock().expect("not poisoned").screenshot(
+                            index,
+                            keep,
+                            format!("browser/{file}"),
+                        );
+                    }
+                }
+                tokio::time::sleep(plan.pause).await;
+            }
+        }
+    }
+
+    async fn login(
+        &self,
+        client: &Client,
+        auth: &AuthPlan,
+        user: &EngineUser,
+        timeout: Duration,
+    ) -> anyhow::Result<bool> {
+        let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(self.input.seed);
+        let empty = Scope::default();
+        let mut vars = BrowserVars {
+            scopes: [&empty, &self.input.global],
+            chosen: HashMap::new(),
+            random: &mut random,
+        };
+        let path = auth
+            .login_url
+            .render_to_string(&mut vars)
+            .map_err(|e| anyhow::anyhow!("login-url: {e}"))?;
+        let url = format!("{}{}", self.input.base_url.trim_end_matches('/'), path);
+        client.goto(&url).await.context("opening the login page")?;
+        let error = client
+            .execute(
+                LOGIN,
+                vec![
+                    json!(user.login),
+                    json!(user.password.expose()),
+                    json!(auth.user_field),
+                    json!(auth.password_field),
+                ],
+            )
+            .await
+            .context("filling the login form")?;
+        if let Some(error) = error.as_str().filter(|e| !e.is_empty()) {
+            anyhow::bail!("{error}");
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let now = client.current_url().await?;
+            if now.path() != path {
+                return Ok(match &auth.success_location {
+                    Some(location) => now.path() == location,
+                    None => true,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(false)
+    }
+}
+
+/// One page view: navigate (returns at the load event), wait for the ready
+/// selector, collect what the page measured.
+async fn view(client: &Client, url: &str, ready: Option<&str>, timeout: Duration) -> ViewOutcome {
+    let navigated = tokio::time::timeout(timeout, client.goto(url)).await;
+    match navigated {
+        Err(_) => {
+            return ViewOutcome::Failed {
+                reason: format!(
+                    "did not load within {}",
+                    humantime::format_duration(timeout)
+                ),
+                timings: None,
+            };
+        }
+        Ok(Err(error)) => {
+            return ViewOutcome::Failed {
+                reason: format!("navigation failed: {error}"),
+                timings: None,
+            };
+        }
+        Ok(Ok(())) => {}
+    }
+    let mut not_ready = None;
+    if let Some(selector) = ready {
+        let found = client
+            .wait()
+            .at_most(timeout)
+            .every(Duration::from_millis(25))
+            .for_element(Locator::Css(selector))
+            .await;
+        if found.is_err() {
+            not_ready = Some(format!(
+                "`{selector}` did not appear within {}",
+                humantime::format_duration(timeout)
+            ));
+        }
+    }
+    let timings = match client.execute_async(COLLECT, Vec::new()).await {
+        Ok(value) => timings(&value),
+        Err(error) => {
+            return ViewOutcome::Failed {
+                reason: format!("reading the page's timings: {error}"),
+                timings: None,
+            };
+        }
+    };
+    if let Some(reason) = not_ready {
+        return ViewOutcome::Failed {
+            reason,
+            timings: Some(timings),
+        };
+    }
+    if timings.status >= 400 {
+        return ViewOutcome::Failed {
+            reason: format!("the page answered HTTP {}", timings.status),
+            timings: Some(timings),
+        };
+    }
+    ViewOutcome::Measured(timings)
+}
+
+fn timings(value: &Value) -> ViewTimings {
+    let number = |key: &str| value.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+    let resources: Vec<ResourceTiming> = value
+        .get("resources")
+        .cloned()
+        .and_then(|r| serde_json::from_value(r).ok())
+        .unwrap_or_default();
+    let long_tasks: Vec<f64> = value
+        .get("long_tasks")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    ViewTimings {
+        url: value
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        ttfb_ms: number("ttfb"),
+        dcl_ms: number("dcl"),
+        load_ms: number("load"),
+        lcp_ms: number("lcp"),
+        tbt_ms: long_tasks.iter().map(|d| (d - 50.0).max(0.0)).sum(),
+        long_tasks_ms: long_tasks,
+        requests: resources.len() as u64 + 1,
+        bytes: number("doc_bytes") as u64 + resources.iter().map(|r| r.bytes).sum::<u64>(),
+        status: number("status") as u16,
+        resources,
+    }
+}
+
+async fn browser_version(client: &Client) -> String {
+    client
+        .execute("return navigator.userAgent", Vec::new())
+        .await
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .and_then(|ua| {
+            ua.split_whitespace()
+                .find(|part| part.starts_with("HeadlessChrome/") || part.starts_with("Chrome/"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "Chromium".to_owned())
+}
+
+/// A file name from a page name: `/dashboard/` → `dashboard`.
+fn slug(name: &str) -> String {
+    let slug: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let slug = slug
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    if slug.is_empty() { "root".into() } else { slug }
+}
+
+/// Template variables for a browser user: drawn from the user's scope, then
+/// the global one, consistently with their parents (a `{pekerjaan_id}` of
+/// the `{project_id}` drawn).
+struct BrowserVars<'a, R: rand::Rng> {
+    scopes: [&'a Scope; 2],
+    chosen: HashMap<String, String>,
+    random: &'a mut R,
+}
+
+impl<R: rand::Rng> BrowserVars<'_, R> {
+    fn lookup(&mut self, name: &str) -> Option<String> {
+        if let Some(value) = self.chosen.get(name) {
+            return Some(value.clone());
+        }
+        for scope in self.scopes {
+            let Some(path) = scope.path_to(name) else {
+                continue;
+            };
+            let mut here: &Scope = scope;
+            let mut value = None;
+            for step in &path {
+                let choices = here.vars.get(step)?;
+                let choice = match self.chosen.get(step) {
+                    Some(v) => choices.iter().find(|c| &c.value == v)?,
+                    None => choices.choose(self.random)?,
+                };
+                self.chosen.insert(step.clone(), choice.value.clone());
+                value = Some(choice.value.clone());
+                here = &choice.scope;
+            }
+            return value;
+        }
+        None
+    }
+}
+
+impl<R: rand::Rng> Variables for BrowserVars<'_, R> {
+    fn write_var(&mut self, name: &str, out: &mut String) -> bool {
+        match self.lookup(name) {
+            Some(value) => {
+                out.push_str(&value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn call(&mut self, function: &Function, out: &mut String) {
+        call_with(function, self.random, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::catalog::Choice;
+    use crate::suite::template::Template;
+
+    fn render(template: &Template, scope: &Scope) -> Option<String> {
+        let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let empty = Scope::default();
+        let mut vars = BrowserVars {
+            scopes: [scope, &empty],
+            chosen: HashMap::new(),
+            random: &mut random,
+        };
+        template.render_to_string(&mut vars).ok()
+    }
+
+    #[test]
+    fn variables_are_drawn_consistently_with_their_parents() {
+        let project = |id: &str, pekerjaan: &str| Choice {
+            value: id.into(),
+            scope: Arc::new(Scope {
+                vars: BTreeMap::from([("pekerjaan_id".to_owned(), vec![Choice::leaf(pekerjaan)])]),
+            }),
+        };
+        let scope = Scope {
+            vars: BTreeMap::from([(
+                "project_id".to_owned(),
+                vec![project("1", "11"), project("2", "22")],
+            )]),
+        };
+        let template = Template::parse("/p/{project_id}/k/{pekerjaan_id}/").unwrap();
+        for _ in 0..10 {
+            let path = render(&template, &scope).unwrap();
+            assert!(path == "/p/1/k/11/" || path == "/p/2/k/22/", "{path}");
+        }
+        let missing = Template::parse("/x/{nothing}/").unwrap();
+        assert_eq!(render(&missing, &scope), None);
+    }
+
+    #[test]
+    fn page_names_make_file_names() {
+        assert_eq!(slug("/dashboard/"), "dashboard");
+        assert_eq!(
+            slug("/detail_project/{project_id}/rekap-rab/"),
+            "detail-project-project-id-rekap-rab"
+        );
+        assert_eq!(slug("/"), "root");
+    }
+}
