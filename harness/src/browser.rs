@@ -407,3 +407,109 @@ mod tests {
         assert_eq!(page.series.iter().map(|s| s.views).sum::<u64>(), 4);
     }
 }
+
+/// One page's figures as every report prints them (ms, KB).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRow {
+    pub page: String,
+    pub views: u64,
+    pub failed: u64,
+    pub ttfb_p95: Option<f64>,
+    pub dcl_p95: Option<f64>,
+    pub load_p95: Option<f64>,
+    pub lcp_p50: Option<f64>,
+    pub lcp_p95: Option<f64>,
+    pub tbt_p95: Option<f64>,
+    /// Median requests and kilobytes of a view.
+    pub requests: Option<f64>,
+    pub kilobytes: Option<f64>,
+    /// `name (kind) 123ms`.
+    pub slowest: String,
+}
+
+/// The columns of [`PageRow`], as the text reports head them.
+pub const PAGE_COLUMNS: [&str; 12] = [
+    "page",
+    "views",
+    "fails",
+    "TTFB p95",
+    "DCL p95",
+    "load p95",
+    "LCP p50",
+    "LCP p95",
+    "TBT p95",
+    "requests",
+    "KB",
+    "slowest resource",
+];
+
+impl BrowserSummary {
+    /// A line that says what ran: `1 browser user (HeadlessChrome/156…), logins 1/1, 2 warm-up views`.
+    pub fn headline(&self) -> String {
+        format!(
+            "{} browser user{} ({}), logins {}/{}, warm-up views (not judged) {}",
+            self.users,
+            if self.users == 1 { "" } else { "s" },
+            self.browser_version,
+            self.logins_succeeded,
+            self.logins_attempted,
+            self.warm_up_views
+        )
+    }
+
+    pub fn rows(&self) -> Vec<PageRow> {
+        let quantile = |h: &Histogram<u64>, q: f64, scale: f64| {
+            (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / scale)
+        };
+        self.pages
+            .iter()
+            .map(|p| PageRow {
+                page: p.page.clone(),
+                views: p.views,
+                failed: p.failed,
+                ttfb_p95: quantile(&p.ttfb.0, 0.95, 1000.0),
+                dcl_p95: quantile(&p.dcl.0, 0.95, 1000.0),
+                load_p95: quantile(&p.load.0, 0.95, 1000.0),
+                lcp_p50: quantile(&p.lcp.0, 0.5, 1000.0),
+                lcp_p95: quantile(&p.lcp.0, 0.95, 1000.0),
+                tbt_p95: quantile(&p.tbt.0, 0.95, 1000.0),
+                requests: quantile(&p.requests.0, 0.5, 1.0),
+                kilobytes: quantile(&p.bytes.0, 0.5, 1024.0),
+                slowest: p
+                    .slowest_resource
+                    .as_ref()
+                    .map(|r| format!("{} ({}) {:.0}ms", short_url(&r.name), r.kind, r.duration_ms))
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+impl PageRow {
+    /// The row's cells, formatted, in [`PAGE_COLUMNS`] order.
+    pub fn cells(&self) -> Vec<String> {
+        let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1}"));
+        let plain = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.0}"));
+        vec![
+            self.page.clone(),
+            self.views.to_string(),
+            self.failed.to_string(),
+            ms(self.ttfb_p95),
+            ms(self.dcl_p95),
+            ms(self.load_p95),
+            ms(self.lcp_p50),
+            ms(self.lcp_p95),
+            ms(self.tbt_p95),
+            plain(self.requests),
+            plain(self.kilobytes),
+            self.slowest.clone(),
+        ]
+    }
+}
+
+/// A resource's URL without the target's origin: `/static/ahsp.js`.
+pub fn short_url(url: &str) -> &str {
+    url.find("://")
+        .and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..]))
+        .unwrap_or(url)
+}

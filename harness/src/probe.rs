@@ -174,7 +174,7 @@ pub fn metric_names(services: &[&str]) -> Vec<String> {
 }
 
 /// The services probes can know by name.
-pub const SERVICE_NAMES: [&str; 4] = ["app", "postgres", "pgbouncer", "redis"];
+pub const SERVICE_NAMES: [&str; 5] = ["app", "postgres", "pgbouncer", "redis", "browser"];
 
 /// Where to look.
 #[derive(Debug, Clone, Default)]

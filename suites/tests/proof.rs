@@ -326,3 +326,73 @@ async fn a_paused_target_is_caught_as_a_stall_and_recovers() {
     assert!(threshold(&report, "recovery.time").passed);
     assert!(threshold(&report, "http.failed{phase:after-fault}").passed);
 }
+
+/// A slow front end: the server answers the dashboard fast, the page's
+/// script holds the browser's main thread, and LCP fails with the browser's
+/// share and the long tasks named; every report format carries the pages'
+/// timings, and the HTML embeds the worst view's screenshot. Without the
+/// switch, every threshold holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_front_end_fails_lcp_in_the_browser_not_the_server() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proof/slow_front_end.toml");
+    let on = run_suite(&domain(), &path, &options(&["slow-script=2s"]))
+        .await
+        .expect("the slow front end runs");
+    eprintln!("{}", harness::report::terminal::render(&on.report));
+    let lcp = threshold(&on.report, "browser.lcp{page:/dashboard/}");
+    assert!(!lcp.passed, "a 2 s script passed LCP: {lcp:?}");
+    let diagnosis = lcp.diagnosis.join("\n");
+    assert!(
+        diagnosis.contains("in the browser, not the server") && diagnosis.contains("long tasks"),
+        "the diagnosis does not name the browser's time and its long tasks:\n{diagnosis}"
+    );
+    assert!(
+        threshold(&on.report, "http.duration{name:/dashboard/}").passed,
+        "the server was slow too: the proof is about the front end"
+    );
+    let browser = on.report.summary.browser.as_ref().expect("browsers ran");
+    assert_eq!((browser.logins_succeeded, browser.logins_attempted), (1, 1));
+    let dashboard = &browser.pages[0];
+    assert!(
+        dashboard.views > 0 && dashboard.failed == 0,
+        "{dashboard:?}"
+    );
+    let worst = dashboard.worst.as_ref().expect("a worst view");
+    assert!(
+        worst.long_tasks_ms.iter().any(|t| *t >= 1900.0),
+        "no long task of the script's 2 s: {:?}",
+        worst.long_tasks_ms
+    );
+    assert!(
+        worst
+            .resources
+            .iter()
+            .any(|r| r.name.ends_with("/chart-data/") && r.kind == "fetch")
+            && worst
+                .resources
+                .iter()
+                .any(|r| r.name.ends_with("/static/ahsp.css")),
+        "the page's fetch and style sheet are not among its resources: {:?}",
+        worst.resources
+    );
+    let file = |name: &str| std::fs::read_to_string(on.dir.join(name)).unwrap();
+    let html = file("report.html");
+    assert!(
+        html.contains(r#"id="browser-pages""#)
+            && html.contains(r#"id="waterfall-0""#)
+            && html.contains("data:image/png;base64,"),
+        "the HTML lacks the browser table, the waterfall or the screenshot"
+    );
+    assert!(file("summary.md").contains("**Pages in real browsers**"));
+    assert!(file("junit.xml").contains("browser.lcp.p95{page:/dashboard/}"));
+    assert!(file("result.json").contains("\"browser\""));
+    assert!(on.dir.join("browser/dashboard-worst.png").exists());
+
+    let off = run("slow_front_end", &[]).await;
+    let broken = failed_thresholds(&off);
+    assert!(
+        broken.is_empty(),
+        "the front end without the switch should pass: {broken:#?}"
+    );
+}

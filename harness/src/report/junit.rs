@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{Reporter, RunReport};
 
@@ -43,6 +43,31 @@ pub fn render(reports: &[&RunReport]) -> anyhow::Result<String> {
             let mut case = TestCase::new(threshold.source.as_str(), status);
             case.set_classname(format!("ahsp-perf.{suite_name}"));
             suite.add_test_case(case);
+        }
+        // The browsers' page timings, as properties CI tools show beside the cases.
+        if let Some(browser) = &report.summary.browser {
+            for row in browser.rows() {
+                let figures = [
+                    ("views", Some(row.views as f64)),
+                    ("failed", Some(row.failed as f64)),
+                    ("ttfb.p95", row.ttfb_p95),
+                    ("dcl.p95", row.dcl_p95),
+                    ("load.p95", row.load_p95),
+                    ("lcp.p50", row.lcp_p50),
+                    ("lcp.p95", row.lcp_p95),
+                    ("tbt.p95", row.tbt_p95),
+                    ("requests.p50", row.requests),
+                    ("kilobytes.p50", row.kilobytes),
+                ];
+                for (name, value) in figures {
+                    if let Some(value) = value {
+                        suite.add_property(Property::new(
+                            format!("browser.{name}{{page:{}}}", row.page),
+                            format!("{value:.1}"),
+                        ));
+                    }
+                }
+            }
         }
         if let Some(interruption) = &report.interrupted {
             // A partial run is no verdict: CI must not read it as green.

@@ -97,6 +97,24 @@ pub fn render(report: &RunReport) -> String {
         );
     }
     let _ = writeln!(out, "\n</details>");
+    if let Some(browser) = &summary.browser {
+        let _ = writeln!(
+            out,
+            "\n**Pages in real browsers** ({}; ms from the start of the navigation)\n",
+            escape(&browser.headline())
+        );
+        let columns = crate::browser::PAGE_COLUMNS;
+        let _ = writeln!(
+            out,
+            "| {} |\n|---|{}---|",
+            columns.join(" | "),
+            "---:|".repeat(columns.len() - 2)
+        );
+        for row in browser.rows() {
+            let cells: Vec<String> = row.cells().iter().map(|c| escape(c)).collect();
+            let _ = writeln!(out, "| `{}` | {} |", cells[0], cells[1..].join(" | "));
+        }
+    }
     if let Some(probes) = &report.probes {
         let interesting: Vec<String> = probes
             .values

@@ -67,6 +67,53 @@ pub fn render(report: &RunReport) -> String {
     let _ = writeln!(out, "\nendpoints (measured)");
     endpoint_table(&mut out, &summary.endpoints, Some(&summary.total));
 
+    if let Some(browser) = &summary.browser {
+        let _ = writeln!(out, "\npages in real browsers (measured)");
+        let _ = writeln!(out, "  {}", browser.headline());
+        let _ = writeln!(
+            out,
+            "  {:<36} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}  {}",
+            "page",
+            "views",
+            "fails",
+            "TTFB p95",
+            "DCL p95",
+            "load p95",
+            "LCP p50",
+            "LCP p95",
+            "TBT p95",
+            "requests",
+            "KB",
+            "slowest resource"
+        );
+        for row in browser.rows() {
+            let c = row.cells();
+            let _ = writeln!(
+                out,
+                "  {:<36} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}  {}",
+                clip(&c[0], 36),
+                c[1],
+                c[2],
+                c[3],
+                c[4],
+                c[5],
+                c[6],
+                c[7],
+                c[8],
+                c[9],
+                c[10],
+                c[11]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  (times in ms from the start of the navigation; requests and KB: the median view)"
+        );
+        for error in &browser.errors {
+            let _ = writeln!(out, "  browser: {error}");
+        }
+    }
+
     let failures = summary.failures();
     if !failures.is_empty() {
         let _ = writeln!(out, "\nfailures");
@@ -136,7 +183,7 @@ pub fn render(report: &RunReport) -> String {
                 )
             }),
         );
-        for service in ["app", "postgres", "pgbouncer", "redis"] {
+        for service in crate::probe::SERVICE_NAMES {
             line(
                 &format!("{service} process"),
                 value(&format!("service.{service}.memory.max")).map(|m| {
