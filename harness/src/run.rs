@@ -154,6 +154,10 @@ pub async fn run_plan(
     plan: Plan,
     options: &RunOptions,
 ) -> anyhow::Result<SuiteRun> {
+    if !plan.browsers.is_empty() {
+        // Before a stack is started and seeded for nothing.
+        crate::browser::driver::preflight()?;
+    }
     let dir = run_dir(&options.output_root, &plan.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let infra = infra_config(&plan, options)?;

@@ -46,6 +46,31 @@ fn chromedriver_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("chromedriver"))
 }
 
+/// Whether Chromium and chromedriver are there, with the fix when not.
+pub fn preflight() -> anyhow::Result<()> {
+    let chromium = chromium_binary().context(
+        "[[browser]] needs Chromium and none was found (Debian: apt-get install chromium chromium-driver; or set AHSP_PERF_CHROMIUM)",
+    )?;
+    anyhow::ensure!(
+        chromium.exists(),
+        "[[browser]]: Chromium {} does not exist (AHSP_PERF_CHROMIUM)",
+        chromium.display()
+    );
+    let driver = chromedriver_binary();
+    let found = if driver.components().count() > 1 {
+        driver.exists()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(&driver).is_file()))
+    };
+    anyhow::ensure!(
+        found,
+        "[[browser]] needs chromedriver and {} was not found (Debian: apt-get install chromium-driver; or set AHSP_PERF_CHROMEDRIVER to one matching your Chromium)",
+        driver.display()
+    );
+    Ok(())
+}
+
 /// Chromium's flags: headless, no sandbox (CI runs as root), and bounded:
 /// two renderer processes, a 256 MB JavaScript heap.
 const CHROMIUM_ARGS: [&str; 14] = [

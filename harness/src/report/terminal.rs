@@ -70,40 +70,13 @@ pub fn render(report: &RunReport) -> String {
     if let Some(browser) = &summary.browser {
         let _ = writeln!(out, "\npages in real browsers (measured)");
         let _ = writeln!(out, "  {}", browser.headline());
-        let _ = writeln!(
-            out,
-            "  {:<36} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}  {}",
-            "page",
-            "views",
-            "fails",
-            "TTFB p95",
-            "DCL p95",
-            "load p95",
-            "LCP p50",
-            "LCP p95",
-            "TBT p95",
-            "requests",
-            "KB",
-            "slowest resource"
-        );
+        let header: Vec<String> = crate::browser::PAGE_COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        page_line(&mut out, &header);
         for row in browser.rows() {
-            let c = row.cells();
-            let _ = writeln!(
-                out,
-                "  {:<36} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}  {}",
-                clip(&c[0], 36),
-                c[1],
-                c[2],
-                c[3],
-                c[4],
-                c[5],
-                c[6],
-                c[7],
-                c[8],
-                c[9],
-                c[10],
-                c[11]
-            );
+            page_line(&mut out, &row.cells());
         }
         let _ = writeln!(
             out,
@@ -391,6 +364,26 @@ pub fn endpoint_table(
             endpoint.requests_per_second
         );
     }
+}
+
+/// One line of the browser pages' table: a name, ten figures, the slowest resource.
+fn page_line(out: &mut String, c: &[String]) {
+    let _ = writeln!(
+        out,
+        "  {:<36} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}  {}",
+        clip(&c[0], 36),
+        c[1],
+        c[2],
+        c[3],
+        c[4],
+        c[5],
+        c[6],
+        c[7],
+        c[8],
+        c[9],
+        c[10],
+        c[11]
+    );
 }
 
 fn clip(text: &str, width: usize) -> String {

@@ -199,3 +199,117 @@ fn duration(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::suite::{Plan, PlanOptions};
+
+    const SUITE: &str = r##"
+[suite]
+name = "pages"
+[auth]
+login-url = "/accounts/login/"
+success = { status = 302, location = "/dashboard/", cookie = "sessionid" }
+users = { from = "catalog" }
+[load]
+users = 1
+duration = "5s"
+[[task]]
+name = "/dashboard/"
+get = "/dashboard/"
+[[browser]]
+users = 1
+pause = "250ms"
+[[browser.page]]
+path = "/dashboard/"
+ready = "#ringkasan[data-ready]"
+[[browser.page]]
+name = "rekap"
+path = "/detail_project/{project_id}/rekap-rab/"
+[thresholds]
+"browser.lcp{page:/dashboard/}" = "p(95) < 2.5s"
+"browser.ttfb{page:rekap}" = "p(95) < 500ms"
+"browser.failed" = "rate == 0"
+"##;
+
+    fn options() -> PlanOptions {
+        PlanOptions {
+            catalog_variables: ["project_id".to_owned()].into(),
+            ..PlanOptions::default()
+        }
+    }
+
+    fn errors(source: &str) -> String {
+        Plan::from_source(source, "pages.toml", &options())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn pages_plan_with_their_names_templates_and_login() {
+        let plan = Plan::from_source(SUITE, "pages.toml", &options()).unwrap();
+        let browser = &plan.browsers[0];
+        assert!(browser.login, "a suite with [auth] logs its browsers in");
+        assert_eq!(browser.pause, std::time::Duration::from_millis(250));
+        let names: Vec<&str> = browser.pages.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["/dashboard/", "rekap"]);
+        assert_eq!(
+            browser.pages[0].ready.as_deref(),
+            Some("#ringkasan[data-ready]")
+        );
+        let sources: Vec<&str> = plan.thresholds.iter().map(|t| t.source.as_str()).collect();
+        for source in [
+            "browser.lcp{page:/dashboard/}: p(95) < 2.5s",
+            "browser.ttfb{page:rekap}: p(95) < 500ms",
+            "browser.failed: rate == 0",
+        ] {
+            assert!(sources.contains(&source), "{source} not in {sources:?}");
+        }
+    }
+
+    #[test]
+    fn mistakes_are_named_where_they_are() {
+        let bad_selector = SUITE.replace("#ringkasan[data-ready]", "#ringkasan[");
+        assert!(
+            errors(&bad_selector).contains("is not a CSS selector"),
+            "{}",
+            errors(&bad_selector)
+        );
+        let unknown_page = SUITE.replace("{page:rekap}", "{page:nowhere}");
+        assert!(errors(&unknown_page).contains("no [[browser.page]] is named `nowhere`"));
+        let by_name = SUITE.replace("{page:rekap}", "{name:/dashboard/}");
+        assert!(
+            errors(&by_name).contains("is selected by `page`"),
+            "{}",
+            errors(&by_name)
+        );
+        let no_variable = SUITE.replace("{project_id}", "{proyek}");
+        assert!(errors(&no_variable).contains("no variable `proyek`"));
+        let no_browser = SUITE.split("[[browser]]").next().unwrap().to_owned()
+            + "[thresholds]\n\"browser.lcp\" = \"p(95) < 2s\"\n";
+        assert!(
+            errors(&no_browser).contains("the suite has none"),
+            "{}",
+            errors(&no_browser)
+        );
+        let login_without_auth = SUITE
+            .replace("[auth]\nlogin-url", "[x]\nlogin-url")
+            .replace("[x]\nlogin-url = \"/accounts/login/\"\nsuccess = { status = 302, location = \"/dashboard/\", cookie = \"sessionid\" }\nusers = { from = \"catalog\" }\n", "")
+            .replace("pause = \"250ms\"", "pause = \"250ms\"\nlogin = true");
+        assert!(
+            errors(&login_without_auth).contains("the suite has none"),
+            "{}",
+            errors(&login_without_auth)
+        );
+    }
+
+    #[test]
+    fn more_browsers_than_the_machine_holds_are_refused_before_the_run() {
+        let crowd = SUITE.replace("[[browser]]\nusers = 1", "[[browser]]\nusers = 100000");
+        let text = errors(&crowd);
+        assert!(
+            text.contains("100000 browser users asked for, and this machine holds"),
+            "{text}"
+        );
+    }
+}
