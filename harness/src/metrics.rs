@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: this module does no I/O.
 
+pub mod browser;
 pub mod kept;
 pub mod phases;
 pub mod summary;

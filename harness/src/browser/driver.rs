@@ -16,7 +16,7 @@ use rand::seq::IndexedRandom as _;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{Keep, Recorder, ResourceTiming, ViewOutcome, ViewTimings};
+use super::{BrowserSummary, Keep, Recorder, ResourceTiming, ViewOutcome, ViewTimings};
 use crate::catalog::Scope;
 use crate::engine::vu::EngineUser;
 use crate::suite::plan::{AuthPlan, BrowserPlan};
@@ -250,16 +250,24 @@ pub struct BrowserInput {
     pub seed: u64,
     /// Where screenshots go (`browser/` inside it).
     pub dir: PathBuf,
+    /// Views that begin before it ends are not judged.
+    pub warm_up: Duration,
 }
 
-/// Runs every browser user until `stop` turns true; returns how many ran
-/// and the browser's version.
+/// Runs every browser user until `stop` turns true, from `started` (the
+/// load's first second); returns what they measured.
 pub async fn run(
     driver: &Driver,
     input: BrowserInput,
-    recorder: Arc<Mutex<Recorder>>,
+    started: Instant,
     stop: watch::Receiver<bool>,
-) -> (u32, String) {
+) -> BrowserSummary {
+    let pages: Vec<String> = input
+        .plans
+        .iter()
+        .flat_map(|b| b.pages.iter().map(|p| p.name.clone()))
+        .collect();
+    let recorder = Arc::new(Mutex::new(Recorder::new(&pages, started, input.warm_up)));
     let shots = input.dir.join("browser");
     let _ = std::fs::create_dir_all(&shots);
     let input = Arc::new(input);
@@ -292,7 +300,12 @@ pub async fn run(
             version = v;
         }
     }
-    (number, version)
+    // Every user has ended (joined above), and with it every other handle.
+    let recorder = Arc::try_unwrap(recorder)
+        .expect("every browser user has ended")
+        .into_inner()
+        .expect("not poisoned");
+    recorder.finish(number, version)
 }
 
 struct BrowserUser {

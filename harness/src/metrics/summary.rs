@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
-use super::{Counters, EndpointStats, FailureRecord, Interval, new_histogram};
+use super::{Counters, EndpointStats, FailureRecord, Interval, browser, new_histogram};
 
 /// What the plan says about an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -454,7 +454,7 @@ pub struct RunSummary {
     pub extra: BTreeMap<String, f64>,
     /// What the `[[browser]]` users measured, when the suite has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub browser: Option<crate::browser::BrowserSummary>,
+    pub browser: Option<browser::BrowserSummary>,
 }
 
 /// One fault of the suite as it happened.

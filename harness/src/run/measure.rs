@@ -61,15 +61,19 @@ pub(super) async fn measure(
     if let Some(driver) = &driver {
         processes.push(("browser".to_owned(), driver.pid));
     }
-    let browser_input = crate::browser::driver::BrowserInput {
-        plans: plan.browsers.clone(),
-        base_url: input.base_url.clone(),
-        auth: plan.auth.clone(),
-        users: input.users.clone(),
-        global: input.global.clone(),
-        seed: input.seed,
-        dir: dir.to_path_buf(),
-    };
+    // Built only for a suite with browsers: it clones the user pool.
+    let browser_input = driver
+        .as_ref()
+        .map(|_| crate::browser::driver::BrowserInput {
+            plans: plan.browsers.clone(),
+            base_url: input.base_url.clone(),
+            auth: plan.auth.clone(),
+            users: input.users.clone(),
+            global: input.global.clone(),
+            seed: input.seed,
+            dir: dir.to_path_buf(),
+            warm_up: plan.load.warm_up,
+        });
     let mut sources = stack.map(Stack::log_sources).unwrap_or_default();
     sources.extend(
         target
@@ -102,28 +106,13 @@ pub(super) async fn measure(
     forward_interrupts(interrupts.count(), &stop);
     let faults_stop = StopSignal::default();
     let (browsers_stop, browsers_stopped) = tokio::sync::watch::channel(false);
-    let pages: Vec<String> = plan
-        .browsers
-        .iter()
-        .flat_map(|b| b.pages.iter().map(|p| p.name.clone()))
-        .collect();
-    let recorder = std::sync::Arc::new(std::sync::Mutex::new(crate::browser::Recorder::new(
-        &pages,
-        Instant::now(),
-        plan.load.warm_up,
-    )));
+    let started = Instant::now();
     let browsers = async {
-        match &driver {
-            Some(driver) => Some(
-                crate::browser::driver::run(
-                    driver,
-                    browser_input,
-                    recorder.clone(),
-                    browsers_stopped,
-                )
-                .await,
-            ),
-            None => None,
+        match (&driver, browser_input) {
+            (Some(driver), Some(input)) => {
+                Some(crate::browser::driver::run(driver, input, started, browsers_stopped).await)
+            }
+            _ => None,
         }
     };
     let load = async {
@@ -154,12 +143,8 @@ pub(super) async fn measure(
         driver.stop().await;
     }
     let mut result = result;
-    if let (Ok(output), Some((users, version))) = (result.as_mut(), browsers) {
-        let recorder = std::mem::replace(
-            &mut *recorder.lock().expect("not poisoned"),
-            crate::browser::Recorder::new(&[], Instant::now(), Duration::ZERO),
-        );
-        output.summary.browser = Some(recorder.finish(users, version));
+    if let Ok(output) = result.as_mut() {
+        output.summary.browser = browsers;
     }
     if let Some(task) = progress_task {
         let _ = task.await;

@@ -81,6 +81,15 @@ impl Metric {
         Metric::BrowserFailed,
     ];
 
+    /// The browser metrics that are times.
+    pub const BROWSER_TIMES: [Metric; 5] = [
+        Metric::BrowserTtfb,
+        Metric::BrowserDcl,
+        Metric::BrowserLoad,
+        Metric::BrowserLcp,
+        Metric::BrowserTbt,
+    ];
+
     /// Metrics of the engine that are single values.
     pub const ENGINE_VALUES: [Metric; 6] = [
         Metric::IterationsDropped,
@@ -123,16 +132,8 @@ impl Metric {
 
     /// Whether it is a latency, judged by percentiles of a histogram.
     pub fn is_duration(&self) -> bool {
-        matches!(
-            self,
-            Metric::HttpDuration
-                | Metric::AuthDuration
-                | Metric::BrowserTtfb
-                | Metric::BrowserDcl
-                | Metric::BrowserLoad
-                | Metric::BrowserLcp
-                | Metric::BrowserTbt
-        )
+        matches!(self, Metric::HttpDuration | Metric::AuthDuration)
+            || Metric::BROWSER_TIMES.contains(self)
     }
 
     /// Whether it is measured by the `[[browser]]` users.

@@ -6,8 +6,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use toml::Spanned;
-
 use super::checker::{Checker, check_variables};
 use crate::suite::template::Template;
 use crate::suite::{BrowserSpec, SuiteFile};
@@ -132,8 +130,16 @@ fn check_browser(
         Some(login) => *login.get_ref(),
         None => file.auth.is_some(),
     };
-    let pause = duration(checker, spec.pause.as_ref(), Duration::from_secs(1));
-    let timeout = duration(checker, spec.timeout.as_ref(), Duration::from_secs(15));
+    let pause = spec
+        .pause
+        .as_ref()
+        .and_then(|p| checker.duration(p))
+        .unwrap_or(Duration::from_secs(1));
+    let timeout = spec
+        .timeout
+        .as_ref()
+        .and_then(|t| checker.duration(t))
+        .unwrap_or(Duration::from_secs(15));
     if spec.pages.is_empty() {
         checker.general(format!(
             "[[browser]] `{name}` opens no page: add a [[browser.page]] with a path"
@@ -178,26 +184,6 @@ fn check_browser(
         timeout,
         pages,
     })
-}
-
-fn duration(
-    checker: &mut Checker<'_>,
-    text: Option<&Spanned<String>>,
-    default: Duration,
-) -> Duration {
-    let Some(text) = text else {
-        return default;
-    };
-    match humantime::parse_duration(text.get_ref()) {
-        Ok(duration) => duration,
-        Err(error) => {
-            checker.at(
-                text.span(),
-                format!("`{}` is not a duration: {error}", text.get_ref()),
-            );
-            default
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::Range;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -67,6 +68,20 @@ impl<'a> Checker<'a> {
             Err(TemplateError { offset, message }) => {
                 let span = self.inside(&text.span(), text.get_ref(), offset);
                 self.at(span, message);
+                None
+            }
+        }
+    }
+
+    /// A duration as humantime reads it (`4s`, `250ms`), or an error at its span.
+    pub(super) fn duration(&mut self, text: &Spanned<String>) -> Option<Duration> {
+        match humantime::parse_duration(text.get_ref()) {
+            Ok(duration) => Some(duration),
+            Err(error) => {
+                self.at(
+                    text.span(),
+                    format!("`{}` is not a duration: {error}", text.get_ref()),
+                );
                 None
             }
         }

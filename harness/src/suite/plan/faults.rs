@@ -143,8 +143,8 @@ pub(super) fn check_faults(
                 None
             }
         };
-        let at = duration(checker, &fault.at);
-        let lasts = fault.duration.as_ref().and_then(|d| duration(checker, d));
+        let at = checker.duration(&fault.at);
+        let lasts = fault.duration.as_ref().and_then(|d| checker.duration(d));
         let action = action(checker, fault);
         let (Some(subject), Some(action), Some(at)) = (subject, action, at) else {
             continue;
@@ -238,7 +238,7 @@ fn action(checker: &mut Checker<'_>, fault: &FaultSpec) -> Option<FaultAction> {
         "blackhole" => Some(FaultAction::Blackhole),
         "delay" => {
             let latency = match &fault.latency {
-                Some(latency) => duration(checker, latency),
+                Some(latency) => checker.duration(latency),
                 None => {
                     checker
                         .at(fault.action.span(), "a delay needs a `latency`")
@@ -247,7 +247,7 @@ fn action(checker: &mut Checker<'_>, fault: &FaultSpec) -> Option<FaultAction> {
                 }
             };
             let jitter = match &fault.jitter {
-                Some(jitter) => duration(checker, jitter),
+                Some(jitter) => checker.duration(jitter),
                 None => Some(Duration::ZERO),
             };
             refuse_unused(checker, &fault.rate, "rate");
@@ -312,19 +312,6 @@ fn bytes_per_second(checker: &mut Checker<'_>, text: &Spanned<String>) -> Option
             checker
                 .at(text.span(), format!("`{value}` is not a rate: {error}"))
                 .hint = Some("e.g. \"64KiB/s\" or \"1MB/s\"".into());
-            None
-        }
-    }
-}
-
-fn duration(checker: &mut Checker<'_>, text: &Spanned<String>) -> Option<Duration> {
-    match humantime::parse_duration(text.get_ref()) {
-        Ok(duration) => Some(duration),
-        Err(error) => {
-            checker.at(
-                text.span(),
-                format!("`{}` is not a duration: {error}", text.get_ref()),
-            );
             None
         }
     }
