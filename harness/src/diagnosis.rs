@@ -197,6 +197,7 @@ impl Findings {
             metric,
             Metric::HttpDuration
                 | Metric::HttpFailed
+                | Metric::HttpSucceeded
                 | Metric::Failures
                 | Metric::AuthSuccess
                 | Metric::Checks
@@ -233,6 +234,7 @@ impl Findings {
                 );
             }
             Metric::HttpFailed
+            | Metric::HttpSucceeded
             | Metric::Failures
             | Metric::AuthSuccess
             | Metric::Checks

@@ -67,6 +67,12 @@ fn judge(summary: &RunSummary, threshold: &ThresholdPlan) -> ThresholdResult {
         None => "no data".to_owned(),
     };
     let detail = match observed {
+        // The run's own verdict line: nothing succeeded, and why.
+        Some(value)
+            if threshold.selector.metric == Metric::HttpSucceeded && value == 0.0 && !passed =>
+        {
+            context.unwrap_or_default()
+        }
         None => format!(
             "nothing was measured for `{}`{}",
             threshold.selector,
@@ -182,6 +188,9 @@ fn observe_browser(
         };
         return (None, kind, Some(why));
     }
+    if let Some(why) = too_few(aggregate, combined.len(), "page views") {
+        return (None, kind, Some(why));
+    }
     let value = match aggregate {
         Aggregate::Percentile(p) => combined.value_at_quantile(p / 100.0) as f64,
         Aggregate::Avg => combined.mean(),
@@ -239,6 +248,22 @@ fn observe(
             if combined.requests == 0 {
                 return (None, Kind::Millis, Some("no requests".into()));
             }
+            // Latencies of requests that all failed (refused in no time,
+            // say) are not the service's latency.
+            if combined.failures == combined.requests {
+                return (
+                    None,
+                    Kind::Millis,
+                    Some(format!(
+                        "none of {} requests succeeded ({})",
+                        combined.requests,
+                        failure_kinds_text(&combined)
+                    )),
+                );
+            }
+            if let Some(why) = too_few(aggregate, combined.requests, "requests") {
+                return (None, Kind::Millis, Some(why));
+            }
             let histogram = &combined.histogram.0;
             let millis = |micros: u64| micros as f64 / 1000.0;
             let value = match aggregate {
@@ -274,6 +299,36 @@ fn observe(
                     Some(part as f64 / combined.requests as f64),
                     Kind::Fraction,
                     Some(format!("{part} of {} requests", combined.requests)),
+                ),
+            }
+        }
+        Metric::HttpSucceeded => {
+            // Task requests: a login that works in front of tasks that all
+            // fail is still a run where nothing worked.
+            let tasks: Vec<&EndpointSummary> = selected(summary, selector)
+                .into_iter()
+                .filter(|e| selector.filter("tag").is_some() || !e.meta.is_auth_flow())
+                .collect();
+            let combined = summary.combined(tasks.into_iter());
+            let succeeded = combined.requests - combined.failures;
+            let context = if combined.requests == 0 {
+                "nothing succeeded: no request was sent".to_owned()
+            } else if succeeded == 0 {
+                format!(
+                    "nothing succeeded: {} requests, {}",
+                    thousands(combined.requests),
+                    failure_kinds_text(&combined)
+                )
+            } else {
+                format!("{succeeded} of {} requests", combined.requests)
+            };
+            match aggregate {
+                Aggregate::Count => (Some(succeeded as f64), Kind::Count, Some(context)),
+                _ if combined.requests == 0 => (None, Kind::Fraction, Some(context)),
+                _ => (
+                    Some(succeeded as f64 / combined.requests as f64),
+                    Kind::Fraction,
+                    Some(context),
                 ),
             }
         }
@@ -433,6 +488,9 @@ fn observe_phase(
             if window.latency.is_empty() {
                 return (None, Kind::Millis, Some(context));
             }
+            if let Some(why) = too_few(aggregate, window.latency.len(), "requests") {
+                return (None, Kind::Millis, Some(format!("{why}; {context}")));
+            }
             let histogram = &window.latency;
             let millis = |micros: u64| micros as f64 / 1000.0;
             let value = match aggregate {
@@ -462,6 +520,60 @@ fn observe_phase(
             ),
         },
     }
+}
+
+/// The fewest values an aggregate can be read from: a percentile needs at
+/// least one value above it (`p(99)` 100, `p(95)` 20, the median 2), or it
+/// is only the maximum under another name.
+pub fn values_needed(aggregate: Aggregate) -> u64 {
+    match aggregate {
+        Aggregate::Percentile(p) if p < 100.0 => {
+            // The epsilon keeps 1 / (1 - 0.99) = 100.000…01 at 100.
+            (1.0 / (1.0 - p / 100.0) - 1e-9).ceil().max(1.0) as u64
+        }
+        Aggregate::Med => 2,
+        _ => 1,
+    }
+}
+
+/// Why `measured` values are too few for the aggregate, if they are.
+fn too_few(aggregate: Aggregate, measured: u64, what: &str) -> Option<String> {
+    let needed = values_needed(aggregate);
+    (measured < needed).then(|| {
+        let name = match aggregate {
+            Aggregate::Percentile(p) => format!("p({p})"),
+            _ => "the median".to_owned(),
+        };
+        format!(
+            "not enough data: {name} needs at least {needed} {what}, the run measured {measured}"
+        )
+    })
+}
+
+/// `all connection-refused`, or `120 connection-refused, 3 timeout`.
+fn failure_kinds_text(combined: &EndpointSummary) -> String {
+    match combined.failure_kinds.as_slice() {
+        [] => "none recorded a failure kind".to_owned(),
+        [only] => format!("all {}", only.kind.name()),
+        kinds => kinds
+            .iter()
+            .map(|k| format!("{} {}", thousands(k.count), k.kind.name()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// `153,492`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn format_value(value: f64, kind: Kind) -> String {

@@ -95,13 +95,14 @@ async fn a_suite_built_in_rust_runs_its_custom_task_and_counts_every_request() {
     let BuiltSuite { plan, custom_tasks } = checkout()
         .build(&PlanOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    // Its three, and the stall threshold every plan gets by default.
-    assert_eq!(plan.thresholds.len(), 4);
+    // Its three, and the stall and nothing-succeeded thresholds every
+    // plan gets by default (it names its own error rate).
+    assert_eq!(plan.thresholds.len(), 5);
     let plan = Arc::new(plan);
     let output = run(
         EngineInput {
             plan: plan.clone(),
-            base_url: base,
+            base_url: base.as_str().into(),
             users: Vec::new(),
             global: Arc::new(Catalog::default().global),
             seed: 1,

@@ -55,8 +55,9 @@ fn refuse(source: &str, options: &PlanOptions) -> String {
 fn the_good_suite_plans() {
     let plan = Plan::from_source(GOOD, "suites/core.toml", &options()).unwrap();
     assert_eq!(plan.tasks.len(), 2);
-    // Its two, and the stall threshold every suite gets by default.
-    assert_eq!(plan.thresholds.len(), 3);
+    // Its two, and the stall, nothing-succeeded and error-rate thresholds
+    // every suite gets by default.
+    assert_eq!(plan.thresholds.len(), 5);
     // Two tasks and the two login endpoints.
     assert_eq!(plan.endpoints.len(), 4);
 }
@@ -158,6 +159,24 @@ fn non_loopback_target() {
     let source = GOOD.replace(
         "[suite]\nname = \"core\"",
         "[suite]\nname = \"core\"\n\n[target]\nurl = \"http://example.com:8000\"",
+    );
+    insta::assert_snapshot!(refuse(&source, &options()));
+}
+
+#[test]
+fn thresholds_that_cannot_fail_or_cannot_hold() {
+    let source = GOOD.replace(
+        "\"auth.success\" = \"rate > 99%\"",
+        "\"auth.success\" = \"rate > 99%\"\n\"http.failed\" = [\"rate < 200%\", \"rate >= 0%\"]\n\"http.requests\" = \"count >= 0\"\n\"checks\" = \"rate > 100%\"",
+    );
+    insta::assert_snapshot!(refuse(&source, &options()));
+}
+
+#[test]
+fn a_variable_of_the_catalog_on_an_app_the_harness_does_not_seed() {
+    let source = GOOD.replace(
+        "[suite]\nname = \"core\"",
+        "[suite]\nname = \"core\"\n\n[target]\ncommand = [\"gunicorn\", \"app.wsgi\"]",
     );
     insta::assert_snapshot!(refuse(&source, &options()));
 }

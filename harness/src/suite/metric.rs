@@ -16,6 +16,8 @@ pub enum Metric {
     QueriesPerRequest,
     HttpDuration,
     HttpFailed,
+    /// Requests of tasks that succeeded: a run where none did never passes.
+    HttpSucceeded,
     HttpRequests,
     HttpConflicts,
     AuthSuccess,
@@ -57,10 +59,11 @@ pub enum Metric {
 
 impl Metric {
     /// Metrics thresholds may use over requests, checks and logins.
-    pub const BUILTIN: [Metric; 9] = [
+    pub const BUILTIN: [Metric; 10] = [
         Metric::QueriesPerRequest,
         Metric::HttpDuration,
         Metric::HttpFailed,
+        Metric::HttpSucceeded,
         Metric::HttpRequests,
         Metric::HttpConflicts,
         Metric::AuthSuccess,
@@ -105,6 +108,7 @@ impl Metric {
             Metric::QueriesPerRequest => "queries_per_request",
             Metric::HttpDuration => "http.duration",
             Metric::HttpFailed => "http.failed",
+            Metric::HttpSucceeded => "http.succeeded",
             Metric::HttpRequests => "http.requests",
             Metric::HttpConflicts => "http.conflicts",
             Metric::AuthSuccess => "auth.success",
@@ -155,6 +159,7 @@ impl Metric {
             | Metric::BrowserBytes => &["p(N)", "avg", "min", "max", "med", "count"],
             Metric::BrowserFailed => &["rate", "count"],
             Metric::HttpFailed
+            | Metric::HttpSucceeded
             | Metric::AuthSuccess
             | Metric::Checks
             | Metric::Failures

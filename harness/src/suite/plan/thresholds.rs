@@ -15,7 +15,7 @@ use crate::metrics::phases::Phase;
 use crate::metrics::summary::{AUTH_TAG, EndpointMeta, TaskSelection};
 use crate::suite::SuiteFile;
 use crate::suite::metric::Metric;
-use crate::suite::threshold::{Aggregate, Expression, FILTER_KEYS, Selector};
+use crate::suite::threshold::{Aggregate, Comparison, Expression, FILTER_KEYS, Selector};
 
 /// One threshold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,8 +100,8 @@ pub(super) fn check_thresholds(
             };
             match expression_text.get_ref().parse::<Expression>() {
                 Ok(expression) => {
-                    if metric_ok {
-                        check_aggregate(checker, span.clone(), &selector, &expression);
+                    if metric_ok && check_aggregate(checker, span.clone(), &selector, &expression) {
+                        check_can_fail_and_hold(checker, span.clone(), &selector, &expression);
                     }
                     thresholds.push(ThresholdPlan {
                         source: format!("{}: {}", selector, expression),
@@ -321,7 +321,7 @@ fn check_aggregate(
     span: Range<usize>,
     selector: &Selector,
     expression: &Expression,
-) {
+) -> bool {
     let metric = &selector.metric;
     let allowed = metric.aggregates();
     let name = match expression.aggregate {
@@ -339,7 +339,96 @@ fn check_aggregate(
     if !allowed.contains(&name) && !value_like {
         checker.at(span, format!("`{metric}` has no `{name}`")).hint =
             Some(format!("use {}", allowed.join(", ")));
+        return false;
     }
+    true
+}
+
+/// The values an aggregate of a metric can take, where the metric says:
+/// fractions from 0 to 1, counts and times from 0 up. `None` for named
+/// values whose range only the layer that measures them knows.
+fn possible_values(metric: &Metric, aggregate: Aggregate) -> Option<(f64, f64)> {
+    match aggregate {
+        Aggregate::Rate if *metric == Metric::HttpRequests => Some((0.0, f64::INFINITY)),
+        Aggregate::Rate => Some((0.0, 1.0)),
+        Aggregate::Count => Some((0.0, f64::INFINITY)),
+        _ if metric.is_duration()
+            || metric.is_browser()
+            || matches!(
+                metric,
+                Metric::HttpLongestStall
+                    | Metric::HttpInflightAge
+                    | Metric::RecoveryTime
+                    | Metric::HttpStalledSeconds
+                    | Metric::IterationsDropped
+                    | Metric::IterationsCompleted
+                    | Metric::QueriesPerRequest
+            ) =>
+        {
+            Some((0.0, f64::INFINITY))
+        }
+        _ => None,
+    }
+}
+
+/// A threshold every possible value satisfies cannot fail, and one that
+/// none satisfies cannot hold: both are refused (`rate < 200%`,
+/// `rate >= 0%`, `count >= 0`, `rate > 100%`).
+fn check_can_fail_and_hold(
+    checker: &mut Checker<'_>,
+    span: Range<usize>,
+    selector: &Selector,
+    expression: &Expression,
+) {
+    let metric = &selector.metric;
+    let Some((low, high)) = possible_values(metric, expression.aggregate) else {
+        return;
+    };
+    let limit = expression.limit.base();
+    if high == 1.0 && !(0.0..=1.0).contains(&limit) {
+        checker
+            .at(
+                span,
+                format!(
+                    "a rate is between 0% and 100%; `{expression}` compares it with {}",
+                    percent(limit)
+                ),
+            )
+            .hint = Some("write the rate as a percentage, e.g. `rate < 1%`".into());
+        return;
+    }
+    let (always, never) = match expression.comparison {
+        Comparison::Less => (limit > high, limit <= low),
+        Comparison::LessOrEqual => (limit >= high, limit < low),
+        Comparison::Greater => (limit < low, limit >= high),
+        Comparison::GreaterOrEqual => (limit <= low, limit > high),
+        Comparison::Equal => (low == high && limit == low, limit < low || limit > high),
+        Comparison::NotEqual => (limit < low || limit > high, low == high && limit == low),
+    };
+    let range = if high == 1.0 {
+        "0% to 100%".to_owned()
+    } else {
+        "0 and up".to_owned()
+    };
+    if always {
+        checker
+            .at(
+                span,
+                format!("`{metric}: {expression}` holds for every possible value ({range}): it can never fail"),
+            )
+            .hint = Some("bound it where a broken run would cross it".into());
+    } else if never {
+        checker
+            .at(
+                span,
+                format!("`{metric}: {expression}` holds for no possible value ({range}): it can never pass"),
+            )
+            .hint = Some("check the comparison's direction".into());
+    }
+}
+
+fn percent(fraction: f64) -> String {
+    format!("{}%", (fraction * 100.0 * 1000.0).round() / 1000.0)
 }
 
 #[cfg(test)]
@@ -373,12 +462,12 @@ get = "/slow/"
     fn check(thresholds: &str, options: &PlanOptions, expect: &str) -> Option<Plan> {
         let source = format!("{SUITE}{thresholds}\n");
         super::super::check_plan(&source, options, expect, |plan| {
-            // The default stall threshold every plan gets has a test of its own.
+            // The default thresholds every plan gets have a test of their own.
             let got: Vec<&str> = plan
                 .thresholds
                 .iter()
                 .map(|t| t.source.as_str())
-                .filter(|source| *source != STALL_DEFAULT)
+                .filter(|source| !DEFAULTS.contains(source))
                 .collect();
             got.join(", ")
         })
@@ -453,6 +542,73 @@ get = "/slow/"
     }
 
     const STALL_DEFAULT: &str = "http.longest-stall: max < 5s";
+    const SUCCEEDED_DEFAULT: &str = "http.succeeded: count > 0";
+    const FAILED_DEFAULT: &str = "http.failed: rate < 1%";
+    const DEFAULTS: [&str; 3] = [STALL_DEFAULT, SUCCEEDED_DEFAULT, FAILED_DEFAULT];
+
+    #[test]
+    fn every_suite_fails_on_a_dead_target_unless_it_says_otherwise() {
+        let none = PlanOptions::default();
+        let sources = |thresholds: &str| -> Vec<String> {
+            let source = format!("{SUITE}{thresholds}\n");
+            Plan::from_source(&source, "t.toml", &none)
+                .unwrap()
+                .thresholds
+                .iter()
+                .map(|t| t.source.clone())
+                .collect()
+        };
+        assert_eq!(sources(""), DEFAULTS);
+        assert_eq!(
+            sources("\"http.failed\" = \"rate < 5%\""),
+            ["http.failed: rate < 5%", STALL_DEFAULT, SUCCEEDED_DEFAULT]
+        );
+        // The documented opt-out for a suite that tests refusals.
+        assert_eq!(
+            sources("\"http.succeeded\" = []\n\"http.failed\" = []"),
+            [STALL_DEFAULT]
+        );
+    }
+
+    #[test]
+    fn thresholds_that_cannot_fail_or_cannot_hold_are_refused() {
+        let none = PlanOptions::default();
+        check(
+            "\"http.failed\" = \"rate < 200%\"",
+            &none,
+            "21:17 a rate is between 0% and 100%; `rate < 200%` compares it with 200%",
+        );
+        check(
+            "\"http.failed\" = \"rate >= 0%\"",
+            &none,
+            "21:17 `http.failed: rate >= 0%` holds for every possible value (0% to 100%): it can never fail",
+        );
+        check(
+            "\"checks\" = \"rate <= 100%\"",
+            &none,
+            "21:12 `checks: rate <= 100%` holds for every possible value (0% to 100%): it can never fail",
+        );
+        check(
+            "\"auth.success\" = \"rate > 100%\"",
+            &none,
+            "21:18 `auth.success: rate > 100%` holds for no possible value (0% to 100%): it can never pass",
+        );
+        check(
+            "\"http.requests\" = \"count >= 0\"",
+            &none,
+            "21:19 `http.requests: count >= 0` holds for every possible value (0 and up): it can never fail",
+        );
+        check(
+            "\"http.duration\" = \"p(95) < 0ms\"",
+            &none,
+            "21:19 `http.duration: p(95) < 0ms` holds for no possible value (0 and up): it can never pass",
+        );
+        check(
+            "\"http.failed\" = \"rate == 0\"\n\"http.duration\" = \"p(95) > 0ms\"\n\"http.requests\" = \"rate > 1000\"",
+            &none,
+            "http.failed: rate == 0, http.duration: p(95) > 0ms, http.requests: rate > 1000",
+        );
+    }
 
     #[test]
     fn every_suite_fails_on_a_stall_unless_it_says_otherwise() {
@@ -466,12 +622,12 @@ get = "/slow/"
                 .map(|t| t.source.clone())
                 .collect()
         };
-        assert_eq!(sources(""), [STALL_DEFAULT]);
+        assert_eq!(sources("")[0], STALL_DEFAULT);
         assert_eq!(
-            sources("\"http.longest-stall\" = \"max < 30s\""),
-            ["http.longest-stall: max < 30s"]
+            sources("\"http.longest-stall\" = \"max < 30s\"")[0],
+            "http.longest-stall: max < 30s"
         );
-        assert_eq!(sources("\"http.longest-stall\" = []"), Vec::<String>::new());
+        assert!(!sources("\"http.longest-stall\" = []").contains(&STALL_DEFAULT.to_owned()));
     }
 
     #[test]
