@@ -35,6 +35,7 @@ pub struct Recorder {
     logins_attempted: u64,
     logins_succeeded: u64,
     errors: Vec<String>,
+    stopped: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -99,6 +100,7 @@ impl Recorder {
             logins_attempted: 0,
             logins_succeeded: 0,
             errors: Vec::new(),
+            stopped: Vec::new(),
         }
     }
 
@@ -110,6 +112,17 @@ impl Recorder {
     pub fn error(&mut self, error: String) {
         if self.errors.len() < MAX_FAILURE_SAMPLES && !self.errors.contains(&error) {
             self.errors.push(error);
+        }
+    }
+
+    /// A browser user that stopped before the load ended, and why.
+    pub fn stopped(&mut self, user: u32, reason: &str) {
+        let line = format!(
+            "browser user {user} stopped {:.0}s into the run: {reason}",
+            self.started.elapsed().as_secs_f64()
+        );
+        if self.stopped.len() < MAX_FAILURE_SAMPLES {
+            self.stopped.push(line);
         }
     }
 
@@ -205,6 +218,7 @@ impl Recorder {
                 })
                 .collect(),
             errors: self.errors,
+            stopped: self.stopped,
         }
     }
 }

@@ -36,7 +36,8 @@ use crate::suite::plan::{Executor, Plan, TaskKind, TaskPlan};
 pub struct EngineInput {
     pub plan: Arc<Plan>,
     /// `http://host:port` of the target.
-    pub base_url: String,
+    /// Where the load goes; its password (if any) only ever leaves masked.
+    pub base_url: crate::secret::SecretUrl,
     /// Users to log in as (empty without auth).
     pub users: Vec<EngineUser>,
     /// Variables shared by all users.
@@ -171,7 +172,7 @@ pub async fn run_until(
         );
     }
     raise_open_file_limit();
-    let origin = Arc::new(Origin::resolve(&input.base_url).await?);
+    let origin = Arc::new(Origin::resolve(input.base_url.expose_secret()).await?);
     let mut cumulative = 0;
     let cumulative_weights: Vec<(u32, usize)> = plan
         .tasks
@@ -306,7 +307,8 @@ pub async fn run_until(
     let header = RunHeader {
         suite: plan.name.clone(),
         profile: plan.profile.clone(),
-        target: global.origin.base.as_str().trim_end_matches('/').to_owned(),
+        // Masked: the header goes into every report, baseline and shard file.
+        target: crate::secret::mask_password(global.origin.base.as_str().trim_end_matches('/')),
         started_at,
         warm_up_seconds,
         measured_seconds: (elapsed - warm_up_seconds).max(0.0),

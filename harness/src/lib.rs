@@ -22,5 +22,6 @@ pub mod probe;
 pub mod redact;
 pub mod report;
 pub mod run;
+pub mod secret;
 pub mod suite;
 pub mod verdict;

@@ -42,7 +42,7 @@ pub struct RunOptions {
     pub profile: Option<String>,
     pub include_tags: Vec<String>,
     pub exclude_tags: Vec<String>,
-    pub target_url: Option<String>,
+    pub target_url: Option<crate::secret::SecretUrl>,
     /// A command that starts the application, instead of the file's target.
     pub target_command: Vec<String>,
     pub infra: Option<ProviderChoice>,
@@ -237,7 +237,7 @@ fn known_secrets(plan: &Plan, infra: &InfraConfig) -> anyhow::Result<crate::reda
         redactor.url(url);
     }
     match &plan.target {
-        TargetPlan::Url { url } => redactor.url(url),
+        TargetPlan::Url { url } => redactor.url(url.expose_secret()),
         TargetPlan::Command { env, .. } => {
             let secret_name = regex::Regex::new(r"(?i)secret|password|passwd|token|key|credential")
                 .expect("a valid pattern");
@@ -260,6 +260,15 @@ fn known_secrets(plan: &Plan, infra: &InfraConfig) -> anyhow::Result<crate::reda
                     }
                 }
             }
+        }
+    }
+    // A pool from a file or the environment is known now; the catalog's
+    // users are added when the data is (`prepare_measure_judge`).
+    if let Some(auth) = &plan.auth
+        && let crate::suite::plan::UserPool::Fixed(users) = &auth.users
+    {
+        for user in users {
+            redactor.secret(user.password.expose());
         }
     }
     for pattern in &plan.secret_patterns {
@@ -293,7 +302,7 @@ async fn prepare_measure_judge(
         target,
         input,
         before,
-    } = prepare::prepare(domain, plan, dir, stack, infra).await?;
+    } = prepare::prepare(domain, plan, dir, stack, infra, redactor).await?;
     for user in &input.users {
         redactor.secret(user.password.expose());
     }
@@ -303,7 +312,10 @@ async fn prepare_measure_judge(
         target,
         input,
         stack,
-        dir,
+        measure::Folder {
+            dir,
+            redactor: std::sync::Arc::new(redactor.clone()),
+        },
         options.progress,
         interrupts,
     )

@@ -98,6 +98,62 @@ pub struct BrowserPageSpec {
     /// A CSS selector whose element means the page is ready for its user;
     /// a page where it never appears is a failed visit.
     pub ready: Option<Spanned<String>>,
+    /// Values the page itself offers to the pages after it (a link's
+    /// project id): one table or a list of them.
+    pub extract: Option<PageExtracts>,
+}
+
+/// `extract` of a `[[browser.page]]`: one or several.
+#[derive(Debug, Clone)]
+pub enum PageExtracts {
+    One(PageExtractSpec),
+    Many(Vec<PageExtractSpec>),
+}
+
+impl<'de> Deserialize<'de> for PageExtracts {
+    /// A table or a list of tables, each read by the same deserializer (an
+    /// untagged enum would buffer them and lose their spans and errors).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrMany;
+        impl<'de> Visitor<'de> for OneOrMany {
+            type Value = PageExtracts;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an extract table, or a list of them")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PageExtracts, A::Error> {
+                PageExtractSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(PageExtracts::One)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<PageExtracts, A::Error> {
+                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(PageExtracts::Many)
+            }
+        }
+        deserializer.deserialize_any(OneOrMany)
+    }
+}
+
+impl PageExtracts {
+    pub fn all(&self) -> &[PageExtractSpec] {
+        match self {
+            PageExtracts::One(one) => std::slice::from_ref(one),
+            PageExtracts::Many(many) => many,
+        }
+    }
+}
+
+/// `extract = { var = "project_id", css = "a[href*=rekap-rab]", attribute =
+/// "href", regex = "/(\\d+)/" }`: the first element matching `css`, its
+/// attribute (its text without one), the regex's first group (or match).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PageExtractSpec {
+    pub var: Spanned<String>,
+    pub css: Spanned<String>,
+    pub attribute: Option<String>,
+    pub regex: Option<Spanned<String>>,
 }
 
 /// `[secrets]`: regular expressions whose matches every report, log and

@@ -213,7 +213,7 @@ fn input(plan: Arc<Plan>, base_url: String, users: Vec<EngineUser>) -> EngineInp
         .collect();
     EngineInput {
         plan,
-        base_url,
+        base_url: base_url.as_str().into(),
         users,
         global: Arc::new(Catalog::default().global),
         seed: 7,

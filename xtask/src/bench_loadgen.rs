@@ -267,7 +267,7 @@ async fn measure_engine(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let input = EngineInput {
             plan: Arc::new(plan),
-            base_url: url.to_owned(),
+            base_url: url.into(),
             users: Vec::new(),
             global: Arc::default(),
             seed: 1,

@@ -11,6 +11,8 @@ mod down;
 mod examples;
 mod images;
 mod perf;
+#[cfg(test)]
+mod readme;
 mod seed;
 mod serve;
 mod test;

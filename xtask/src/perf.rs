@@ -14,7 +14,7 @@
 //! finished run against another.
 //!
 //! `--shard I/N` runs one generator's share of a suite (not judged) and
-//! `cargo xtask perf merge DIR... --out DIR` merges the shards' folders
+//! `cargo xtask perf merge DIR... --output DIR` merges the shards' folders
 //! into one run judged on the whole.
 
 use std::path::PathBuf;
@@ -25,6 +25,7 @@ use harness::run::set::{
     Arm, EXIT_HARNESS_ERROR, EXIT_PASSED, EXIT_THRESHOLD_FAILED, read_figures,
 };
 use harness::run::{RunOptions, SetOptions, run_set};
+use harness::secret::SecretUrl;
 use harness::suite::plan::{Shard, ShardPlan};
 use suites::ahsp::{Ahsp, EmbeddedCommand};
 
@@ -40,9 +41,15 @@ pub struct Args {
     /// ci (short, for pull requests), full, or a profile the suites define.
     #[arg(long)]
     profile: Option<String>,
-    /// Run against this URL instead of the embedded reference service.
-    #[arg(long)]
-    target: Option<String>,
+    /// Run against this URL instead of the embedded reference service
+    /// (a password in it is masked wherever it is shown or written).
+    #[arg(long, value_parser = |url: &str| Ok::<_, String>(SecretUrl::new(url)))]
+    target: Option<SecretUrl>,
+    /// Start the application with this command (one string, split as a
+    /// shell would) and run against it, as `[target] command` does; it runs
+    /// in the current directory and must answer on 127.0.0.1.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "target")]
+    target_command: Option<String>,
     /// auto, containers, native or external.
     #[arg(long, value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<ProviderChoice>()))]
     infra: Option<ProviderChoice>,
@@ -132,8 +139,8 @@ enum PerfCommand {
         #[arg(required = true)]
         shards: Vec<PathBuf>,
         /// Where the merged run's reports go.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
+        #[arg(long, value_name = "DIR", alias = "out")]
+        output: PathBuf,
         /// Merge even when shards are missing (the report names them).
         #[arg(long)]
         allow_partial: bool,
@@ -153,6 +160,17 @@ enum PerfCommand {
         #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
         gate_threshold: f64,
     },
+}
+
+/// `--target-command`'s words, split as a shell would split them.
+fn target_command(command: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let Some(command) = command else {
+        return Ok(Vec::new());
+    };
+    let words = shell_words::split(command)
+        .map_err(|error| anyhow::anyhow!("--target-command `{command}`: {error}"))?;
+    anyhow::ensure!(!words.is_empty(), "--target-command is empty");
+    Ok(words)
 }
 
 /// Milliseconds since the Unix epoch, from RFC 3339 or Unix seconds.
@@ -252,7 +270,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         Some(PerfCommand::Merge {
             shards,
-            out,
+            output,
             allow_partial,
             suite,
             gate,
@@ -267,7 +285,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 save_baseline: gate.save_baseline,
                 keep_runs: KEEP_RUNS,
             };
-            match harness::run::shard::merge(&reference(), &shards, &out, &options).await {
+            match harness::run::shard::merge(&reference(), &shards, &output, &options).await {
                 Ok(merged) => {
                     eprintln!("\nmerged run: {}", merged.run.dir.display());
                     std::process::exit(merged.exit_code())
@@ -326,7 +344,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             include_tags: args.tags,
             exclude_tags: args.exclude_tags,
             target_url: args.target,
-            target_command: Vec::new(),
+            target_command: target_command(args.target_command.as_deref())?,
             infra: args.infra,
             switches: args.switches,
             output_root: args

@@ -170,7 +170,7 @@ fn the_merge_job_reads_every_shard_folder_of_the_shared_volume() {
     let suite = mount_of(pod, container, None, Some("ahsp-perf-suite"));
     let command = container.args.clone().unwrap().join(" ");
     assert!(
-        command.contains(&format!("perf merge {results}/shard-*/*-sharded --suite {suite}/sharded.toml --out {results}/merged")),
+        command.contains(&format!("perf merge {results}/shard-*/*-sharded --suite {suite}/sharded.toml --output {results}/merged")),
         "{command}"
     );
 }

@@ -206,3 +206,119 @@ fn an_unknown_provider_is_refused_with_the_choices() {
         "{stderr}"
     );
 }
+
+/// Every process in process group `group` (chromedriver leads the one that
+/// holds every Chromium of a run).
+fn group_members(group: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // After the command's `)`: state, ppid, pgrp. A zombie
+                // (`Z`) is gone, only not yet reaped by its new parent.
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map(|(_, rest)| rest.split_whitespace().collect())
+                    .unwrap_or_default();
+                fields.first() != Some(&"Z")
+                    && fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(group)
+            })
+        })
+        .collect()
+}
+
+/// The pid of the `browser` process a run recorded in `state_dir`, once it has.
+fn recorded_browser(state_dir: &Path, deadline: Instant) -> Option<u32> {
+    while Instant::now() < deadline {
+        for entry in std::fs::read_dir(state_dir).unwrap().flatten() {
+            let Ok(record) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let Ok(record) = serde_json::from_str::<serde_json::Value>(&record) else {
+                continue;
+            };
+            let browser = record["processes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == "browser");
+            if let Some(pid) = browser.and_then(|p| p["id"]["pid"].as_u64()) {
+                return Some(pid as u32);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn a_browser_run_killed_with_sigkill_leaves_no_browser_after_down() {
+    let state = state_dir("browser-kill");
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(
+        site.path().join("index.html"),
+        "<html><body><h1 id=\"ready\">ok</h1></body></html>",
+    )
+    .unwrap();
+    let suite = site.path().join("browser.toml");
+    std::fs::write(
+        &suite,
+        r##"[suite]
+name = "browser-kill"
+[target]
+command = ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+[load]
+executor = "constant-users"
+users = 1
+duration = "60s"
+think-time = "200ms"
+[[task]]
+name = "/"
+get = "/"
+[[browser]]
+users = 1
+pause = "200ms"
+[[browser.page]]
+path = "/index.html"
+ready = "#ready"
+"##,
+    )
+    .unwrap();
+    let mut run = xtask(&state)
+        .args(["perf", suite.to_str().unwrap(), "--output"])
+        .arg(site.path().join("runs"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = recorded_browser(&state, Instant::now() + Duration::from_secs(60))
+        .expect("the run recorded its browser process");
+    // Chromium starts under chromedriver: wait until it is there.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while group_members(driver).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let before = group_members(driver);
+    assert!(
+        before.len() >= 2,
+        "no Chromium under chromedriver: {before:?}"
+    );
+    kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = run.wait();
+    assert!(
+        !group_members(driver).is_empty(),
+        "SIGKILL cannot be handled: the browsers are there until `down`"
+    );
+    down(&state);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !group_members(driver).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        group_members(driver),
+        Vec::<u32>::new(),
+        "browsers outlived `down`"
+    );
+}

@@ -297,7 +297,7 @@ expect = {{ status = [200], text = "Dashboard" }}
     let mut merge = xtask(&state);
     merge.args(["perf", "merge"]).args(&shard_dirs);
     let output = merge
-        .args(["--out", merged_dir.to_str().unwrap()])
+        .args(["--output", merged_dir.to_str().unwrap()])
         .args(["--baseline", "single", "--save-baseline", "merged"])
         .args(["--baseline-dir", baselines.to_str().unwrap()])
         .output()
@@ -360,7 +360,7 @@ expect = {{ status = [200], text = "Dashboard" }}
         let part = work.path().join(format!("part-{i}"));
         let output = xtask(&state)
             .args(["perf", "merge", dir.to_str().unwrap(), "--allow-partial"])
-            .args(["--out", part.to_str().unwrap()])
+            .args(["--output", part.to_str().unwrap()])
             .output()
             .unwrap();
         checked(
@@ -374,7 +374,11 @@ expect = {{ status = [200], text = "Dashboard" }}
     // A set with a shard missing is refused without --allow-partial.
     let output = xtask(&state)
         .args(["perf", "merge", shard_dirs[0].to_str().unwrap()])
-        .args(["--out", work.path().join("refused").to_str().unwrap()])
+        .args([
+            // The old name is kept as a hidden alias.
+            "--out",
+            work.path().join("refused").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let output = checked(output, 2, "a missing shard is refused");
@@ -510,7 +514,7 @@ writes = {{ table = "pekerjaan", key = "id", version-column = "version", key-val
     let output = xtask(&state)
         .args(["perf", "merge"])
         .args(&shard_dirs)
-        .args(["--out", merged_dir.to_str().unwrap()])
+        .args(["--output", merged_dir.to_str().unwrap()])
         .output()
         .unwrap();
     stack.stop().await.unwrap();

@@ -19,7 +19,8 @@ use tokio::sync::watch;
 use super::{BrowserSummary, Keep, Recorder, ResourceTiming, ViewOutcome, ViewTimings};
 use crate::catalog::Scope;
 use crate::engine::vu::EngineUser;
-use crate::suite::plan::{AuthPlan, BrowserPlan};
+use crate::infra::ownership::{OwnedProcess, ProcessId, RunGuard};
+use crate::suite::plan::{AuthPlan, BrowserPlan, PageExtract};
 use crate::suite::template::{Function, Variables, call_with};
 
 /// The Chromium binary: `AHSP_PERF_CHROMIUM`, else the first of Debian's,
@@ -97,6 +98,9 @@ pub struct Driver {
     pub url: String,
     pub pid: u32,
     chromium: PathBuf,
+    /// chromedriver's process group, recorded before anything else happens:
+    /// a run killed with SIGKILL leaves its browsers to `cargo xtask down`.
+    run: Option<RunGuard>,
 }
 
 impl Driver {
@@ -109,6 +113,7 @@ impl Driver {
             .local_addr()?
             .port();
         let program = chromedriver_binary();
+        let mut run = RunGuard::new()?;
         let child = tokio::process::Command::new(&program)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
@@ -124,11 +129,24 @@ impl Driver {
                 )
             })?;
         let pid = child.id().context("chromedriver exited at once")?;
+        run.update(|record| {
+            record.processes.push(OwnedProcess {
+                name: "browser".into(),
+                id: ProcessId::of(pid).unwrap_or(ProcessId {
+                    pid,
+                    start_ticks: 0,
+                }),
+                // Every Chromium is in chromedriver's group: none needs a
+                // clean stop, all must go.
+                stop_signal: nix::sys::signal::Signal::SIGKILL as i32,
+            })
+        })?;
         let driver = Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
             pid,
             chromium,
+            run: Some(run),
         };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -170,11 +188,28 @@ impl Driver {
 
     /// Kills chromedriver and every Chromium in its process group.
     pub async fn stop(mut self) {
+        self.kill();
+        let _ = self.child.wait().await;
+        if let Some(run) = self.run.take() {
+            run.forget();
+        }
+    }
+
+    fn kill(&self) {
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(self.pid as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
-        let _ = self.child.wait().await;
+    }
+}
+
+impl Drop for Driver {
+    /// A run that ends by an error path still takes its browsers with it.
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.kill();
+            run.forget();
+        }
     }
 }
 
@@ -243,7 +278,7 @@ return "";"#;
 #[derive(Debug, Clone)]
 pub struct BrowserInput {
     pub plans: Vec<BrowserPlan>,
-    pub base_url: String,
+    pub base_url: crate::secret::SecretUrl,
     pub auth: Option<AuthPlan>,
     pub users: Vec<EngineUser>,
     pub global: Arc<Scope>,
@@ -328,7 +363,7 @@ impl BrowserUser {
         let client = match session {
             Ok(client) => client,
             Err(error) => {
-                self.error(format!("browser user {}: {error:#}", self.number));
+                self.stopped(&format!("{error:#}"));
                 return None;
             }
         };
@@ -337,8 +372,10 @@ impl BrowserUser {
             result = self.browse(&client) => result,
             _ = stop.wait_for(|s| *s) => Ok(()),
         };
+        // `browse` only returns when the user cannot go on: the load has
+        // not ended, so this user's share of it is missing.
         if let Err(error) = outcome {
-            self.error(format!("browser user {}: {error:#}", self.number));
+            self.stopped(&format!("{error:#}"));
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
         Some(version)
@@ -346,6 +383,25 @@ impl BrowserUser {
 
     fn error(&self, error: String) {
         self.recorder.lock().expect("not poisoned").error(error);
+    }
+
+    fn stopped(&self, reason: &str) {
+        self.recorder
+            .lock()
+            .expect("not poisoned")
+            .stopped(self.number, reason);
+    }
+
+    /// A view that could not be made: a failed view of its page, with why.
+    fn not_made(&self, index: usize, reason: String) {
+        self.recorder.lock().expect("not poisoned").view(
+            index,
+            Instant::now(),
+            ViewOutcome::Failed {
+                reason,
+                timings: None,
+            },
+        );
     }
 
     async fn browse(&self, client: &Client) -> anyhow::Result<()> {
@@ -367,39 +423,87 @@ impl BrowserUser {
         if plan.login
             && let (Some(auth), Some(user)) = (&self.input.auth, user)
         {
-            let ok = self.login(client, auth, user, plan.timeout).await?;
+            let ok = match self.login(client, auth, user, plan.timeout).await {
+                Ok(ok) => ok,
+                Err(error) => {
+                    self.not_made(self.first_page, format!("the login failed: {error:#}"));
+                    return Err(error);
+                }
+            };
             self.recorder.lock().expect("not poisoned").login(ok);
-            anyhow::ensure!(
-                ok,
-                "the login as {} did not succeed in the page",
-                user.login
-            );
+            if !ok {
+                let reason = format!("the login as {} did not succeed in the page", user.login);
+                self.not_made(self.first_page, reason.clone());
+                anyhow::bail!(reason);
+            }
         }
         let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(
             self.input.seed ^ (u64::from(self.number) << 32),
         );
         let empty = Scope::default();
         let scope = user.map_or(&empty, |u| &*u.scope);
+        // What the pages extracted, for the pages after them; and why an
+        // extract found nothing, for the view that then cannot be made.
+        let mut extracted: HashMap<String, String> = HashMap::new();
+        let mut not_found: HashMap<String, String> = HashMap::new();
         loop {
             for (i, page) in plan.pages.iter().enumerate() {
                 let mut vars = BrowserVars {
                     scopes: [scope, &self.input.global],
-                    chosen: HashMap::new(),
+                    chosen: extracted.clone(),
                     random: &mut random,
                 };
-                let path = page
-                    .path
-                    .render_to_string(&mut vars)
-                    .map_err(|e| anyhow::anyhow!("page `{}`: {e}", page.name))?;
-                let url = format!("{}{}", self.input.base_url.trim_end_matches('/'), path);
+                let index = self.first_page + i;
+                let path = match page.path.render_to_string(&mut vars) {
+                    Ok(path) => path,
+                    Err(error) => {
+                        let mut reason = format!("the page's path cannot be made: {error}");
+                        for why in page.path.variables().filter_map(|v| not_found.get(v)) {
+                            reason.push_str(&format!(" ({why})"));
+                        }
+                        self.not_made(index, reason);
+                        tokio::time::sleep(plan.pause).await;
+                        continue;
+                    }
+                };
+                let url = format!(
+                    "{}{}",
+                    self.input.base_url.expose_secret().trim_end_matches('/'),
+                    path
+                );
                 let began = Instant::now();
                 let outcome = view(client, &url, page.ready.as_deref(), plan.timeout).await;
-                let index = self.first_page + i;
+                if let ViewOutcome::Failed { reason, .. } = &outcome
+                    && session_lost(reason)
+                {
+                    let reason = reason.clone();
+                    self.recorder
+                        .lock()
+                        .expect("not poisoned")
+                        .view(index, began, outcome);
+                    anyhow::bail!("its browser is gone ({reason})");
+                }
+                let made = matches!(outcome, ViewOutcome::Measured(_));
                 let keep = self
                     .recorder
                     .lock()
                     .expect("not poisoned")
                     .view(index, began, outcome);
+                for extract in page.extract.iter().filter(|_| made) {
+                    match extract_value(client, extract).await {
+                        Ok(value) => {
+                            not_found.remove(&extract.var);
+                            extracted.insert(extract.var.clone(), value);
+                        }
+                        Err(why) => {
+                            extracted.remove(&extract.var);
+                            not_found.insert(
+                                extract.var.clone(),
+                                format!("page `{}` offered no `{}`: {why}", page.name, extract.var),
+                            );
+                        }
+                    }
+                }
                 if keep != Keep::Nothing
                     && let Ok(png) = client.screenshot().await
                 {
@@ -443,7 +547,11 @@ impl BrowserUser {
             .login_url
             .render_to_string(&mut vars)
             .map_err(|e| anyhow::anyhow!("login-url: {e}"))?;
-        let url = format!("{}{}", self.input.base_url.trim_end_matches('/'), path);
+        let url = format!(
+            "{}{}",
+            self.input.base_url.expose_secret().trim_end_matches('/'),
+            path
+        );
         client.goto(&url).await.context("opening the login page")?;
         let error = client
             .execute(
@@ -473,6 +581,49 @@ impl BrowserUser {
         }
         Ok(false)
     }
+}
+
+/// A value the page offers: its first element matching the selector, an
+/// attribute of it (or its text), the regex's first group (or match).
+async fn extract_value(client: &Client, extract: &PageExtract) -> Result<String, String> {
+    let element = client
+        .find(Locator::Css(&extract.css))
+        .await
+        .map_err(|_| format!("no element matches `{}`", extract.css))?;
+    let raw = match &extract.attribute {
+        Some(attribute) => element
+            .attr(attribute)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("`{}` has no `{attribute}`", extract.css))?,
+        None => element.text().await.map_err(|e| e.to_string())?,
+    };
+    match &extract.regex {
+        Some(regex) => regex
+            .captures(&raw)
+            .and_then(|c| c.get(1).or_else(|| c.get(0)))
+            .map(|m| m.as_str().to_owned())
+            .ok_or_else(|| format!("`{regex}` does not match `{raw}`")),
+        None => Ok(raw.trim().to_owned()),
+    }
+}
+
+/// Whether a view failed because the browser itself is gone (Chromium
+/// crashed, chromedriver died, the session was closed): going on would only
+/// fail every view at once.
+fn session_lost(reason: &str) -> bool {
+    let reason = reason.to_lowercase();
+    [
+        "invalid session id",
+        "session deleted",
+        "chrome not reachable",
+        "disconnected",
+        "webdriver session has been lost",
+        "connection refused",
+        "tab crashed",
+    ]
+    .iter()
+    .any(|sign| reason.contains(sign))
 }
 
 /// One page view: navigate (returns at the load event), wait for the ready

@@ -26,7 +26,12 @@ pub struct Origin {
 impl Origin {
     /// Resolves an `http://` base URL.
     pub async fn resolve(base: &str) -> anyhow::Result<Origin> {
-        let parsed = url::Url::parse(base)?;
+        let mut parsed = url::Url::parse(base)?;
+        // Credentials in the URL are nobody's business past this point: not
+        // the Referer's, not a report's (the engine sends no Basic auth).
+        let _ = parsed.set_username("");
+        let _ = parsed.set_password(None);
+        let base = parsed.as_str().to_owned();
         anyhow::ensure!(
             parsed.scheme() == "http",
             "the load engine speaks plain HTTP/1.1 to the target (got `{}`; put a TLS-terminating proxy in front, or test the plain-HTTP listener)",

@@ -39,7 +39,7 @@ where
     Fut: Future<Output = anyhow::Result<f64>>,
 {
     let plan = input.plan.clone();
-    let origin = Arc::new(Origin::resolve(&input.base_url).await?);
+    let origin = Arc::new(Origin::resolve(input.base_url.expose_secret()).await?);
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {

@@ -22,9 +22,13 @@ pub struct BrowserSummary {
     pub warm_up_views: u64,
     /// One per `[[browser.page]]`, in suite order.
     pub pages: Vec<PageSummary>,
-    /// What stopped a browser user (could not start, lost its session).
+    /// What went wrong beside the views (the page observer refused).
     #[serde(default)]
     pub errors: Vec<String>,
+    /// Browser users that stopped before the load ended, each with when and
+    /// why (could not start, the login did not hold): any fails the run.
+    #[serde(default)]
+    pub stopped: Vec<String>,
 }
 
 /// The page views of one page.

@@ -77,6 +77,7 @@ impl LogCapture {
         sources: Vec<(String, LogSource)>,
         dir: &Path,
         started: Instant,
+        redactor: std::sync::Arc<crate::redact::Redactor>,
     ) -> std::io::Result<LogCapture> {
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs)?;
@@ -87,8 +88,9 @@ impl LogCapture {
             let path = logs.join(format!("{name}.log"));
             files.push((name, path.clone()));
             let stopped = stopped.clone();
+            let redactor = redactor.clone();
             tasks.push(tokio::spawn(async move {
-                let _ = capture(source, path, started, stopped).await;
+                let _ = capture(source, path, started, stopped, &redactor).await;
             }));
         }
         Ok(LogCapture { stop, tasks, files })
@@ -111,6 +113,7 @@ async fn capture(
     path: PathBuf,
     started: Instant,
     mut stopped: tokio::sync::watch::Receiver<bool>,
+    redactor: &crate::redact::Redactor,
 ) -> std::io::Result<()> {
     let since = std::time::SystemTime::now() - started.elapsed();
     let mut out = tokio::io::BufWriter::new(tokio::fs::File::create(&path).await?);
@@ -135,7 +138,9 @@ async fn capture(
                         } else {
                             stamp(&line)
                         };
-                        out.write_all(line.as_bytes()).await?;
+                        // Masked as it is written: a run killed with
+                        // SIGKILL gets no sweep afterwards.
+                        out.write_all(redactor.text(&line).as_bytes()).await?;
                     }
                 }
                 None => break,

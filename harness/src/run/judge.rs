@@ -101,6 +101,7 @@ pub(super) async fn judge(
         None => {
             let mut thresholds = verdict::evaluate(&output.summary, &plan.thresholds);
             thresholds.push(tasks_ran(&output.summary));
+            thresholds.extend(browsers_lasted(&output.summary));
             thresholds
         }
     };
@@ -171,6 +172,23 @@ pub(super) fn tasks_ran(summary: &RunSummary) -> ThresholdResult {
         abort_on_fail: false,
         diagnosis: Vec::new(),
     }
+}
+
+/// A run with browser users fails when one stopped before the load ended:
+/// its pages were judged on the views it made before it died, or on none.
+pub(super) fn browsers_lasted(summary: &RunSummary) -> Option<ThresholdResult> {
+    let browser = summary.browser.as_ref()?;
+    let stopped = browser.stopped.len();
+    Some(ThresholdResult {
+        source: "browser.stopped: count == 0".to_owned(),
+        metric: "browser.stopped".to_owned(),
+        passed: stopped == 0,
+        observed: Some(stopped as f64),
+        observed_text: stopped.to_string(),
+        detail: browser.stopped.join("; "),
+        abort_on_fail: false,
+        diagnosis: Vec::new(),
+    })
 }
 
 fn signal_name(signal: Option<i32>) -> String {

@@ -33,15 +33,23 @@ pub(super) struct Measured {
     pub faults: Vec<FaultWindow>,
 }
 
+/// Where the run writes, and the secrets every line it writes is masked of
+/// as it is written (service logs are captured line by line).
+pub(super) struct Folder<'a> {
+    pub dir: &'a Path,
+    pub redactor: std::sync::Arc<crate::redact::Redactor>,
+}
+
 pub(super) async fn measure(
     plan: &Plan,
     target: RunningTarget,
     input: EngineInput,
     stack: Option<&Stack>,
-    dir: &Path,
+    folder: Folder<'_>,
     progress: bool,
     interrupts: &mut InterruptListener,
 ) -> anyhow::Result<Measured> {
+    let Folder { dir, redactor } = folder;
     // Of a sharded run, one shard watches the stack: probes once, not N times.
     let stack = stack.filter(|_| plan.shard.is_none_or(|s| s.shard.owns_probes()));
     let mut processes = match stack {
@@ -81,7 +89,7 @@ pub(super) async fn measure(
             .into_iter()
             .map(|(name, path)| (name, LogSource::file(path))),
     );
-    let logs = LogCapture::start(sources, dir, Instant::now())?;
+    let logs = LogCapture::start(sources, dir, Instant::now(), redactor.clone())?;
     let sampler = Sampler::start(
         ProbeTargets {
             urls: stack.map(|s| s.urls().clone()),

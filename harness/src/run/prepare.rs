@@ -56,6 +56,7 @@ pub(super) async fn prepare(
     dir: &Path,
     stack: Option<&Stack>,
     infra: &InfraConfig,
+    redactor: &crate::redact::Redactor,
 ) -> anyhow::Result<Prepared> {
     let mut notes = Vec::new();
     let target_started = !matches!(plan.target, TargetPlan::Url { .. });
@@ -93,13 +94,16 @@ pub(super) async fn prepare(
             workdir,
         } => {
             RunningTarget::command(
-                program,
-                args,
-                env,
-                ready_path,
+                &super::target::Launch {
+                    program,
+                    args,
+                    env,
+                    ready_path,
+                    workdir: workdir.as_deref(),
+                },
                 target_urls.as_ref(),
-                workdir.as_deref(),
                 dir,
+                Arc::new(redactor.clone()),
             )
             .await?
         }
@@ -170,9 +174,11 @@ pub(super) async fn prepare(
         }
     }
     let inventory = match &plan.target {
-        TargetPlan::Embedded { .. } => crate::coverage::fetch_inventory(&target.base_url)
-            .await
-            .ok(),
+        TargetPlan::Embedded { .. } => {
+            crate::coverage::fetch_inventory(target.base_url.expose_secret())
+                .await
+                .ok()
+        }
         _ => None,
     };
     Ok(Prepared {

@@ -60,7 +60,7 @@ impl SetOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arm {
     /// An application someone else runs.
-    Url(String),
+    Url(crate::secret::SecretUrl),
     /// The embedded reference service, with these pathology switches.
     Reference { switches: Vec<String> },
     /// A command that starts the application (as a suite's `target.command`).
@@ -74,7 +74,7 @@ impl std::str::FromStr for Arm {
     fn from_str(text: &str) -> Result<Arm, String> {
         let text = text.trim();
         if text.starts_with("http://") || text.starts_with("https://") {
-            Ok(Arm::Url(text.to_owned()))
+            Ok(Arm::Url(text.into()))
         } else if text == "reference" {
             Ok(Arm::Reference {
                 switches: Vec::new(),

@@ -429,7 +429,7 @@ pub async fn merge(
         profile: (first.profile != "base").then(|| first.profile.clone()),
         include_tags: first.include_tags.clone(),
         exclude_tags: first.exclude_tags.clone(),
-        target_url: Some(first.target.clone()),
+        target_url: Some(first.target.as_str().into()),
         ..RunOptions::quiet(out.to_path_buf())
     };
     let plan = Plan::from_source(
@@ -480,6 +480,7 @@ pub async fn merge(
     }
     let mut thresholds = crate::verdict::evaluate(&summary, &plan.thresholds);
     thresholds.push(super::judge::tasks_ran(&summary));
+    thresholds.extend(super::judge::browsers_lasted(&summary));
     let mut report = RunReport::new(summary, thresholds);
     report.notes = notes;
     report.probes = probes;

@@ -14,14 +14,18 @@ use std::collections::BTreeMap;
 use crate::infra::ownership::{OwnedProcess, ProcessId, RunGuard, STOP_GRACE, stop_process};
 use crate::infra::proxy::FaultProxy;
 use crate::infra::{ServiceName, StackUrls};
+use crate::redact::Redactor;
+use crate::secret::SecretUrl;
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// A running target.
 #[derive(Debug)]
 pub struct RunningTarget {
-    pub base_url: String,
+    /// Where it answers; a password in it only ever leaves masked.
+    pub base_url: SecretUrl,
     pub pid: Option<u32>,
     /// Its standard output (the access log, for the reference service).
     pub log: Option<PathBuf>,
@@ -31,6 +35,8 @@ pub struct RunningTarget {
     child: Option<tokio::process::Child>,
     run: Option<RunGuard>,
     copier: Option<tokio::task::JoinHandle<()>>,
+    /// Copies standard error into `target.stderr.log`, masked.
+    errors: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How long a target may take to answer.
@@ -38,15 +44,16 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl RunningTarget {
     /// A target someone else runs.
-    pub fn external(url: &str) -> RunningTarget {
+    pub fn external(url: &SecretUrl) -> RunningTarget {
         RunningTarget {
-            base_url: url.trim_end_matches('/').to_owned(),
+            base_url: url.trim_end_slash(),
             pid: None,
             log: None,
             paths: BTreeMap::new(),
             child: None,
             run: None,
             copier: None,
+            errors: None,
         }
     }
 
@@ -63,7 +70,10 @@ impl RunningTarget {
         for (name, value) in env {
             process.env(name, value);
         }
-        let (mut target, mut lines) = spawn(process, dir).await?;
+        // The embedded service runs on a stack the harness made, with
+        // throwaway credentials: nothing of its output is a user's secret.
+        let redactor = Arc::new(Redactor::default());
+        let (mut target, mut lines) = spawn(process, dir, redactor.clone()).await?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
@@ -77,17 +87,16 @@ impl RunningTarget {
                 .with_context(|| format!("reading the output of `{}`", program.display()))?;
             match line {
                 Some(line) if line.starts_with("TARGET_URL=") => {
-                    target.base_url = line["TARGET_URL=".len()..]
-                        .trim()
-                        .trim_end_matches('/')
-                        .to_owned();
+                    target.base_url =
+                        SecretUrl::new(line["TARGET_URL=".len()..].trim().trim_end_matches('/'));
                     break;
                 }
                 Some(_) => {}
                 None => {
+                    // Stopping waits for its standard error to be copied.
+                    target.stop().await;
                     let log =
                         std::fs::read_to_string(dir.join("target.stderr.log")).unwrap_or_default();
-                    target.stop().await;
                     anyhow::bail!("`{}` exited before it answered:\n{log}", program.display());
                 }
             }
@@ -95,6 +104,8 @@ impl RunningTarget {
         target.copier = Some(tokio::spawn(copy_lines(
             lines,
             target.log.clone().expect("a log path"),
+            redactor,
+            Flush::WhenFull,
         )));
         Ok(target)
     }
@@ -103,14 +114,18 @@ impl RunningTarget {
     /// `{port}` in its arguments and environment), in `workdir` when given,
     /// and polls `ready_path` until it answers 2xx or 3xx.
     pub async fn command(
-        program: &str,
-        args: &[String],
-        env: &[(String, String)],
-        ready_path: &str,
+        launch: &Launch<'_>,
         urls: Option<&StackUrls>,
-        workdir: Option<&Path>,
         dir: &Path,
+        redactor: Arc<Redactor>,
     ) -> anyhow::Result<RunningTarget> {
+        let Launch {
+            program,
+            args,
+            env,
+            ready_path,
+            workdir,
+        } = *launch;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -132,13 +147,15 @@ impl RunningTarget {
         for (name, value) in env {
             process.env(name, value.replace("{port}", &port.to_string()));
         }
-        let (mut target, lines) = spawn(process, dir).await?;
-        target.base_url = format!("http://127.0.0.1:{port}");
+        let (mut target, lines) = spawn(process, dir, redactor.clone()).await?;
+        target.base_url = SecretUrl::new(format!("http://127.0.0.1:{port}"));
         target.copier = Some(tokio::spawn(copy_lines(
             lines,
             target.log.clone().expect("a log path"),
+            redactor,
+            Flush::WhenFull,
         )));
-        let ready_url = format!("{}{}", target.base_url, ready_path);
+        let ready_url = format!("{}{}", target.base_url.expose_secret(), ready_path);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(true) = answers(&ready_url).await {
@@ -182,6 +199,9 @@ impl RunningTarget {
         if let Some(copier) = self.copier.take() {
             let _ = copier.await;
         }
+        if let Some(errors) = self.errors.take() {
+            let _ = errors.await;
+        }
     }
 }
 
@@ -195,19 +215,29 @@ impl Drop for RunningTarget {
     }
 }
 
+/// How the user's application is started (`[target] command`).
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    pub program: &'a str,
+    pub args: &'a [String],
+    pub env: &'a [(String, String)],
+    pub ready_path: &'a str,
+    pub workdir: Option<&'a Path>,
+}
+
 async fn spawn(
     mut process: tokio::process::Command,
     dir: &Path,
+    redactor: Arc<Redactor>,
 ) -> anyhow::Result<(
     RunningTarget,
     tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 )> {
     std::fs::create_dir_all(dir)?;
-    let stderr = std::fs::File::create(dir.join("target.stderr.log"))?;
     process
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(stderr)
+        .stderr(Stdio::piped())
         .process_group(0);
     let mut run = RunGuard::new()?;
     let mut child = process.spawn().context("starting the target")?;
@@ -223,29 +253,54 @@ async fn spawn(
         })
     })?;
     let stdout = child.stdout.take().context("the target's output")?;
+    // Standard error is copied line by line, masked as it is written: a
+    // run killed with SIGKILL gets no sweep afterwards.
+    let stderr = child.stderr.take().context("the target's errors")?;
+    let errors = tokio::spawn(copy_lines(
+        BufReader::new(stderr).lines(),
+        dir.join("target.stderr.log"),
+        redactor,
+        Flush::EachLine,
+    ));
     let target = RunningTarget {
-        base_url: String::new(),
+        base_url: SecretUrl::new(String::new()),
         pid: Some(pid),
         log: Some(dir.join("target.log")),
         paths: BTreeMap::new(),
         child: Some(child),
         run: Some(run),
         copier: None,
+        errors: Some(errors),
     };
     Ok((target, BufReader::new(stdout).lines()))
 }
 
-async fn copy_lines(
-    mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+/// When a copied stream reaches its file: standard output (an access log,
+/// a line per request) in blocks; standard error line by line, so the log
+/// capture and an early exit's message see it at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    WhenFull,
+    EachLine,
+}
+
+async fn copy_lines<R: tokio::io::AsyncRead + Unpin>(
+    mut lines: tokio::io::Lines<BufReader<R>>,
     path: PathBuf,
+    redactor: Arc<Redactor>,
+    flush: Flush,
 ) {
     let Ok(file) = tokio::fs::File::create(&path).await else {
         return;
     };
     let mut writer = tokio::io::BufWriter::new(file);
     while let Ok(Some(line)) = lines.next_line().await {
-        if writer.write_all(line.as_bytes()).await.is_err()
+        if writer
+            .write_all(redactor.text(&line).as_bytes())
+            .await
+            .is_err()
             || writer.write_all(b"\n").await.is_err()
+            || (flush == Flush::EachLine && writer.flush().await.is_err())
         {
             return;
         }

@@ -34,7 +34,7 @@ use crate::infra::InfraConfig;
 use crate::metrics::summary::{EndpointMeta, TaskSelection};
 
 pub use self::auth::{AuthPlan, PoolUser, UserPool};
-pub use self::browser::{BrowserPagePlan, BrowserPlan};
+pub use self::browser::{BrowserPagePlan, BrowserPlan, PageExtract};
 pub use self::faults::{FaultAction, FaultPlan, FaultSubject};
 pub use self::load::{Executor, LoadPlan, RateStage, UserStage};
 pub use self::shard::{Shard, ShardPlan};
@@ -52,7 +52,7 @@ pub struct PlanOptions {
     pub include_tags: Vec<String>,
     pub exclude_tags: Vec<String>,
     /// Overrides the file's target with a URL.
-    pub target_url: Option<String>,
+    pub target_url: Option<crate::secret::SecretUrl>,
     /// Overrides the file's target with a command that starts the
     /// application (program and arguments; empty: none).
     pub target_command: Vec<String>,
@@ -192,15 +192,31 @@ fn plan(
     );
     let tags = tags::choose_tags(&mut checker, &file, options);
 
-    // Variables a template may use.
-    let mut variables: BTreeSet<String> = options.catalog_variables.clone();
-    variables.extend(data.sql.iter().map(|(name, _)| name.clone()));
+    // Variables a template may use: the catalog's only when the run seeds
+    // it (a user's own app has no catalog), `[data.sql]`'s, the builtins.
+    let mut page_variables: BTreeSet<String> = BTreeSet::new();
+    if data.set.is_some() {
+        page_variables.extend(options.catalog_variables.iter().cloned());
+    } else {
+        for variable in &options.catalog_variables {
+            checker.unfillable.insert(
+                variable.clone(),
+                (
+                    "it comes from the seeded catalog, and this suite seeds no data (its target is not the reference service)".to_owned(),
+                    "list its values with `[data.sql]` (a query on your database), extract it from a response, or seed with `[data] set`".to_owned(),
+                ),
+            );
+        }
+    }
+    page_variables.extend(data.sql.iter().map(|(name, _)| name.clone()));
+    page_variables.extend(BUILTIN_VARIABLES.iter().map(|v| v.to_string()));
+    // Tasks may use what other tasks extract; browser users run no task.
+    let mut variables = page_variables.clone();
     variables.extend(
         file.tasks
             .iter()
             .flat_map(|t| t.extract.iter().map(|e| e.var.get_ref().clone())),
     );
-    variables.extend(BUILTIN_VARIABLES.iter().map(|v| v.to_string()));
 
     let task::CompiledTasks {
         mut tasks,
@@ -237,7 +253,13 @@ fn plan(
     let browsers = if options.judging_only {
         Vec::new()
     } else {
-        browser::check_browsers(&mut checker, &file, &variables)
+        for extracted in variables.difference(&page_variables) {
+            checker.unfillable.entry(extracted.clone()).or_insert((
+                "a task extracts it, and a browser user runs no task".to_owned(),
+                "extract it from an earlier page: `extract = { var, css, attribute, regex }` on a [[browser.page]]".to_owned(),
+            ));
+        }
+        browser::check_browsers(&mut checker, &file, &page_variables)
     };
     let faults = match &load {
         Some(load) => faults::check_faults(&mut checker, &file.faults, load.executor.duration()),

@@ -28,6 +28,19 @@ pub struct BrowserPagePlan {
     pub name: String,
     pub path: Template,
     pub ready: Option<String>,
+    /// Values taken from the page once it is ready, for the pages after it.
+    pub extract: Vec<PageExtract>,
+}
+
+/// A value a browser page offers the pages after it.
+#[derive(Debug, Clone)]
+pub struct PageExtract {
+    pub var: String,
+    pub css: String,
+    /// The attribute to read; the element's text without one.
+    pub attribute: Option<String>,
+    /// Its first capture group (or whole match) is the value.
+    pub regex: Option<regex::Regex>,
 }
 
 /// What one browser is allowed of the machine: a browser and its renderer
@@ -146,10 +159,12 @@ fn check_browser(
         ));
     }
     let mut pages = Vec::new();
+    // A page may use what the pages before it extracted.
+    let mut variables = variables.clone();
     for page in &spec.pages {
         let path = checker.template(&page.path);
         if let Some(path) = &path {
-            check_variables(checker, &page.path, path.variables(), variables);
+            check_variables(checker, &page.path, path.variables(), &variables);
             if !page.path.get_ref().starts_with('/') {
                 checker.at(
                     page.path.span(),
@@ -160,11 +175,21 @@ fn check_browser(
         if let Some(ready) = &page.ready
             && let Err(error) = scraper::Selector::parse(ready.get_ref())
         {
-            checker.at(
-                ready.span(),
-                format!("`{}` is not a CSS selector ({error})", ready.get_ref()),
+            checker
+                .at(
+                    ready.span(),
+                    format!(
+                        "`{}` is not a CSS selector: {}",
+                        ready.get_ref(),
+                        selector_mistake(&error)
+                    ),
+                )
+                .hint = Some(
+                "`ready` is a CSS selector the page matches when it is ready, e.g. `#summary[data-ready]`".into(),
             );
         }
+        let extract = check_extracts(checker, page.extract.as_ref());
+        variables.extend(extract.iter().map(|e| e.var.clone()));
         if let Some(path) = path {
             pages.push(BrowserPagePlan {
                 name: page
@@ -173,6 +198,7 @@ fn check_browser(
                     .unwrap_or_else(|| page.path.get_ref().clone()),
                 path,
                 ready: page.ready.as_ref().map(|r| r.get_ref().clone()),
+                extract,
             });
         }
     }
@@ -184,6 +210,82 @@ fn check_browser(
         timeout,
         pages,
     })
+}
+
+/// A page's `extract`s: a valid selector and regex each.
+fn check_extracts(
+    checker: &mut Checker<'_>,
+    extracts: Option<&crate::suite::PageExtracts>,
+) -> Vec<PageExtract> {
+    let mut checked = Vec::new();
+    for spec in extracts.map(|e| e.all()).unwrap_or_default() {
+        let mut ok = true;
+        if let Err(error) = scraper::Selector::parse(spec.css.get_ref()) {
+            checker.at(
+                spec.css.span(),
+                format!(
+                    "`{}` is not a CSS selector: {}",
+                    spec.css.get_ref(),
+                    selector_mistake(&error)
+                ),
+            );
+            ok = false;
+        }
+        let regex = match &spec.regex {
+            Some(regex) => match regex::Regex::new(regex.get_ref()) {
+                Ok(compiled) => Some(compiled),
+                Err(error) => {
+                    checker.at(
+                        regex.span(),
+                        format!("`{}` is not a regular expression: {error}", regex.get_ref()),
+                    );
+                    ok = false;
+                    None
+                }
+            },
+            None => None,
+        };
+        if ok {
+            checked.push(PageExtract {
+                var: spec.var.get_ref().clone(),
+                css: spec.css.get_ref().clone(),
+                attribute: spec.attribute.clone(),
+                regex,
+            });
+        }
+    }
+    checked
+}
+
+/// A CSS parser's complaint in the project's words: the parsing crate's own
+/// text for some mistakes is "Unexpected error occurred. Please report this
+/// to the developer", which is not about the user's selector at all.
+fn selector_mistake(error: &scraper::error::SelectorErrorKind<'_>) -> String {
+    use scraper::error::SelectorErrorKind as Kind;
+    match error {
+        Kind::UnexpectedToken(token) => format!("`{}` is not expected there", token_text(token)),
+        Kind::EndOfLine => {
+            "it ends too early (an unclosed `[`, `(` or a dangling combinator?)".into()
+        }
+        Kind::InvalidAtRule(rule) => format!("`@{rule}` has no place in a selector"),
+        Kind::InvalidAtRuleBody | Kind::QualRuleInvalid => "it is not a selector".into(),
+        Kind::ExpectedColonOnPseudoElement(token)
+        | Kind::ExpectedIdentityOnPseudoElement(token) => {
+            format!(
+                "a pseudo-element is written `::name`, not `{}`",
+                token_text(token)
+            )
+        }
+        Kind::UnexpectedSelectorParseError(_) => {
+            "it uses a form the selector parser does not take (an empty or unsupported part)".into()
+        }
+    }
+}
+
+/// A CSS token as it was written, near enough to find it.
+fn token_text(token: &cssparser::Token<'_>) -> String {
+    use cssparser::ToCss as _;
+    token.to_css_string()
 }
 
 #[cfg(test)]
@@ -253,6 +355,81 @@ path = "/detail_project/{project_id}/rekap-rab/"
         }
     }
 
+    /// The same pages on an application the harness does not seed.
+    fn own_app(suite: &str) -> String {
+        suite.replacen(
+            "[auth]",
+            "[target]\nurl = \"http://127.0.0.1:8000/\"\n[auth]",
+            1,
+        )
+    }
+
+    #[test]
+    fn a_page_variable_no_source_can_fill_is_refused_where_it_is_used() {
+        // The catalog is seeded only for the reference service.
+        let unseeded = own_app(SUITE);
+        let message = errors(&unseeded);
+        assert!(
+            message.starts_with("error: pages.toml:24:26: no value can fill `project_id`: it comes from the seeded catalog, and this suite seeds no data")
+                && message.contains("hint: list its values with `[data.sql]`"),
+            "{message}"
+        );
+        // A task's extract is no value for a browser user.
+        let from_a_task = SUITE.replace(
+            "get = \"/dashboard/\"\n[[browser]]",
+            "get = \"/dashboard/\"\nextract = [{ var = \"chart_id\", css = \"a.chart\", attr = \"href\" }]\n[[browser]]",
+        )
+        .replace("{project_id}/rekap-rab/", "{chart_id}/chart/");
+        assert!(
+            errors(&from_a_task).contains(
+                "no value can fill `chart_id`: a task extracts it, and a browser user runs no task"
+            ),
+            "{}",
+            errors(&from_a_task)
+        );
+        // `[data.sql]` fills it, and so does an earlier page.
+        let listed = format!(
+            "{}\n[data.sql]\nproject_id = \"SELECT id FROM projects\"\n",
+            own_app(SUITE)
+        );
+        assert!(Plan::from_source(&listed, "pages.toml", &options()).is_ok());
+        let extracted = own_app(SUITE).replace(
+            "ready = \"#ringkasan[data-ready]\"",
+            "ready = \"#ringkasan[data-ready]\"\nextract = { var = \"project_id\", css = \"a[href*=rekap-rab]\", attribute = \"href\", regex = \"/(\\\\d+)/\" }",
+        );
+        let plan = Plan::from_source(&extracted, "pages.toml", &options())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let extract = &plan.browsers[0].pages[0].extract[0];
+        assert_eq!(
+            (extract.var.as_str(), extract.attribute.as_deref()),
+            ("project_id", Some("href"))
+        );
+        assert_eq!(
+            extract
+                .regex
+                .as_ref()
+                .unwrap()
+                .captures("/detail_project/17/rekap-rab/")
+                .unwrap()[1],
+            *"17"
+        );
+        // A later page's extract does not fill an earlier page.
+        let too_late = own_app(SUITE).replace(
+            "[[browser.page]]\nname = \"rekap\"",
+            "[[browser.page]]\nname = \"rekap\"\nextract = { var = \"project_id\", css = \"a\" }",
+        );
+        assert!(errors(&too_late).contains("no value can fill `project_id`"));
+        let bad = extracted
+            .replace("a[href*=rekap-rab]", "a[")
+            .replace("/(\\\\d+)/", "(");
+        let message = errors(&bad);
+        assert!(message.contains("`a[` is not a CSS selector"), "{message}");
+        assert!(
+            message.contains("`(` is not a regular expression"),
+            "{message}"
+        );
+    }
+
     #[test]
     fn mistakes_are_named_where_they_are() {
         let bad_selector = SUITE.replace("#ringkasan[data-ready]", "#ringkasan[");
@@ -261,6 +438,16 @@ path = "/detail_project/{project_id}/rekap-rab/"
             "{}",
             errors(&bad_selector)
         );
+        // In the project's words, never the parsing crate's "Unexpected
+        // error occurred. Please report this to the developer".
+        for selector in ["#ringkasan[", "div >", "::", "a:nope(", "@media x"] {
+            let message = errors(&SUITE.replace("#ringkasan[data-ready]", selector));
+            assert!(
+                message.contains("is not a CSS selector: ")
+                    && !message.to_lowercase().contains("report this"),
+                "{message}"
+            );
+        }
         let unknown_page = SUITE.replace("{page:rekap}", "{page:nowhere}");
         assert!(errors(&unknown_page).contains("no [[browser.page]] is named `nowhere`"));
         let by_name = SUITE.replace("{page:rekap}", "{name:/dashboard/}");

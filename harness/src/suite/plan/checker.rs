@@ -1,7 +1,7 @@
 //! The collector of a suite's errors: each at file:line:col, pointing
 //! inside a string value where it can, so every problem is reported at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -15,6 +15,10 @@ pub(super) struct Checker<'a> {
     pub(super) path: &'a str,
     pub(super) source: &'a str,
     pub(super) errors: Vec<SuiteError>,
+    /// Variables that exist somewhere but cannot be filled where they are
+    /// used, with why and what to do instead (a catalog variable in a
+    /// suite that seeds nothing, a task's extract in a browser page).
+    pub(super) unfillable: BTreeMap<String, (String, String)>,
 }
 
 impl<'a> Checker<'a> {
@@ -23,6 +27,7 @@ impl<'a> Checker<'a> {
             path,
             source,
             errors: Vec::new(),
+            unfillable: BTreeMap::new(),
         }
     }
 
@@ -122,6 +127,12 @@ pub(super) fn unknown_variable(
     variable: &str,
     variables: &BTreeSet<String>,
 ) {
+    if let Some((why, instead)) = checker.unfillable.get(variable).cloned() {
+        checker
+            .at(span, format!("no value can fill `{variable}`: {why}"))
+            .hint = Some(instead);
+        return;
+    }
     checker
         .at(
             span,

@@ -16,11 +16,10 @@ use crate::suite::defaults::Defaults;
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum TargetPlan {
     /// The reference service of this workspace, started by the runner.
-    Embedded {
-        switches: Vec<String>,
-    },
+    Embedded { switches: Vec<String> },
     Url {
-        url: String,
+        /// Shows and serializes with its password masked.
+        url: crate::secret::SecretUrl,
     },
     Command {
         program: String,
@@ -56,9 +55,9 @@ pub(super) fn check_target(
     };
     let target = match (&options.target_url, &spec.url, command) {
         (Some(url), _, _) => {
-            check_target_url(checker, url, None, &allow_hosts);
+            check_target_url(checker, url.expose_secret(), None, &allow_hosts);
             TargetPlan::Url {
-                url: url.trim_end_matches('/').to_owned(),
+                url: url.trim_end_slash(),
             }
         }
         (None, Some(_), Some((_, Some(span)))) => {
@@ -70,7 +69,7 @@ pub(super) fn check_target(
         (None, Some(url), None) => {
             check_target_url(checker, url.get_ref(), Some(url.span()), &allow_hosts);
             TargetPlan::Url {
-                url: url.get_ref().trim_end_matches('/').to_owned(),
+                url: crate::secret::SecretUrl::new(url.get_ref().trim_end_matches('/')),
             }
         }
         (None, _, Some((command, span))) => match command.split_first() {
@@ -186,7 +185,14 @@ fn check_target_url(
             ),
             None,
         ),
-        Err(error) => report(checker, format!("`{url}` is not a URL ({error})"), None),
+        Err(error) => report(
+            checker,
+            format!(
+                "`{}` is not a URL ({error})",
+                crate::secret::mask_password(url)
+            ),
+            None,
+        ),
     }
 }
 
