@@ -12,6 +12,7 @@
 //! and of a failed one.
 
 pub mod driver;
+mod variables;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -22,8 +23,8 @@ pub use crate::metrics::browser::{
     BrowserSummary, PAGE_COLUMNS, PageRow, PageSecond, PageSummary, ResourceTiming, ViewTimings,
     short_url,
 };
+use crate::metrics::histogram::HistogramData;
 use crate::metrics::new_histogram;
-use crate::metrics::summary::HistogramData;
 
 /// Collects page views from every browser user.
 #[derive(Debug)]

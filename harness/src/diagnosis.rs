@@ -633,8 +633,7 @@ fn browser_causes(report: &RunReport, page: Option<&str>, metric: &Metric) -> Ve
                 ));
             }
         }
-        let Some(browser_ms) = summary
-            .histogram(metric)
+        let Some(browser_ms) = crate::verdict::page_histogram(summary, metric)
             .filter(|_| metric.is_duration())
             .and_then(p95)
         else {

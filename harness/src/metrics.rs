@@ -8,6 +8,7 @@
 //! Architecture invariant: this module does no I/O.
 
 pub mod browser;
+pub mod histogram;
 pub mod kept;
 pub mod phases;
 pub mod summary;

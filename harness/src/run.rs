@@ -145,15 +145,22 @@ pub async fn run_suite(
             only: plan.only_profiles.clone(),
         });
     }
-    Ok(run_plan(domain, plan, options).await?)
+    let suite = crate::builder::BuiltSuite {
+        plan,
+        custom_tasks: Default::default(),
+    };
+    Ok(run_plan(domain, suite, options).await?)
 }
 
-/// Runs a validated plan: the four phases, the stack stopped on every path.
+/// Runs a validated suite, a file's or one built in Rust with its custom
+/// tasks: the four phases (stack, probes, thresholds and reports alike),
+/// the stack stopped on every path.
 pub async fn run_plan(
     domain: &dyn Domain,
-    plan: Plan,
+    suite: crate::builder::BuiltSuite,
     options: &RunOptions,
 ) -> anyhow::Result<SuiteRun> {
+    let crate::builder::BuiltSuite { plan, custom_tasks } = suite;
     if !plan.browsers.is_empty() {
         // Before a stack is started and seeded for nothing.
         crate::browser::driver::preflight()?;
@@ -186,6 +193,7 @@ pub async fn run_plan(
         RunFolder {
             dir: &dir,
             redactor: &mut redactor,
+            custom_tasks,
         },
         stack.as_ref(),
         &infra,
@@ -284,6 +292,8 @@ fn known_secrets(plan: &Plan, infra: &InfraConfig) -> anyhow::Result<crate::reda
 struct RunFolder<'a> {
     dir: &'a Path,
     redactor: &'a mut crate::redact::Redactor,
+    /// A built suite's tasks written in Rust, for the engine.
+    custom_tasks: crate::engine::task::CustomTasks,
 }
 
 async fn prepare_measure_judge(
@@ -295,14 +305,18 @@ async fn prepare_measure_judge(
     infra: &InfraConfig,
     interrupts: &mut InterruptListener,
 ) -> anyhow::Result<(RunReport, Option<PathBuf>)> {
-    let RunFolder { dir, redactor } = folder;
+    let RunFolder {
+        dir,
+        redactor,
+        custom_tasks,
+    } = folder;
     // From here the target runs: it is stopped inside `measure`, or dropped
     // (and so stopped) on any early return.
     let prepare::Prepared {
         target,
         input,
         before,
-    } = prepare::prepare(domain, plan, dir, stack, infra, redactor).await?;
+    } = prepare::prepare(domain, plan, dir, stack, infra, redactor, custom_tasks).await?;
     for user in &input.users {
         redactor.secret(user.password.expose());
     }

@@ -6,7 +6,6 @@
 //! which data, how users log in (auth), how load is shaped (load, profiles),
 //! what virtual users do (tasks) and what must hold (thresholds).
 
-pub mod builder;
 pub mod defaults;
 pub mod diagnostic;
 pub mod metric;

@@ -7,6 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use hdrhistogram::Histogram;
+
+use crate::metrics::browser::PageSummary;
 use crate::metrics::phases::{Phase, Recovery};
 use crate::metrics::summary::{EndpointSummary, RunSummary};
 use crate::suite::metric::Metric;
@@ -73,6 +76,17 @@ fn judge(summary: &RunSummary, threshold: &ThresholdPlan) -> ThresholdResult {
         {
             context.unwrap_or_default()
         }
+        // Measured, but not enough to judge: the reason says it all.
+        None if context
+            .as_deref()
+            .is_some_and(|c| c.starts_with("none of") || c.starts_with("not enough data")) =>
+        {
+            format!(
+                "no data for `{}`: {}",
+                threshold.selector,
+                context.unwrap_or_default()
+            )
+        }
         None => format!(
             "nothing was measured for `{}`{}",
             threshold.selector,
@@ -133,6 +147,21 @@ fn selected<'a>(summary: &'a RunSummary, selector: &Selector) -> Vec<&'a Endpoin
         .collect()
 }
 
+/// The histogram of a browser metric on a page (`browser.lcp` → `lcp`):
+/// the metric's name is the verdict's to read, not the summary's.
+pub fn page_histogram<'a>(page: &'a PageSummary, metric: &Metric) -> Option<&'a Histogram<u64>> {
+    Some(match metric {
+        Metric::BrowserTtfb => &page.ttfb.0,
+        Metric::BrowserDcl => &page.dcl.0,
+        Metric::BrowserLoad => &page.load.0,
+        Metric::BrowserLcp => &page.lcp.0,
+        Metric::BrowserTbt => &page.tbt.0,
+        Metric::BrowserRequests => &page.requests.0,
+        Metric::BrowserBytes => &page.bytes.0,
+        _ => return None,
+    })
+}
+
 /// A browser metric over the selected pages (`{page:…}`, all without it).
 fn observe_browser(
     summary: &RunSummary,
@@ -168,7 +197,7 @@ fn observe_browser(
     let mut combined = crate::metrics::new_histogram();
     combined.auto(true);
     for page in &pages {
-        if let Some(histogram) = page.histogram(metric) {
+        if let Some(histogram) = page_histogram(page, metric) {
             let _ = combined.add(histogram);
         }
     }

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::routing::get;
+use harness::builder::{BuiltSuite, SuiteBuilder};
 use harness::catalog::Catalog;
 use harness::engine::{EngineInput, run};
 use harness::suite::PlanOptions;
-use harness::suite::builder::{BuiltSuite, SuiteBuilder};
 
 #[derive(Default)]
 struct Seen {
@@ -164,4 +164,81 @@ fn a_built_suite_is_refused_like_a_file() {
         .unwrap_err()
         .to_string();
     assert!(excluded.contains("nope"), "{excluded}");
+}
+
+/// A domain with nothing to seed and no embedded target: the suite runs
+/// against a URL, as a user's own app does.
+struct NoDomain;
+
+impl harness::run::Domain for NoDomain {
+    fn catalog_variables(&self) -> std::collections::BTreeSet<String> {
+        Default::default()
+    }
+
+    fn seed<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: u64,
+        _: Option<u32>,
+    ) -> futures::future::LocalBoxFuture<'a, anyhow::Result<Catalog>> {
+        Box::pin(async { anyhow::bail!("this domain seeds nothing") })
+    }
+
+    fn start_embedded<'a>(
+        &'a self,
+        _: &'a harness::infra::StackUrls,
+        _: &'a [String],
+        _: &'a std::path::Path,
+    ) -> futures::future::LocalBoxFuture<'a, anyhow::Result<harness::run::RunningTarget>> {
+        Box::pin(async { anyhow::bail!("this domain has no embedded target") })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_built_suite_runs_through_the_whole_run_and_its_thresholds_are_judged() {
+    let (base, seen) = server();
+    let suite = checkout()
+        .target_url(&base)
+        // A threshold no run of this server can hold: the verdict is real.
+        .threshold("http.requests{name:checkout}", "count < 1")
+        .build(&PlanOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = tempfile::tempdir().unwrap();
+    let run = harness::run::run_plan(
+        &NoDomain,
+        suite,
+        &harness::run::RunOptions::quiet(out.path().to_path_buf()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let custom = seen.cart.load(Ordering::Relaxed) + seen.pay.load(Ordering::Relaxed);
+    assert!(custom > 0, "the custom task never ran");
+    let report = &run.report;
+    let checkout = report.summary.endpoint("checkout").expect("its endpoint");
+    assert_eq!(
+        checkout.requests
+            + report
+                .summary
+                .warm_up
+                .iter()
+                .filter(|e| e.meta.name == "checkout")
+                .map(|e| e.requests)
+                .sum::<u64>(),
+        custom
+    );
+    let judged = |source: &str| {
+        report
+            .thresholds
+            .iter()
+            .find(|t| t.source == source)
+            .unwrap_or_else(|| panic!("no `{source}`: {:#?}", report.thresholds))
+            .passed
+    };
+    assert!(judged("http.duration{name:checkout}: p(95) < 5s"));
+    assert!(!judged("http.requests{name:checkout}: count < 1"));
+    assert!(!report.passed);
+    // And it wrote its reports like any run.
+    let result = std::fs::read_to_string(run.dir.join("result.json")).unwrap();
+    assert!(result.contains("\"checkout\""));
 }

@@ -19,11 +19,9 @@
 
 use std::path::PathBuf;
 
-use harness::baseline::{GateSettings, KEEP_RUNS, Pairing, compare};
+use harness::baseline::{GateSettings, KEEP_RUNS};
 use harness::infra::ProviderChoice;
-use harness::run::set::{
-    Arm, EXIT_HARNESS_ERROR, EXIT_PASSED, EXIT_THRESHOLD_FAILED, read_figures,
-};
+use harness::run::set::{Arm, EXIT_HARNESS_ERROR, EXIT_PASSED, EXIT_THRESHOLD_FAILED};
 use harness::run::{RunOptions, SetOptions, run_set};
 use harness::secret::SecretUrl;
 use harness::suite::plan::{Shard, ShardPlan};
@@ -156,9 +154,12 @@ enum PerfCommand {
         run_a: PathBuf,
         /// The run judged against it.
         run_b: PathBuf,
-        /// A change is a regression only beyond this relative change.
+        /// A change is a regression only beyond this relative change …
         #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
         gate_threshold: f64,
+        /// … and only when significant at this one-sided confidence.
+        #[arg(long, value_name = "PERCENT", default_value = "99%", value_parser = parse_confidence)]
+        gate_confidence: f64,
     },
 }
 
@@ -195,41 +196,6 @@ fn parse_confidence(text: &str) -> Result<f64, String> {
 }
 
 /// `perf compare RUN_A RUN_B`: exit 0 when B is not worse, 1 when it is.
-fn compare_runs(
-    run_a: &std::path::Path,
-    run_b: &std::path::Path,
-    relative: f64,
-) -> anyhow::Result<i32> {
-    let (a, b) = (read_figures(run_a)?, read_figures(run_b)?);
-    let settings = GateSettings {
-        relative,
-        ..GateSettings::default()
-    };
-    let name = |dir: &std::path::Path| {
-        dir.file_name().map_or_else(
-            || dir.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        )
-    };
-    let comparison = compare(
-        &name(run_a),
-        &format!("run {}", name(run_b)),
-        &[a],
-        &[b],
-        &settings,
-        Pairing::Saved,
-    );
-    println!(
-        "{}",
-        harness::report::gate::render_markdown(&comparison, &settings)
-    );
-    Ok(if comparison.passed() {
-        EXIT_PASSED
-    } else {
-        EXIT_THRESHOLD_FAILED
-    })
-}
-
 fn parse_percent(text: &str) -> Result<f64, String> {
     let number = text.trim().trim_end_matches('%');
     match number.parse::<f64>() {
@@ -300,13 +266,31 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             run_a,
             run_b,
             gate_threshold,
-        }) => match compare_runs(&run_a, &run_b, gate_threshold) {
-            Ok(code) => std::process::exit(code),
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                std::process::exit(EXIT_HARNESS_ERROR);
+            gate_confidence,
+        }) => {
+            let settings = GateSettings {
+                relative: gate_threshold,
+                confidence: gate_confidence,
+                ..GateSettings::default()
+            };
+            match harness::run::gate::compare_runs(&run_a, &run_b, &settings) {
+                Ok(comparison) => {
+                    println!(
+                        "{}",
+                        harness::report::gate::render_markdown(&comparison, &settings)
+                    );
+                    std::process::exit(if comparison.passed() {
+                        EXIT_PASSED
+                    } else {
+                        EXIT_THRESHOLD_FAILED
+                    })
+                }
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    std::process::exit(EXIT_HARNESS_ERROR);
+                }
             }
-        },
+        }
         None => {}
     }
     let ab = match args.ab.as_slice() {

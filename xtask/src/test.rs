@@ -2,7 +2,8 @@
 //! need exists (service images when a Docker daemon answers, the native
 //! binaries, the example applications' virtualenvs), runs a short criterion
 //! pass so the suites' `[benchmarks]` budgets are judged rather than
-//! ignored, then runs the whole test suite.
+//! ignored, then runs the whole test suite (with cargo-nextest when it is
+//! installed: `.config/nextest.toml` keeps the load tests apart).
 
 use harness::infra::images::{ImagesOutcome, ensure_local_images};
 use harness::infra::native::{self, Binaries};
@@ -21,7 +22,8 @@ pub struct Args {
     /// whatever estimates criterion already saved, or ignored).
     #[arg(long)]
     no_bench_pass: bool,
-    /// Arguments for `cargo test` (after `--`).
+    /// Arguments for the test runner (cargo nextest, else cargo test),
+    /// after `--`: a filter, say.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     rest: Vec<String>,
 }
@@ -57,9 +59,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let mut test = std::process::Command::new(cargo());
-    test.current_dir(project_root())
-        .args(["test", "--workspace", "--all-targets"])
-        .args(&args.rest);
+    test.current_dir(project_root());
+    if nextest_available() {
+        // A process per test, the load tests one at a time beside the light
+        // ones (`.config/nextest.toml`), and the slowest listed at the end.
+        test.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-targets",
+            "--no-fail-fast",
+        ]);
+        if !args.rest.is_empty() {
+            test.arg("--").args(&args.rest);
+        }
+    } else {
+        eprintln!(
+            "cargo-nextest is not installed: running `cargo test` (one test binary at a time)"
+        );
+        test.args(["test", "--workspace", "--all-targets"])
+            .args(&args.rest);
+    }
     if !args.no_bench_pass {
         bench_pass()?;
         // Estimates exist now: a budget without one is an error, not a skip.
@@ -68,6 +88,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let status = test.status()?;
     anyhow::ensure!(status.success(), "tests failed ({status})");
     Ok(())
+}
+
+/// Whether `cargo nextest` answers.
+fn nextest_available() -> bool {
+    std::process::Command::new(cargo())
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Rounds of the interleaved A/A a missing baseline is saved with: a

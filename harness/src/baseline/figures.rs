@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::machine::Fingerprint;
-use crate::metrics::summary::{EndpointSummary, HistogramData, PackedHistogram, RunSummary};
+use crate::metrics::histogram::{HistogramData, PackedHistogram};
+use crate::metrics::summary::{EndpointSummary, RunSummary};
 
 /// Where a run's figures came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

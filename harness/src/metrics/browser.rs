@@ -5,8 +5,7 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::summary::HistogramData;
-use crate::suite::metric::Metric;
+use super::histogram::HistogramData;
 
 /// What the browsers measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -112,22 +111,6 @@ pub struct ViewTimings {
     pub bytes: u64,
     pub status: u16,
     pub resources: Vec<ResourceTiming>,
-}
-
-impl PageSummary {
-    /// The histogram of a browser metric (`browser.lcp` → `lcp`).
-    pub fn histogram(&self, metric: &Metric) -> Option<&Histogram<u64>> {
-        Some(match metric {
-            Metric::BrowserTtfb => &self.ttfb.0,
-            Metric::BrowserDcl => &self.dcl.0,
-            Metric::BrowserLoad => &self.load.0,
-            Metric::BrowserLcp => &self.lcp.0,
-            Metric::BrowserTbt => &self.tbt.0,
-            Metric::BrowserRequests => &self.requests.0,
-            Metric::BrowserBytes => &self.bytes.0,
-            _ => return None,
-        })
-    }
 }
 
 /// One page's figures as every report prints them (ms, KB).

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::summary::PackedHistogram;
+use super::histogram::PackedHistogram;
 use super::{Counters, EndpointStats, FailureRecord, Gauges, Interval, Phase};
 
 /// One second of one generator, all endpoints.

@@ -160,9 +160,16 @@ pub fn render(report: &RunReport) -> String {
             line(
                 &format!("{service} process"),
                 value(&format!("service.{service}.memory.max")).map(|m| {
+                    let growth = value(&format!("service.{service}.memory.growth")).unwrap_or(0.0);
+                    // A browser that frees what a page took shrinks: "grew
+                    // -354.1 MB" reads as a typo.
+                    let change = if growth < -0.05 {
+                        format!("shrank {:.1} MB", -growth)
+                    } else {
+                        format!("grew {:.1} MB", growth.max(0.0))
+                    };
                     format!(
-                        "memory max {m:.1} MB (grew {:+.1} MB), CPU avg {:.0}% max {:.0}%",
-                        value(&format!("service.{service}.memory.growth")).unwrap_or(0.0),
+                        "memory max {m:.1} MB ({change}), CPU avg {:.0}% max {:.0}%",
                         value(&format!("service.{service}.cpu.avg")).unwrap_or(0.0),
                         value(&format!("service.{service}.cpu.max")).unwrap_or(0.0)
                     )

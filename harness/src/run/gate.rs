@@ -37,6 +37,33 @@ impl GateOutcome {
     }
 }
 
+/// Two finished runs (their folders), B judged against A as `perf compare`
+/// does: the same statistics as a saved baseline, one run a side.
+pub fn compare_runs(
+    run_a: &Path,
+    run_b: &Path,
+    settings: &GateSettings,
+) -> anyhow::Result<Comparison> {
+    let (a, b) = (
+        super::set::read_figures(run_a)?,
+        super::set::read_figures(run_b)?,
+    );
+    let name = |dir: &Path| {
+        dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    Ok(compare(
+        &name(run_a),
+        &format!("run {}", name(run_b)),
+        &[a],
+        &[b],
+        settings,
+        Pairing::Saved,
+    ))
+}
+
 /// Compares one suite's runs with the baseline's and writes
 /// `baseline-NAME.md` and `.json` into `run_dir`.
 pub fn check(

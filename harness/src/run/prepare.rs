@@ -57,6 +57,7 @@ pub(super) async fn prepare(
     stack: Option<&Stack>,
     infra: &InfraConfig,
     redactor: &crate::redact::Redactor,
+    custom_tasks: crate::engine::task::CustomTasks,
 ) -> anyhow::Result<Prepared> {
     let mut notes = Vec::new();
     let target_started = !matches!(plan.target, TargetPlan::Url { .. });
@@ -136,7 +137,7 @@ pub(super) async fn prepare(
         users,
         global: Arc::new(catalog.global.clone()),
         seed,
-        custom_tasks: Default::default(),
+        custom_tasks,
     };
     let direct = match stack {
         Some(stack) => Some(Db::connect(&stack.urls().database_url, 2).await?),

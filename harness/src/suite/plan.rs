@@ -63,7 +63,7 @@ pub struct PlanOptions {
     pub extra_metrics: BTreeSet<String>,
     /// Pathology switches added on the command line.
     pub switches: Vec<String>,
-    /// Tasks written in Rust ([`super::builder::SuiteBuilder::custom_task`]),
+    /// Tasks written in Rust ([`crate::builder::SuiteBuilder::custom_task`]),
     /// planned beside the file's tasks so thresholds and tags may name them;
     /// their implementations go to the engine, not into the plan.
     pub custom_tasks: Vec<CustomTaskDecl>,

@@ -6,7 +6,7 @@
 //! planned beside the declarative ones, so thresholds and tags can name them.
 //!
 //! ```no_run
-//! use harness::suite::builder::{BuiltSuite, SuiteBuilder};
+//! use harness::builder::{BuiltSuite, SuiteBuilder};
 //! use harness::suite::PlanOptions;
 //!
 //! let BuiltSuite { plan, custom_tasks } = SuiteBuilder::new("checkout")
@@ -31,9 +31,9 @@ use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
 
-use super::diagnostic::SuiteErrors;
-use super::plan::{CustomTaskDecl, Plan, PlanOptions};
 use crate::engine::task::{CustomTask, CustomTasks, TaskContext};
+use crate::suite::diagnostic::SuiteErrors;
+use crate::suite::plan::{CustomTaskDecl, Plan, PlanOptions};
 
 /// A suite under construction. Sections are TOML tables, exactly as in a file.
 #[derive(Debug, Clone)]
