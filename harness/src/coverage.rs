@@ -244,9 +244,10 @@ pub fn read_inventory(path: &Path) -> anyhow::Result<Vec<Route>> {
         .with_context(|| format!("reading the route inventory {}", path.display()))
 }
 
-/// The reference service's own listing, `GET /__ahsp/routes`.
-pub async fn fetch_inventory(base_url: &str) -> anyhow::Result<Vec<Route>> {
-    let url = format!("{}/__ahsp/routes", base_url.trim_end_matches('/'));
+/// A running target's own listing of its routes, at `listing` (a path the
+/// domain names: the reference service's is `/__ahsp/routes`).
+pub async fn fetch_inventory(base_url: &str, listing: &str) -> anyhow::Result<Vec<Route>> {
+    let url = format!("{}{listing}", base_url.trim_end_matches('/'));
     let text = reqwest::get(&url).await?.error_for_status()?.text().await?;
     parse_inventory(&text).with_context(|| format!("reading {url}"))
 }

@@ -185,6 +185,10 @@ impl harness::run::Domain for NoDomain {
         Box::pin(async { anyhow::bail!("this domain seeds nothing") })
     }
 
+    fn route_inventory_path(&self) -> Option<&str> {
+        None
+    }
+
     fn start_embedded<'a>(
         &'a self,
         _: &'a harness::infra::StackUrls,

@@ -71,6 +71,10 @@ impl Domain for Ahsp {
         })
     }
 
+    fn route_inventory_path(&self) -> Option<&str> {
+        Some(fixtures::service::ROUTE_LISTING)
+    }
+
     fn start_embedded<'a>(
         &'a self,
         urls: &'a StackUrls,

@@ -29,6 +29,11 @@ pub trait Domain: Send + Sync {
         password_iterations: Option<u32>,
     ) -> LocalBoxFuture<'a, anyhow::Result<Catalog>>;
 
+    /// Where the embedded target lists its routes (method, path, name and
+    /// category, as `coverage::parse_inventory` reads them), for endpoint
+    /// coverage by category; `None` when it lists none.
+    fn route_inventory_path(&self) -> Option<&str>;
+
     /// Starts the embedded target on the stack, with the suite's switches,
     /// its output in `dir`.
     fn start_embedded<'a>(

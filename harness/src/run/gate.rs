@@ -37,6 +37,21 @@ impl GateOutcome {
     }
 }
 
+/// A run's figures, in its folder.
+pub const FIGURES_FILE: &str = "figures.json";
+
+/// Reads the figures of a finished run from its folder.
+pub fn read_figures(run_dir: &Path) -> anyhow::Result<RunFigures> {
+    let path = run_dir.join(FIGURES_FILE);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "{} has no {FIGURES_FILE} (is it a run folder of this ahsp-perf?)",
+            run_dir.display()
+        )
+    })?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+}
+
 /// Two finished runs (their folders), B judged against A as `perf compare`
 /// does: the same statistics as a saved baseline, one run a side.
 pub fn compare_runs(
@@ -44,10 +59,7 @@ pub fn compare_runs(
     run_b: &Path,
     settings: &GateSettings,
 ) -> anyhow::Result<Comparison> {
-    let (a, b) = (
-        super::set::read_figures(run_a)?,
-        super::set::read_figures(run_b)?,
-    );
+    let (a, b) = (read_figures(run_a)?, read_figures(run_b)?);
     let name = |dir: &Path| {
         dir.file_name().map_or_else(
             || dir.display().to_string(),

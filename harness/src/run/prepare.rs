@@ -174,9 +174,9 @@ pub(super) async fn prepare(
             }
         }
     }
-    let inventory = match &plan.target {
-        TargetPlan::Embedded { .. } => {
-            crate::coverage::fetch_inventory(target.base_url.expose_secret())
+    let inventory = match (&plan.target, domain.route_inventory_path()) {
+        (TargetPlan::Embedded { .. }, Some(listing)) => {
+            crate::coverage::fetch_inventory(target.base_url.expose_secret(), listing)
                 .await
                 .ok()
         }

@@ -380,20 +380,7 @@ fn write_figures(run: &SuiteRun, figures: &RunFigures) -> Result<(), RunError> {
         .map_err(RunError::from)
 }
 
-/// A run's figures, in its folder.
-pub const FIGURES_FILE: &str = "figures.json";
-
-/// Reads the figures of a finished run from its folder.
-pub fn read_figures(run_dir: &Path) -> anyhow::Result<RunFigures> {
-    let path = run_dir.join(FIGURES_FILE);
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!(
-            "{} has no {FIGURES_FILE} (is it a run folder of this ahsp-perf?)",
-            run_dir.display()
-        )
-    })?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
-}
+pub use super::gate::{FIGURES_FILE, read_figures};
 
 impl SetOutcome {
     /// `3 suite(s) ran: 2 passed, 1 failed, 1 could not run`.

@@ -499,7 +499,7 @@ pub async fn merge(
     write_reports(&report, &plan.name, out, options.print_summary, &redactor)?;
     let figures = RunFigures::from_run(&report.summary, None);
     std::fs::write(
-        out.join(super::set::FIGURES_FILE),
+        out.join(super::gate::FIGURES_FILE),
         serde_json::to_vec(&figures)?,
     )?;
     // The gate judges the merged whole, as it judges one run.
