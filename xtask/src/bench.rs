@@ -80,7 +80,10 @@ impl Pass<'_> {
         let mut bench = std::process::Command::new(cargo());
         bench
             .current_dir(&root)
-            .args(["bench", "-p", "benches", "--bench", "queries"])
+            // `--workspace`, not `-p benches`: features resolve as for the
+            // tests, so the dependencies the tests built are reused rather
+            // than built again with another feature set (minutes in CI).
+            .args(["bench", "--workspace", "--bench", "queries"])
             .args(["--bench", "harness_hot_paths", "--profile", "dev", "--"]);
         if self.short {
             bench.args(SHORT_PASS);

@@ -164,6 +164,27 @@ fn runs_in(dir: &Path) -> Vec<PathBuf> {
     runs
 }
 
+/// The login through the pool's passwords and the task with the bearer
+/// token: what both suites of this test load with.
+fn secret_load(duration: &str, think_time: &str) -> String {
+    format!(
+        r#"[auth]
+login-url = "/accounts/login/"
+success = {{ status = 302, location = "/dashboard/", cookie = "sessionid" }}
+users = {{ from = "file", path = "users.csv" }}
+[load]
+executor = "constant-users"
+users = 2
+duration = "{duration}"
+think-time = "{think_time}"
+[[task]]
+name = "/dashboard/"
+get = "/dashboard/"
+headers = {{ Authorization = "Bearer {BEARER}" }}
+"#
+    )
+}
+
 fn suite(work: &Path, address: SocketAddr, duration: &str) -> PathBuf {
     std::fs::write(
         work.join("users.csv"),
@@ -178,20 +199,8 @@ fn suite(work: &Path, address: SocketAddr, duration: &str) -> PathBuf {
 name = "leak"
 [target]
 url = "http://bob:{TARGET_PASSWORD}@{address}/"
-[auth]
-login-url = "/accounts/login/"
-success = {{ status = 302, location = "/dashboard/", cookie = "sessionid" }}
-users = {{ from = "file", path = "users.csv" }}
-[load]
-executor = "constant-users"
-users = 2
-duration = "{duration}"
-think-time = "10ms"
-[[task]]
-name = "/dashboard/"
-get = "/dashboard/"
-headers = {{ Authorization = "Bearer {BEARER}" }}
-"#
+{}"#,
+            secret_load(duration, "10ms")
         ),
     )
     .unwrap();
@@ -250,20 +259,8 @@ name = "leak-app"
 [target]
 command = ["python3", "app.py"]
 env = {{ APP_SECRET_KEY = "{TARGET_PASSWORD}", POOL_PASSWORD = "{POOL_PASSWORD}" }}
-[auth]
-login-url = "/accounts/login/"
-success = {{ status = 302, location = "/dashboard/", cookie = "sessionid" }}
-users = {{ from = "file", path = "users.csv" }}
-[load]
-executor = "constant-users"
-users = 2
-duration = "60s"
-think-time = "50ms"
-[[task]]
-name = "/dashboard/"
-get = "/dashboard/"
-headers = {{ Authorization = "Bearer {BEARER}" }}
-"#
+{}"#,
+            secret_load("60s", "50ms")
         ),
     )
     .unwrap();

@@ -546,18 +546,19 @@ get = "/slow/"
     const FAILED_DEFAULT: &str = "http.failed: rate < 1%";
     const DEFAULTS: [&str; 3] = [STALL_DEFAULT, SUCCEEDED_DEFAULT, FAILED_DEFAULT];
 
+    /// Every threshold a suite with `thresholds` gets, defaults included.
+    fn sources(thresholds: &str) -> Vec<String> {
+        let source = format!("{SUITE}{thresholds}\n");
+        Plan::from_source(&source, "t.toml", &PlanOptions::default())
+            .unwrap()
+            .thresholds
+            .iter()
+            .map(|t| t.source.clone())
+            .collect()
+    }
+
     #[test]
     fn every_suite_fails_on_a_dead_target_unless_it_says_otherwise() {
-        let none = PlanOptions::default();
-        let sources = |thresholds: &str| -> Vec<String> {
-            let source = format!("{SUITE}{thresholds}\n");
-            Plan::from_source(&source, "t.toml", &none)
-                .unwrap()
-                .thresholds
-                .iter()
-                .map(|t| t.source.clone())
-                .collect()
-        };
         assert_eq!(sources(""), DEFAULTS);
         assert_eq!(
             sources("\"http.failed\" = \"rate < 5%\""),
@@ -612,16 +613,6 @@ get = "/slow/"
 
     #[test]
     fn every_suite_fails_on_a_stall_unless_it_says_otherwise() {
-        let none = PlanOptions::default();
-        let sources = |thresholds: &str| -> Vec<String> {
-            let source = format!("{SUITE}{thresholds}\n");
-            Plan::from_source(&source, "t.toml", &none)
-                .unwrap()
-                .thresholds
-                .iter()
-                .map(|t| t.source.clone())
-                .collect()
-        };
         assert_eq!(sources("")[0], STALL_DEFAULT);
         assert_eq!(
             sources("\"http.longest-stall\" = \"max < 30s\"")[0],
