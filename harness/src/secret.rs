@@ -82,16 +82,6 @@ impl SecretUrl {
         self.whole.expose_secret()
     }
 
-    /// The URL with its password masked: what every file and line gets.
-    pub fn masked(&self) -> &str {
-        &self.masked
-    }
-
-    /// Whether it carries a password at all.
-    pub fn has_password(&self) -> bool {
-        self.masked != self.expose_secret()
-    }
-
     /// The same URL without a trailing `/`.
     pub fn trim_end_slash(&self) -> SecretUrl {
         SecretUrl::new(self.expose_secret().trim_end_matches('/'))

@@ -19,7 +19,7 @@ use super::variables::{BrowserVars, extract_value};
 use super::{BrowserSummary, Keep, Recorder, ResourceTiming, ViewOutcome, ViewTimings};
 use crate::catalog::Scope;
 use crate::engine::vu::EngineUser;
-use crate::infra::ownership::{OwnedProcess, ProcessId, RunGuard};
+use crate::infra::ownership::{OwnedProcess, RunGuard};
 use crate::suite::plan::{AuthPlan, BrowserPlan};
 
 /// The Chromium binary: `AHSP_PERF_CHROMIUM`, else the first of Debian's,
@@ -128,17 +128,14 @@ impl Driver {
                 )
             })?;
         let pid = child.id().context("chromedriver exited at once")?;
+        // Every Chromium is in chromedriver's group: none needs a clean
+        // stop, all must go.
         run.update(|record| {
-            record.processes.push(OwnedProcess {
-                name: "browser".into(),
-                id: ProcessId::of(pid).unwrap_or(ProcessId {
-                    pid,
-                    start_ticks: 0,
-                }),
-                // Every Chromium is in chromedriver's group: none needs a
-                // clean stop, all must go.
-                stop_signal: nix::sys::signal::Signal::SIGKILL as i32,
-            })
+            record.processes.push(OwnedProcess::started(
+                "browser",
+                pid,
+                nix::sys::signal::Signal::SIGKILL,
+            ))
         })?;
         let driver = Driver {
             child,

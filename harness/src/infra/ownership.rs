@@ -92,6 +92,20 @@ pub struct OwnedProcess {
     pub stop_signal: i32,
 }
 
+impl OwnedProcess {
+    /// A process just started, leading its own process group.
+    pub fn started(name: &str, pid: u32, stop_signal: Signal) -> OwnedProcess {
+        OwnedProcess {
+            name: name.to_owned(),
+            id: ProcessId::of(pid).unwrap_or(ProcessId {
+                pid,
+                start_ticks: 0,
+            }),
+            stop_signal: stop_signal as i32,
+        }
+    }
+}
+
 /// Everything a run has started, as written to its state file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use crate::infra::ownership::{OwnedProcess, ProcessId, RunGuard, STOP_GRACE, stop_process};
+use crate::infra::ownership::{OwnedProcess, RunGuard, STOP_GRACE, stop_process};
 use crate::infra::proxy::FaultProxy;
 use crate::infra::{ServiceName, StackUrls};
 use crate::redact::Redactor;
@@ -243,14 +243,9 @@ async fn spawn(
     let mut child = process.spawn().context("starting the target")?;
     let pid = child.id().context("a target without a pid")?;
     run.update(|record| {
-        record.processes.push(OwnedProcess {
-            name: "target".into(),
-            id: ProcessId::of(pid).unwrap_or(ProcessId {
-                pid,
-                start_ticks: 0,
-            }),
-            stop_signal: Signal::SIGTERM as i32,
-        })
+        record
+            .processes
+            .push(OwnedProcess::started("target", pid, Signal::SIGTERM))
     })?;
     let stdout = child.stdout.take().context("the target's output")?;
     // Standard error is copied line by line, masked as it is written: a
