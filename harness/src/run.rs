@@ -13,6 +13,7 @@ mod faults;
 pub mod gate;
 mod judge;
 mod measure;
+pub mod outcome;
 mod prepare;
 pub mod set;
 pub mod shard;
@@ -25,7 +26,8 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 
 pub use self::domain::Domain;
-pub use self::set::{SetOptions, SetOutcome, run_set};
+pub use self::outcome::SetOutcome;
+pub use self::set::{SetOptions, run_set};
 pub use self::target::RunningTarget;
 use crate::infra::ownership::InterruptListener;
 use crate::infra::{InfraConfig, ProviderChoice, Stack};

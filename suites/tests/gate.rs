@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 
 use harness::baseline::{self, Baseline, Comparison, Metric, Pairing, Verdict};
-use harness::run::set::{Arm, EXIT_PASSED, EXIT_THRESHOLD_FAILED, SetOutcome, read_figures};
+use harness::run::gate::read_figures;
+use harness::run::outcome::{EXIT_PASSED, EXIT_THRESHOLD_FAILED, SetOutcome};
+use harness::run::set::Arm;
 use harness::run::{RunOptions, SetOptions, run_set};
 use suites::ahsp::Ahsp;
 
@@ -56,7 +58,7 @@ async fn run(options: &SetOptions) -> SetOutcome {
     for (_, comparison) in &outcome.comparisons {
         eprintln!(
             "{}",
-            harness::report::gate::render_markdown(comparison, &options.gate)
+            harness::report::gate::render_markdown(comparison, &options.gate.settings)
         );
     }
     outcome
@@ -128,14 +130,14 @@ async fn the_gate_passes_an_unchanged_rerun_and_fails_a_slow_query_on_its_endpoi
     let _alone = ONE_AT_A_TIME.lock().await;
     let baselines = tempfile::tempdir().unwrap();
 
-    let saving = SetOptions {
-        save_baseline: Some("main".into()),
+    let mut saving = SetOptions {
         // Four runs: with three, one run twice as slow as the others (seen
         // here) leaves the t test two degrees of freedom and blurs even a
         // 40-fold change.
         repeat: 4,
         ..options(baselines.path(), "main", &[])
     };
+    saving.gate.save_baseline = Some("main".into());
     let saved = run(&saving).await;
     assert_eq!(saved.exit_code(), EXIT_PASSED, "{saved:?}");
     let main = Baseline::load(baselines.path(), "main").unwrap();
@@ -156,11 +158,11 @@ async fn the_gate_passes_an_unchanged_rerun_and_fails_a_slow_query_on_its_endpoi
     // run that a busy moment slowed 2–3× throughout (seen here, the CPU
     // probe unmoved) was WORSE against four tight saved runs; with two, that
     // moment widens the spread and reads "unclear" instead.
-    let gated = SetOptions {
-        baseline: Some("main".into()),
+    let mut gated = SetOptions {
         repeat: 2,
         ..options(baselines.path(), "unchanged", &[])
     };
+    gated.gate.baseline = Some("main".into());
     let unchanged = run(&gated).await;
     let (unchanged_dir, comparison) = only_comparison(&unchanged);
     assert!(
@@ -192,12 +194,12 @@ async fn the_gate_passes_an_unchanged_rerun_and_fails_a_slow_query_on_its_endpoi
         &suite,
         &from_locust.suites[&suite].runs,
         &run_figures(&gated.run.output_root),
-        &gated.gate,
+        &gated.gate.settings,
         Pairing::Saved,
     );
     eprintln!(
         "{}",
-        harness::report::gate::render_markdown(&comparison, &gated.gate)
+        harness::report::gate::render_markdown(&comparison, &gated.gate.settings)
     );
     assert!(comparison.missing.is_empty() && comparison.new.is_empty());
     assert!(
@@ -206,12 +208,12 @@ async fn the_gate_passes_an_unchanged_rerun_and_fails_a_slow_query_on_its_endpoi
         comparison.worse().collect::<Vec<_>>()
     );
 
-    let slow = run(&SetOptions {
-        baseline: Some("main".into()),
+    let mut slow = SetOptions {
         repeat: 2,
         ..options(baselines.path(), "slow", &[SLOW])
-    })
-    .await;
+    };
+    slow.gate.baseline = Some("main".into());
+    let slow = run(&slow).await;
     assert_eq!(slow.exit_code(), EXIT_THRESHOLD_FAILED, "{slow:?}");
     let (slow_dir, comparison) = only_comparison(&slow);
     check_slow_query_named_alone(comparison);

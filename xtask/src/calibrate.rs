@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use harness::baseline::{Comparison, Metric, Verdict};
-use harness::run::set::{Arm, SetOutcome};
+use harness::run::SetOutcome;
+use harness::run::set::Arm;
 use harness::run::{RunOptions, SetOptions, run_set};
 use serde::Serialize;
 use suites::ahsp::{Ahsp, EmbeddedCommand};
@@ -96,8 +97,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let base = SetOptions::new(RunOptions::quiet(root.join("runs")), root.join("baselines"));
     let mut calibration = Calibration {
-        confidence: base.gate.confidence,
-        relative: base.gate.relative,
+        confidence: base.gate.settings.confidence,
+        relative: base.gate.settings.relative,
         runs_per_side: args.runs,
         noisy: !args.quiet_service,
         modes: BTreeMap::new(),
@@ -114,11 +115,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         };
         if mode == "busy-baseline" {
             let _ = std::fs::remove_dir_all(root.join("baselines"));
-            let saving = SetOptions {
-                save_baseline: Some("calibration".into()),
+            let mut saving = SetOptions {
                 repeat: args.runs,
                 ..arm_options(&base, &reference)
             };
+            saving.gate.save_baseline = Some("calibration".into());
             check_ran(&run_set(&domain, std::slice::from_ref(&suite), &saving).await?)?;
         }
         for pair in 0..args.pairs {
@@ -126,10 +127,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let outcome = match slowed {
                 None if mode == "busy-baseline" => {
                     let _neighbour = Neighbour::start()?;
-                    let gated = SetOptions {
-                        baseline: Some("calibration".into()),
-                        ..arm_options(&base, &reference)
-                    };
+                    let mut gated = arm_options(&base, &reference);
+                    gated.gate.baseline = Some("calibration".into());
                     run_set(&domain, std::slice::from_ref(&suite), &gated).await?
                 }
                 _ => {

@@ -21,7 +21,9 @@ use std::path::PathBuf;
 
 use harness::baseline::{GateSettings, KEEP_RUNS};
 use harness::infra::ProviderChoice;
-use harness::run::set::{Arm, EXIT_HARNESS_ERROR, EXIT_PASSED, EXIT_THRESHOLD_FAILED};
+use harness::run::gate::GateOptions;
+use harness::run::outcome::{EXIT_HARNESS_ERROR, comparison_exit_code};
+use harness::run::set::Arm;
 use harness::run::{RunOptions, SetOptions, run_set};
 use harness::secret::SecretUrl;
 use harness::suite::plan::{Shard, ShardPlan};
@@ -97,6 +99,14 @@ struct GateArgs {
     /// Where baselines live (default perf-baselines/, meant to be committed).
     #[arg(long, value_name = "DIR")]
     baseline_dir: Option<PathBuf>,
+    #[command(flatten)]
+    settings: GateSettingsArgs,
+}
+
+/// How large and how sure a change must be to fail the gate: of a run, a
+/// merged run, and `perf compare`.
+#[derive(Debug, clap::Args)]
+struct GateSettingsArgs {
     /// A change is a regression only beyond this relative change (and the noise).
     #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
     gate_threshold: f64,
@@ -105,12 +115,25 @@ struct GateArgs {
     gate_confidence: f64,
 }
 
-impl GateArgs {
+impl GateSettingsArgs {
     fn settings(&self) -> GateSettings {
         GateSettings {
             relative: self.gate_threshold,
             confidence: self.gate_confidence,
             ..GateSettings::default()
+        }
+    }
+}
+
+impl GateArgs {
+    /// The gate's options, keeping `keep_runs` runs per suite.
+    fn options(self, keep_runs: usize) -> GateOptions {
+        GateOptions {
+            baseline_dir: baseline_dir(self.baseline_dir),
+            baseline: self.baseline,
+            save_baseline: self.save_baseline,
+            settings: self.settings.settings(),
+            keep_runs,
         }
     }
 }
@@ -154,12 +177,8 @@ enum PerfCommand {
         run_a: PathBuf,
         /// The run judged against it.
         run_b: PathBuf,
-        /// A change is a regression only beyond this relative change …
-        #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
-        gate_threshold: f64,
-        /// … and only when significant at this one-sided confidence.
-        #[arg(long, value_name = "PERCENT", default_value = "99%", value_parser = parse_confidence)]
-        gate_confidence: f64,
+        #[command(flatten)]
+        settings: GateSettingsArgs,
     },
 }
 
@@ -245,11 +264,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 suite,
                 allow_partial,
                 print_summary: true,
-                gate: gate.settings(),
-                baseline_dir: baseline_dir(gate.baseline_dir),
-                baseline: gate.baseline,
-                save_baseline: gate.save_baseline,
-                keep_runs: KEEP_RUNS,
+                gate: gate.options(KEEP_RUNS),
             };
             match harness::run::shard::merge(&reference(), &shards, &output, &options).await {
                 Ok(merged) => {
@@ -265,25 +280,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(PerfCommand::Compare {
             run_a,
             run_b,
-            gate_threshold,
-            gate_confidence,
+            settings,
         }) => {
-            let settings = GateSettings {
-                relative: gate_threshold,
-                confidence: gate_confidence,
-                ..GateSettings::default()
-            };
+            let settings = settings.settings();
             match harness::run::gate::compare_runs(&run_a, &run_b, &settings) {
                 Ok(comparison) => {
                     println!(
                         "{}",
                         harness::report::gate::render_markdown(&comparison, &settings)
                     );
-                    std::process::exit(if comparison.passed() {
-                        EXIT_PASSED
-                    } else {
-                        EXIT_THRESHOLD_FAILED
-                    })
+                    std::process::exit(comparison_exit_code(&comparison))
                 }
                 Err(error) => {
                     eprintln!("error: {error:#}");
@@ -341,12 +347,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 start_at_unix_ms: args.start_at,
             }),
         },
-        gate: args.gate.settings(),
-        baseline_dir: baseline_dir(args.gate.baseline_dir),
-        save_baseline: args.gate.save_baseline,
-        baseline: args.gate.baseline,
+        gate: args.gate.options(args.keep_runs as usize),
         repeat: args.repeat as usize,
-        keep_runs: args.keep_runs as usize,
         ab,
     };
     match run_set(&reference(), &paths, &options).await {

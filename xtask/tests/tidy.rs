@@ -404,11 +404,13 @@ fn layers_pass_data_one_way() {
 /// What `xtask` may not do itself: the run, the gate and the verdict live
 /// in the library (criterion's `analysis::common`); a task parses its
 /// arguments and maps outcomes to exit codes.
-const PIPELINE: [&str; 5] = [
+const PIPELINE: [&str; 7] = [
     "harness::engine::run",
     "harness::infra::Stack::start",
     "harness::verdict",
     "harness::baseline::compare",
+    "harness::baseline::Baseline",
+    "harness::baseline::SuiteBaseline",
     "harness::run::run_plan",
 ];
 
@@ -457,6 +459,35 @@ fn binaries_only_parse_arguments_and_map_outcomes() {
             "{file} no longer uses `{what}`: remove its PIPELINE_ALLOWED entry"
         );
     }
+}
+
+/// What only the gate's home does with a baseline: load, save, compare.
+const GATE_ONLY: [&str; 3] = [
+    "crate::baseline::compare",
+    "crate::baseline::Baseline",
+    "crate::baseline::SuiteBaseline",
+];
+
+/// The gate has one home: of the run, only `run/gate.rs` loads, saves or
+/// compares against a baseline; a set and a merge hand it their runs.
+#[test]
+fn the_gate_has_one_home() {
+    let mut found = Vec::new();
+    for path in rust_files() {
+        let in_run = under(&path, "harness/src/run") || path == Path::new("harness/src/run.rs");
+        if !in_run || path == Path::new("harness/src/run/gate.rs") {
+            continue;
+        }
+        for name in named_paths(&path) {
+            if GATE_ONLY.iter().any(|gate| names_inside(&name, gate)) {
+                found.push(format!(
+                    "{}: uses `{name}`: the gate's home is harness/src/run/gate.rs",
+                    path.display()
+                ));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 /// The rules read code as a parser does: the grouped import, the alias and

@@ -1,13 +1,139 @@
-//! The gate on a finished run: its figures compared with a saved baseline
-//! (`baseline`), the table (`report::gate`) written beside the run's
-//! reports and appended to `$GITHUB_STEP_SUMMARY` when set.
+//! The gate, in one home: its choices (`GateOptions`, alike for `perf`,
+//! `perf merge` and `perf compare`), the saved baseline a set or a merged
+//! run is judged against (`Gate::open`), the judging of one suite's runs
+//! against it or of arm B against arm A (`Gate::judge`), the saving of runs
+//! as a baseline (`Gate::save`), and two finished runs judged after the fact
+//! (`compare_runs`). The statistics are in `baseline`; the table is
+//! `report::gate`'s, written beside the run's reports and appended to
+//! `$GITHUB_STEP_SUMMARY` when set.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::baseline::{Baseline, Comparison, GateSettings, Pairing, RunFigures, compare};
+use crate::baseline::{
+    Baseline, Comparison, GateSettings, KEEP_RUNS, Pairing, RunFigures, SuiteBaseline, compare,
+};
 use crate::report::gate::render_markdown;
+
+/// The gate's choices: which baseline to judge against or save into, and
+/// how sure a regression must be.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    /// Where baselines live.
+    pub baseline_dir: PathBuf,
+    /// Judge each suite against this saved baseline.
+    pub baseline: Option<String>,
+    /// Save each suite's figures into this baseline.
+    pub save_baseline: Option<String>,
+    /// How large and how sure a change must be to be a regression.
+    pub settings: GateSettings,
+    /// How many runs per suite a saved baseline keeps.
+    pub keep_runs: usize,
+}
+
+impl GateOptions {
+    /// No baseline judged or saved, the default settings.
+    pub fn new(baseline_dir: PathBuf) -> GateOptions {
+        GateOptions {
+            baseline_dir,
+            baseline: None,
+            save_baseline: None,
+            settings: GateSettings::default(),
+            keep_runs: KEEP_RUNS,
+        }
+    }
+}
+
+/// What a suite's runs are judged against.
+#[derive(Debug, Clone, Copy)]
+pub enum Against<'a> {
+    /// The gate's saved baseline (`--baseline`), if it names one.
+    Saved,
+    /// Arm A's runs, interleaved on this machine with arm B's (`--ab`); the
+    /// note says what the arms are.
+    ArmA {
+        runs: &'a [RunFigures],
+        note: &'a str,
+    },
+}
+
+/// The gate of a set of suites or a merged run: its baseline loaded once,
+/// before anything runs, so a missing one is an error up front.
+#[derive(Debug)]
+pub struct Gate<'a> {
+    options: &'a GateOptions,
+    against: Option<Baseline>,
+}
+
+impl<'a> Gate<'a> {
+    pub fn open(options: &'a GateOptions) -> anyhow::Result<Gate<'a>> {
+        let against = match &options.baseline {
+            Some(name) => Some(Baseline::load(&options.baseline_dir, name)?),
+            None => None,
+        };
+        Ok(Gate { options, against })
+    }
+
+    /// Judges one suite's runs, against arm A's or the saved baseline, and
+    /// writes the table into `run_dir`. `None`: nothing to judge against.
+    pub fn judge(
+        &self,
+        suite: &str,
+        runs: &[RunFigures],
+        against: Against<'_>,
+        run_dir: &Path,
+    ) -> anyhow::Result<Option<GateOutcome>> {
+        let settings = &self.options.settings;
+        match against {
+            Against::ArmA { runs: a, note } => {
+                let mut comparison = compare("A", suite, a, runs, settings, Pairing::Interleaved);
+                comparison.notes.push(note.to_owned());
+                Ok(Some(write(comparison, run_dir, settings)?))
+            }
+            Against::Saved => match &self.against {
+                Some(baseline) => Ok(Some(check(baseline, runs, suite, run_dir, settings)?)),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// What a suite's outcome says when the baseline has none of its figures.
+    pub fn not_in_baseline(&self, suite: &str) -> String {
+        format!(
+            "baseline `{0}` has no figures for suite {suite}: not gated (save them with --save-baseline {0})\n",
+            self.options.baseline.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// Saves each suite's runs into `--save-baseline`'s baseline (merged
+    /// into what it holds, its oldest runs dropped beyond `keep_runs`), and
+    /// says where.
+    pub fn save(&self, runs: Vec<(String, Vec<RunFigures>)>) -> anyhow::Result<Option<String>> {
+        let Some(name) = &self.options.save_baseline else {
+            return Ok(None);
+        };
+        if runs.is_empty() {
+            return Ok(None);
+        }
+        let dir = &self.options.baseline_dir;
+        let suites: Vec<String> = runs.iter().map(|(suite, _)| suite.clone()).collect();
+        let mut baseline = Baseline::load_or_new(dir, name)?;
+        for (suite, runs) in runs {
+            baseline
+                .suites
+                .entry(suite)
+                .or_insert_with(|| SuiteBaseline { runs: Vec::new() })
+                .record(runs, self.options.keep_runs);
+        }
+        let path = baseline.save(dir)?;
+        Ok(Some(format!(
+            "baseline `{name}` saved for {}: {}",
+            suites.join(", "),
+            path.display()
+        )))
+    }
+}
 
 /// What the gate said about one suite.
 #[derive(Debug, Clone)]
@@ -78,7 +204,7 @@ pub fn compare_runs(
 
 /// Compares one suite's runs with the baseline's and writes
 /// `baseline-NAME.md` and `.json` into `run_dir`.
-pub fn check(
+fn check(
     against: &Baseline,
     runs: &[RunFigures],
     suite: &str,
@@ -101,7 +227,7 @@ pub fn check(
 
 /// Writes a comparison's table (`baseline-NAME.md`) and figures (`.json`)
 /// into `run_dir`, and to `$GITHUB_STEP_SUMMARY` when set.
-pub fn write(
+fn write(
     comparison: Comparison,
     run_dir: &Path,
     settings: &GateSettings,

@@ -7,36 +7,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::gate::{self, GateOutcome};
+use super::gate::{Against, FIGURES_FILE, Gate, GateOptions, GateOutcome};
+use super::outcome::SetOutcome;
 use super::{Domain, RunError, RunOptions, SuiteRun, run_suite};
-use crate::baseline::{
-    Baseline, Comparison, Fingerprint, GateSettings, KEEP_RUNS, Pairing, RunFigures, SuiteBaseline,
-    compare,
-};
-
-/// Every threshold held and the gate passed.
-pub const EXIT_PASSED: i32 = 0;
-/// A threshold failed or a figure regressed against the baseline.
-pub const EXIT_THRESHOLD_FAILED: i32 = 1;
-/// No verdict: a bad suite file, the stack, the target, a missing baseline,
-/// a machine too unlike the baseline's to compare with.
-pub const EXIT_HARNESS_ERROR: i32 = 2;
+use crate::baseline::{Fingerprint, RunFigures};
 
 /// Choices for a set of suites.
 #[derive(Debug, Clone)]
 pub struct SetOptions {
     pub run: RunOptions,
-    /// Where baselines live.
-    pub baseline_dir: PathBuf,
-    /// Save each suite's figures under this baseline name.
-    pub save_baseline: Option<String>,
-    /// Gate each suite against this baseline.
-    pub baseline: Option<String>,
-    pub gate: GateSettings,
+    /// The baseline each suite is judged against or saved into.
+    pub gate: GateOptions,
     /// How many times each suite runs (each side, with `ab`).
     pub repeat: usize,
-    /// How many runs per suite a saved baseline keeps.
-    pub keep_runs: usize,
     /// Judge arm B against arm A, run interleaved on this machine.
     pub ab: Option<(Arm, Arm)>,
 }
@@ -45,12 +28,8 @@ impl SetOptions {
     pub fn new(run: RunOptions, baseline_dir: PathBuf) -> SetOptions {
         SetOptions {
             run,
-            baseline_dir,
-            save_baseline: None,
-            baseline: None,
-            gate: GateSettings::default(),
+            gate: GateOptions::new(baseline_dir),
             repeat: 1,
-            keep_runs: KEEP_RUNS,
             ab: None,
         }
     }
@@ -131,44 +110,6 @@ impl Arm {
     }
 }
 
-/// What became of each suite of a set.
-#[derive(Debug, Clone, Default)]
-pub struct SetOutcome {
-    /// Suites that ran to a verdict.
-    pub ran: Vec<String>,
-    /// Suites with a failed threshold.
-    pub failed: Vec<String>,
-    /// Suites with a figure worse than the baseline.
-    pub regressed: Vec<String>,
-    /// Suites whose gate could not judge (the machine differs from the baseline's).
-    pub inconclusive: Vec<String>,
-    /// Suite files that could not run, with why.
-    pub broken: Vec<(PathBuf, String)>,
-    /// Suites left out by the profile.
-    pub skipped: Vec<String>,
-    /// The signal that cut the set short (its reports are still written).
-    pub interrupted_by: Option<i32>,
-    /// Each gated suite's comparison, with the folder its table went to.
-    pub comparisons: Vec<(PathBuf, Comparison)>,
-}
-
-impl SetOutcome {
-    pub fn exit_code(&self) -> i32 {
-        if let Some(signal) = self.interrupted_by {
-            // As a shell reports a process a signal ended: 130, 143.
-            128 + signal
-        } else if !self.broken.is_empty() {
-            EXIT_HARNESS_ERROR
-        } else if !self.failed.is_empty() || !self.regressed.is_empty() {
-            EXIT_THRESHOLD_FAILED
-        } else if self.ran.is_empty() || !self.inconclusive.is_empty() {
-            EXIT_HARNESS_ERROR
-        } else {
-            EXIT_PASSED
-        }
-    }
-}
-
 /// One suite's runs: what the gate and a saved baseline need.
 struct SuiteRuns {
     suite: String,
@@ -188,10 +129,7 @@ pub async fn run_set(
     paths: &[PathBuf],
     options: &SetOptions,
 ) -> anyhow::Result<SetOutcome> {
-    let against = match &options.baseline {
-        Some(name) => Some(Baseline::load(&options.baseline_dir, name)?),
-        None => None,
-    };
+    let gate = Gate::open(&options.gate)?;
     let say = |line: &str| {
         if options.run.print_summary {
             eprintln!("{line}");
@@ -214,35 +152,23 @@ pub async fn run_set(
                 if runs.failed {
                     outcome.failed.push(suite.clone());
                 }
-                let gated = match (&options.ab, &against) {
-                    (Some((a, b)), _) => {
-                        let mut comparison = compare(
-                            "A",
-                            &suite,
-                            &runs.first,
-                            &runs.second,
-                            &options.gate,
-                            Pairing::Interleaved,
-                        );
-                        comparison
-                            .notes
-                            .push(format!("A is `{a}`, B is `{b}`, run interleaved"));
-                        Some(gate::write(comparison, &runs.last_dir, &options.gate)?)
-                    }
-                    (None, Some(against)) => Some(gate::check(
-                        against,
-                        &runs.first,
-                        &suite,
-                        &runs.last_dir,
-                        &options.gate,
-                    )?),
-                    (None, None) => None,
+                let ab_note = options
+                    .ab
+                    .as_ref()
+                    .map(|(a, b)| format!("A is `{a}`, B is `{b}`, run interleaved"));
+                let (judged, against) = match &ab_note {
+                    Some(note) => (
+                        &runs.second,
+                        Against::ArmA {
+                            runs: &runs.first,
+                            note,
+                        },
+                    ),
+                    None => (&runs.first, Against::Saved),
                 };
+                let gated = gate.judge(&suite, judged, against, &runs.last_dir)?;
                 match gated {
-                    Some(GateOutcome::NotInBaseline) => say(&format!(
-                        "baseline `{0}` has no figures for suite {suite}: not gated (save them with --save-baseline {0})\n",
-                        options.baseline.as_deref().unwrap_or_default()
-                    )),
+                    Some(GateOutcome::NotInBaseline) => say(&gate.not_in_baseline(&suite)),
                     Some(GateOutcome::Compared { comparison, table }) => {
                         say(&table);
                         if !comparison.passed() {
@@ -274,15 +200,8 @@ pub async fn run_set(
     }
     outcome.interrupted_by = crate::infra::ownership::interrupted_by();
     say(&outcome.tally());
-    if let Some(name) = &options.save_baseline
-        && !saved.is_empty()
-    {
-        let path = save_baseline(&options.baseline_dir, name, saved, options.keep_runs)?;
-        say(&format!(
-            "baseline `{name}` saved for {}: {}",
-            outcome.ran.join(", "),
-            path.display()
-        ));
+    if let Some(saved) = gate.save(saved)? {
+        say(&saved);
     }
     if !outcome.regressed.is_empty() {
         say(&format!(
@@ -291,7 +210,7 @@ pub async fn run_set(
                 Some(_) => "arm A".to_owned(),
                 None => format!(
                     "baseline `{}`",
-                    options.baseline.as_deref().unwrap_or_default()
+                    options.gate.baseline.as_deref().unwrap_or_default()
                 ),
             },
             outcome.regressed.join(", ")
@@ -378,105 +297,4 @@ fn write_figures(run: &SuiteRun, figures: &RunFigures) -> Result<(), RunError> {
     std::fs::write(&path, json)
         .with_context(|| format!("writing {}", path.display()))
         .map_err(RunError::from)
-}
-
-pub use super::gate::{FIGURES_FILE, read_figures};
-
-impl SetOutcome {
-    /// `3 suite(s) ran: 2 passed, 1 failed, 1 could not run`.
-    fn tally(&self) -> String {
-        format!(
-            "{} suite(s) ran: {} passed, {} failed{}",
-            self.ran.len(),
-            self.ran.len() - self.failed.len(),
-            self.failed.len(),
-            if self.broken.is_empty() {
-                String::new()
-            } else {
-                format!(", {} could not run", self.broken.len())
-            }
-        )
-    }
-}
-
-/// Adds the suites' runs to baseline `name` (created if new), keeping the
-/// last `keep` runs of each suite.
-pub(super) fn save_baseline(
-    dir: &Path,
-    name: &str,
-    runs: Vec<(String, Vec<RunFigures>)>,
-    keep: usize,
-) -> anyhow::Result<PathBuf> {
-    let mut baseline = Baseline::load_or_new(dir, name)?;
-    for (suite, runs) in runs {
-        baseline
-            .suites
-            .entry(suite)
-            .or_insert_with(|| SuiteBaseline { runs: Vec::new() })
-            .record(runs, keep);
-    }
-    baseline.save(dir)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[track_caller]
-    fn check(outcome: SetOutcome, expected: i32) {
-        assert_eq!(outcome.exit_code(), expected, "{outcome:?}");
-    }
-
-    #[test]
-    fn exit_codes_follow_the_worst_outcome() {
-        let ran = || vec!["core".to_owned()];
-        check(
-            SetOutcome {
-                ran: ran(),
-                ..SetOutcome::default()
-            },
-            EXIT_PASSED,
-        );
-        check(
-            SetOutcome {
-                ran: ran(),
-                regressed: ran(),
-                ..SetOutcome::default()
-            },
-            EXIT_THRESHOLD_FAILED,
-        );
-        check(
-            SetOutcome {
-                ran: ran(),
-                failed: ran(),
-                ..SetOutcome::default()
-            },
-            EXIT_THRESHOLD_FAILED,
-        );
-        check(
-            SetOutcome {
-                ran: ran(),
-                failed: ran(),
-                broken: vec![("x.toml".into(), "bad".into())],
-                ..SetOutcome::default()
-            },
-            EXIT_HARNESS_ERROR,
-        );
-        check(
-            SetOutcome {
-                skipped: ran(),
-                ..SetOutcome::default()
-            },
-            EXIT_HARNESS_ERROR,
-        );
-        check(
-            SetOutcome {
-                ran: ran(),
-                failed: ran(),
-                interrupted_by: Some(2),
-                ..SetOutcome::default()
-            },
-            130,
-        );
-    }
 }

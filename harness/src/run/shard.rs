@@ -14,9 +14,10 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::gate::GateOutcome;
+use super::gate::{Against, Gate, GateOptions, GateOutcome};
+use super::outcome::Merged;
 use super::{Domain, RunOptions, SuiteRun, plan_options, write_reports};
-use crate::baseline::{Baseline, GateSettings, RunFigures};
+use crate::baseline::RunFigures;
 use crate::engine::vu::AckedWrite;
 use crate::integrity::Snapshot;
 use crate::metrics::kept::KeptSecond;
@@ -359,34 +360,8 @@ pub struct MergeOptions {
     /// Merge even when shards are missing (the report names them).
     pub allow_partial: bool,
     pub print_summary: bool,
-    /// Where baselines live, for `baseline` and `save_baseline`.
-    pub baseline_dir: PathBuf,
-    /// Gate the merged run against this saved baseline.
-    pub baseline: Option<String>,
-    /// Save the merged run's figures into this baseline.
-    pub save_baseline: Option<String>,
-    pub gate: GateSettings,
-    /// Runs per suite a saved baseline keeps.
-    pub keep_runs: usize,
-}
-
-/// The merged run, and what the baseline gate said of it.
-#[derive(Debug)]
-pub struct Merged {
-    pub run: SuiteRun,
-    pub gate: Option<GateOutcome>,
-}
-
-impl Merged {
-    /// As `perf` exits: 0 passed, 1 a threshold failed or a figure regressed.
-    pub fn exit_code(&self) -> i32 {
-        let regressed = self.gate.as_ref().is_some_and(|g| !g.passed());
-        if self.run.report.passed && !regressed {
-            super::set::EXIT_PASSED
-        } else {
-            super::set::EXIT_THRESHOLD_FAILED
-        }
-    }
+    /// The baseline the merged run is judged against or saved into.
+    pub gate: GateOptions,
 }
 
 /// `perf merge`: the shards in `dirs` merged into one run in `out`,
@@ -503,39 +478,24 @@ pub async fn merge(
         serde_json::to_vec(&figures)?,
     )?;
     // The gate judges the merged whole, as it judges one run.
-    let gate = match &options.baseline {
-        Some(name) => {
-            let against = Baseline::load(&options.baseline_dir, name)?;
-            let outcome = super::gate::check(
-                &against,
-                std::slice::from_ref(&figures),
-                &plan.name,
-                out,
-                &options.gate,
-            )?;
-            if options.print_summary
-                && let GateOutcome::Compared { table, .. } = &outcome
-            {
-                eprintln!("{table}");
-            }
-            Some(outcome)
+    let gate = Gate::open(&options.gate)?;
+    let outcome = gate.judge(
+        &plan.name,
+        std::slice::from_ref(&figures),
+        Against::Saved,
+        out,
+    )?;
+    if options.print_summary {
+        match &outcome {
+            Some(GateOutcome::Compared { table, .. }) => eprintln!("{table}"),
+            Some(GateOutcome::NotInBaseline) => eprintln!("{}", gate.not_in_baseline(&plan.name)),
+            None => {}
         }
-        None => None,
-    };
-    if let Some(name) = &options.save_baseline {
-        let path = super::set::save_baseline(
-            &options.baseline_dir,
-            name,
-            vec![(plan.name.clone(), vec![figures])],
-            options.keep_runs,
-        )?;
-        if options.print_summary {
-            eprintln!(
-                "baseline `{name}` saved for {}: {}",
-                plan.name,
-                path.display()
-            );
-        }
+    }
+    if let Some(saved) = gate.save(vec![(plan.name.clone(), vec![figures])])?
+        && options.print_summary
+    {
+        eprintln!("{saved}");
     }
     Ok(Merged {
         run: SuiteRun {
@@ -543,6 +503,6 @@ pub async fn merge(
             dir: out.to_path_buf(),
             target_log: None,
         },
-        gate,
+        gate: outcome,
     })
 }
