@@ -12,24 +12,22 @@ pub mod schedule;
 pub mod stop;
 pub mod task;
 pub mod vu;
+mod worker;
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::Rng as _;
 use tokio::sync::mpsc;
 
-use self::http::{Client, Origin};
+use self::http::Origin;
 use self::stop::StopSignal;
-use self::task::{CustomTasks, run_task};
-use self::vu::{AckedWrite, EngineUser, TruthSample, VirtualUser, WorkerShared};
+use self::task::CustomTasks;
+use self::vu::{AckedWrite, EngineUser, TruthSample};
 use crate::catalog::Scope;
 use crate::metrics::summary::{RunHeader, RunSummary};
-use crate::metrics::{Aggregator, Gauges, Interval, Phase, Recorder};
-use crate::suite::plan::{Executor, Plan, TaskKind, TaskPlan};
+use crate::metrics::{Aggregator, Gauges, Interval};
+use crate::suite::plan::{Plan, TaskKind};
 
 /// What a run needs beside the plan.
 #[derive(Debug, Clone)]
@@ -150,51 +148,13 @@ pub async fn run_until(
     stop: StopSignal,
 ) -> anyhow::Result<EngineOutput> {
     let plan = input.plan.clone();
-    anyhow::ensure!(
-        plan.weighted_tasks().next().is_some(),
-        "the plan has no task to run"
-    );
-    let missing: Vec<&str> = plan
-        .tasks
-        .iter()
-        .filter(|t| matches!(t.kind, TaskKind::Custom) && !input.custom_tasks.contains(&t.name))
-        .map(|t| t.name.as_str())
-        .collect();
-    anyhow::ensure!(
-        missing.is_empty(),
-        "custom tasks without an implementation: {}",
-        missing.join(", ")
-    );
-    if plan.auth.is_some() {
-        anyhow::ensure!(
-            !input.users.is_empty(),
-            "the suite logs in, but the user pool is empty"
-        );
-    }
+    check_runnable(&input)?;
     raise_open_file_limit();
     let origin = Arc::new(Origin::resolve(input.base_url.expose_secret()).await?);
-    let mut cumulative = 0;
-    let cumulative_weights: Vec<(u32, usize)> = plan
-        .tasks
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| !t.on_start && t.weight > 0)
-        .map(|(i, t)| {
-            cumulative += t.weight;
-            (cumulative, i)
-        })
-        .collect();
     let workers = plan.load.workers.max(1) as usize;
     // Shards start together at an instant on the wall clock.
     if let Some(at) = plan.shard.and_then(|shard| shard.start_at_unix_ms) {
-        // In short steps, so an interrupt while waiting is heard.
-        while !stop.requested() {
-            let left = at.saturating_sub(unix_ms(SystemTime::now()));
-            if left == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(left.min(100))).await;
-        }
+        wait_until(at, &stop).await;
     }
     let started_unix_ms = unix_ms(SystemTime::now());
     let global = Arc::new(Global {
@@ -210,28 +170,11 @@ pub async fn run_until(
         stop: AtomicBool::new(false),
         external_stop: stop,
         next_iteration: AtomicU64::new(0),
-        cumulative_weights,
+        cumulative_weights: cumulative_weights(&plan),
     });
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let (sender, mut receiver) = mpsc::unbounded_channel();
-    let mut threads = Vec::new();
-    for worker in 0..workers {
-        let global = global.clone();
-        let sender = sender.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("ahsp-perf-worker-{worker}"))
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("a runtime");
-                    let local = tokio::task::LocalSet::new();
-                    local.block_on(&runtime, worker_main(worker, global, sender));
-                })?,
-        );
-    }
-    drop(sender);
+    let threads = spawn_workers(&global, sender)?;
 
     let n_endpoints = plan.endpoints.len();
     let mut aggregator = Aggregator::new(n_endpoints, workers);
@@ -256,26 +199,8 @@ pub async fn run_until(
                     completed_seconds += 1;
                     let elapsed = Duration::from_secs(completed_seconds as u64);
                     if let Some(live) = &live {
-                        let series_point = aggregator.series().last().cloned();
-                        let measured = aggregator.measured();
-                        let warm = aggregator.warm_up();
-                        let sum = |i: &Interval| {
-                            i.endpoints
-                                .iter()
-                                .map(|e| (e.requests, e.failures))
-                                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
-                        };
-                        let (mr, mf) = sum(measured);
-                        let (wr, wf) = sum(warm);
-                        let _ = live.send(LiveStatus {
-                            elapsed,
-                            planned,
-                            users: series_point.as_ref().map_or(0, |p| p.users),
-                            requests: mr + wr,
-                            failures: mf + wf,
-                            requests_last_second: series_point.as_ref().map_or(0, |p| p.requests),
-                            warm_up: (completed_seconds as u64) <= global.warm_up_seconds,
-                        });
+                        let warm_up = (completed_seconds as u64) <= global.warm_up_seconds;
+                        let _ = live.send(LiveStatus::of(&aggregator, elapsed, planned, warm_up));
                     }
                     if let Some(check) = abort.as_mut()
                         && !aborted
@@ -333,391 +258,111 @@ pub async fn run_until(
     })
 }
 
+/// Refuses a plan the engine cannot run: no task, a custom task without
+/// its implementation, a login without users.
+fn check_runnable(input: &EngineInput) -> anyhow::Result<()> {
+    let plan = &input.plan;
+    anyhow::ensure!(
+        plan.weighted_tasks().next().is_some(),
+        "the plan has no task to run"
+    );
+    let missing: Vec<&str> = plan
+        .tasks
+        .iter()
+        .filter(|t| matches!(t.kind, TaskKind::Custom) && !input.custom_tasks.contains(&t.name))
+        .map(|t| t.name.as_str())
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "custom tasks without an implementation: {}",
+        missing.join(", ")
+    );
+    if plan.auth.is_some() {
+        anyhow::ensure!(
+            !input.users.is_empty(),
+            "the suite logs in, but the user pool is empty"
+        );
+    }
+    Ok(())
+}
+
+/// The weighted tasks' running sums of weight, with each task's index: a
+/// draw below a sum picks its task.
+fn cumulative_weights(plan: &Plan) -> Vec<(u32, usize)> {
+    let mut cumulative = 0;
+    plan.tasks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.on_start && t.weight > 0)
+        .map(|(i, t)| {
+            cumulative += t.weight;
+            (cumulative, i)
+        })
+        .collect()
+}
+
+/// Waits until `at` (milliseconds since the Unix epoch), in short steps so
+/// that an interrupt while waiting is heard.
+async fn wait_until(at: u64, stop: &StopSignal) {
+    while !stop.requested() {
+        let left = at.saturating_sub(unix_ms(SystemTime::now()));
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(left.min(100))).await;
+    }
+}
+
+/// One thread per worker, each with its current-thread runtime.
+fn spawn_workers(
+    global: &Arc<Global>,
+    sender: mpsc::UnboundedSender<Report>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for worker in 0..global.workers {
+        let global = global.clone();
+        let sender = sender.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("ahsp-perf-worker-{worker}"))
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime");
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(&runtime, worker::worker_main(worker, global, sender));
+                })?,
+        );
+    }
+    Ok(threads)
+}
+
+impl LiveStatus {
+    /// The status after `elapsed` of the `planned` duration.
+    fn of(aggregator: &Aggregator, elapsed: Duration, planned: Duration, warm_up: bool) -> Self {
+        let series_point = aggregator.series().last();
+        let sum = |i: &Interval| {
+            i.endpoints
+                .iter()
+                .map(|e| (e.requests, e.failures))
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        };
+        let (mr, mf) = sum(aggregator.measured());
+        let (wr, wf) = sum(aggregator.warm_up());
+        LiveStatus {
+            elapsed,
+            planned,
+            users: series_point.map_or(0, |p| p.users),
+            requests: mr + wr,
+            failures: mf + wf,
+            requests_last_second: series_point.map_or(0, |p| p.requests),
+            warm_up,
+        }
+    }
+}
+
 fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-async fn worker_main(worker: usize, global: Arc<Global>, sender: mpsc::UnboundedSender<Report>) {
-    let plan = global.plan.clone();
-    let mut recorder = Recorder::new(plan.endpoints.len());
-    recorder.set_phase(if global.warm_up_seconds > 0 {
-        Phase::WarmUp
-    } else {
-        Phase::Measured
-    });
-    let shared = Rc::new(WorkerShared {
-        plan: plan.clone(),
-        origin: global.origin.clone(),
-        recorder: RefCell::new(recorder),
-        writes: RefCell::new(Vec::new()),
-        truths: RefCell::new(Vec::new()),
-        global: global.global_scope.clone(),
-        started: global.started,
-    });
-    let state = Rc::new(WorkerState {
-        active: Cell::new(0),
-        target: Cell::new(0),
-        stopping: Cell::new(false),
-        max_users: Cell::new(0),
-        late: Cell::new(false),
-        slots: RefCell::new(Vec::new()),
-    });
-
-    // The ticker: once a second, hand the interval over.
-    let ticker = {
-        let shared = shared.clone();
-        let state = state.clone();
-        let sender = sender.clone();
-        let global = global.clone();
-        tokio::task::spawn_local(async move {
-            let mut second = 0usize;
-            loop {
-                tokio::time::sleep_until(
-                    (global.started + Duration::from_secs(second as u64 + 1)).into(),
-                )
-                .await;
-                let (interval, gauges) = {
-                    let mut recorder = shared.recorder.borrow_mut();
-                    let (in_flight, oldest) = recorder.in_flight_at(Instant::now());
-                    let gauges = Gauges {
-                        users: u64::from(state.active.get()),
-                        in_flight,
-                        oldest_in_flight_ms: oldest.as_millis() as u64,
-                    };
-                    let interval = recorder.take_interval();
-                    if second as u64 + 1 >= global.warm_up_seconds {
-                        recorder.set_phase(Phase::Measured);
-                    }
-                    (interval, gauges)
-                };
-                if sender
-                    .send(Report::Interval {
-                        second,
-                        gauges,
-                        interval,
-                    })
-                    .is_err()
-                {
-                    return;
-                }
-                second += 1;
-            }
-        })
-    };
-
-    let mut handles: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    let duration = plan.load.executor.duration();
-    let spawn_vu = |handles: &mut Vec<tokio::task::JoinHandle<()>>, mode: VuMode| {
-        let local_index = state.claim_slot();
-        let id = worker as u64 + global.workers as u64 * u64::from(local_index);
-        let user = if global.users.is_empty() {
-            None
-        } else {
-            Some(global.users[(id as usize) % global.users.len()].clone())
-        };
-        let client = Client::new(global.origin.clone(), plan.load.timeout);
-        let vu = VirtualUser::new(id, client, user, global.seed);
-        handles.push(tokio::task::spawn_local(vu_main(
-            vu,
-            local_index,
-            mode,
-            shared.clone(),
-            state.clone(),
-            global.clone(),
-        )));
-    };
-
-    match &plan.load.executor {
-        Executor::Users { stages } => {
-            loop {
-                let elapsed = global.started.elapsed();
-                if elapsed >= duration || global.stopping() {
-                    break;
-                }
-                let total = schedule::users_at(stages, elapsed).round() as u32;
-                let mine = schedule::share(total, worker, global.workers);
-                state.target.set(mine);
-                // Users above the target stop after their iteration; new
-                // ones start where the target rose.
-                handles.retain(|h| !h.is_finished());
-                while state.active.get() < mine {
-                    spawn_vu(&mut handles, VuMode::Closed { iterations: None });
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Executor::Iterations {
-            users,
-            iterations,
-            max_duration,
-        } => {
-            let mine = schedule::share(*users, worker, global.workers);
-            state.target.set(mine);
-            for _ in 0..mine {
-                spawn_vu(
-                    &mut handles,
-                    VuMode::Closed {
-                        iterations: Some(*iterations),
-                    },
-                );
-            }
-            let deadline = global.started + *max_duration;
-            while Instant::now() < deadline
-                && !global.stopping()
-                && handles.iter().any(|h| !h.is_finished())
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Executor::ArrivalRate {
-            stages,
-            pre_allocated_users,
-            max_users,
-        } => {
-            let pre = schedule::share(*pre_allocated_users, worker, global.workers).max(1);
-            let max = schedule::share(*max_users, worker, global.workers).max(pre);
-            state.target.set(max);
-            let stages = Rc::new(stages.clone());
-            for _ in 0..pre {
-                spawn_vu(
-                    &mut handles,
-                    VuMode::Open {
-                        stages: stages.clone(),
-                    },
-                );
-            }
-            loop {
-                let elapsed = global.started.elapsed();
-                if elapsed >= duration
-                    || global.stopping()
-                    || handles.iter().all(|h| h.is_finished())
-                {
-                    break;
-                }
-                // Late iterations mean every user is busy: add one, up to the maximum.
-                if state.late.get() && state.active.get() < max {
-                    state.late.set(false);
-                    spawn_vu(
-                        &mut handles,
-                        VuMode::Open {
-                            stages: stages.clone(),
-                        },
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-
-    // Graceful stop: no new iterations; in-flight ones may finish.
-    state.stopping.set(true);
-    let deadline = Instant::now() + plan.load.graceful_stop;
-    while handles.iter().any(|h| !h.is_finished())
-        && Instant::now() < deadline
-        && !global.external_stop.now()
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut interrupted = 0;
-    for handle in &handles {
-        if !handle.is_finished() {
-            handle.abort();
-            interrupted += 1;
-        }
-    }
-    for handle in handles {
-        let _ = handle.await;
-    }
-    ticker.abort();
-    let _ = ticker.await;
-    let mut final_interval = {
-        let mut recorder = shared.recorder.borrow_mut();
-        recorder.counters().interrupted += interrupted;
-        recorder.take_interval()
-    };
-    let second = global.started.elapsed().as_secs() as usize;
-    if final_interval.endpoints.iter().any(|e| e.requests > 0)
-        || final_interval.counters != Default::default()
-    {
-        final_interval.phase = if (second as u64) < global.warm_up_seconds {
-            Phase::WarmUp
-        } else {
-            Phase::Measured
-        };
-        let _ = sender.send(Report::Interval {
-            second,
-            gauges: Gauges::default(),
-            interval: final_interval,
-        });
-    }
-    let writes = std::mem::take(&mut *shared.writes.borrow_mut());
-    let truths = std::mem::take(&mut *shared.truths.borrow_mut());
-    let _ = sender.send(Report::Done {
-        writes,
-        truths,
-        max_users: u64::from(state.max_users.get()),
-    });
-}
-
-struct WorkerState {
-    active: Cell<u32>,
-    target: Cell<u32>,
-    stopping: Cell<bool>,
-    max_users: Cell<u32>,
-    /// An open-model iteration started late: every user was busy.
-    late: Cell<bool>,
-    /// Which local indices running users hold. Users above the target stop
-    /// after their iteration, and new ones take the lowest free index, so
-    /// running users always hold indices below the target.
-    slots: RefCell<Vec<bool>>,
-}
-
-impl WorkerState {
-    fn wants(&self, local_index: u32) -> bool {
-        !self.stopping.get() && local_index < self.target.get()
-    }
-
-    fn claim_slot(&self) -> u32 {
-        let mut slots = self.slots.borrow_mut();
-        let index = match slots.iter().position(|used| !used) {
-            Some(free) => free,
-            None => {
-                slots.push(false);
-                slots.len() - 1
-            }
-        };
-        slots[index] = true;
-        self.active.set(self.active.get() + 1);
-        self.max_users
-            .set(self.max_users.get().max(self.active.get()));
-        index as u32
-    }
-
-    fn release_slot(&self, index: u32) {
-        if let Some(slot) = self.slots.borrow_mut().get_mut(index as usize) {
-            *slot = false;
-        }
-        self.active.set(self.active.get().saturating_sub(1));
-    }
-}
-
-enum VuMode {
-    Closed {
-        iterations: Option<u32>,
-    },
-    Open {
-        stages: Rc<Vec<crate::suite::plan::RateStage>>,
-    },
-}
-
-async fn vu_main(
-    mut vu: VirtualUser,
-    local_index: u32,
-    mode: VuMode,
-    shared: Rc<WorkerShared>,
-    state: Rc<WorkerState>,
-    global: Arc<Global>,
-) {
-    let _slot = SlotGuard(state.clone(), local_index);
-    let plan = shared.plan.clone();
-    let mut started_tasks = false;
-    let mut done = 0u32;
-    loop {
-        if global.stopping() || !state.wants(local_index) {
-            return;
-        }
-        let mut scheduled = None;
-        if let VuMode::Open { stages } = &mode {
-            let index = global.next_iteration.fetch_add(1, Ordering::Relaxed);
-            let Some(due) = schedule::iteration_time(stages, index) else {
-                return;
-            };
-            let due = global.started + due;
-            // A user that comes back for an iteration already due was busy
-            // past it: every user is taken, so the pool should grow. (Timer
-            // wake-ups a millisecond late say nothing of the kind.)
-            if Instant::now() > due + Duration::from_millis(2) {
-                state.late.set(true);
-            }
-            tokio::time::sleep_until(due.into()).await;
-            let lateness = Instant::now().saturating_duration_since(due);
-            if lateness > plan.load.max_lateness {
-                shared.recorder.borrow_mut().counters().dropped_iterations += 1;
-                continue;
-            }
-            scheduled = Some(due);
-        }
-        if let Some(auth) = &plan.auth
-            && vu.needs_login(&plan)
-            && !vu.login(&shared, auth).await
-        {
-            // A failed login uses up the iteration: the user tries again
-            // next time, as a person would.
-            done += 1;
-            end_iteration(&mut vu, &shared, &plan, &mode, &state).await;
-            if let VuMode::Closed {
-                iterations: Some(limit),
-            } = mode
-                && done >= limit
-            {
-                return;
-            }
-            continue;
-        }
-        if !started_tasks {
-            started_tasks = true;
-            for task in plan.tasks.iter().filter(|t| t.on_start) {
-                run_task(&mut vu, &shared, &global.custom_tasks, task, None).await;
-            }
-        }
-        let task = pick_task(&mut vu, &global);
-        run_task(&mut vu, &shared, &global.custom_tasks, task, scheduled).await;
-        done += 1;
-        end_iteration(&mut vu, &shared, &plan, &mode, &state).await;
-        if let VuMode::Closed {
-            iterations: Some(limit),
-        } = mode
-            && done >= limit
-        {
-            return;
-        }
-    }
-}
-
-async fn end_iteration(
-    vu: &mut VirtualUser,
-    shared: &WorkerShared,
-    plan: &Plan,
-    mode: &VuMode,
-    state: &WorkerState,
-) {
-    shared.recorder.borrow_mut().counters().iterations += 1;
-    vu.next_iteration();
-    if matches!(mode, VuMode::Closed { .. }) && !state.stopping.get() {
-        let pause = vu::think_time(vu, plan.load.think_time.min, plan.load.think_time.max);
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
-    }
-}
-
-fn pick_task<'a>(vu: &mut VirtualUser, global: &'a Global) -> &'a TaskPlan {
-    let total = global.cumulative_weights.last().map_or(1, |(w, _)| *w);
-    let draw = vu.rng.random_range(0..total);
-    let index = global
-        .cumulative_weights
-        .iter()
-        .find(|(w, _)| draw < *w)
-        .map_or(0, |(_, i)| *i);
-    &global.plan.tasks[index]
-}
-
-/// Holds a user's slot from spawn until its task ends, however it ends.
-struct SlotGuard(Rc<WorkerState>, u32);
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        self.0.release_slot(self.1);
-    }
 }

@@ -556,3 +556,98 @@ fn every_example_has_a_suite_a_test_and_a_setup() {
     }
     assert!(examples > 0, "no example under examples/");
 }
+
+/// The longest a function may be: what one screen and one head can hold.
+const MAX_FUNCTION_LINES: usize = 150;
+
+/// `(file, function, why)`: functions longer than that, each with a reason.
+const LONG_FUNCTIONS: [(&str, &str, &str); 0] = [];
+
+/// Every function of the sources outside `#[cfg(test)]` items, with its
+/// length in lines (from `fn` to its closing brace).
+fn function_lengths(path: &Path) -> Vec<(String, usize)> {
+    use syn::spanned::Spanned as _;
+    use syn::visit::Visit;
+
+    struct Lengths(Vec<(String, usize)>);
+
+    fn is_test(attrs: &[syn::Attribute]) -> bool {
+        attrs.iter().any(|a| {
+            (a.path().is_ident("cfg")
+                && a.meta
+                    .require_list()
+                    .is_ok_and(|l| l.tokens.to_string().contains("test")))
+                || a.path().is_ident("test")
+        })
+    }
+
+    impl Lengths {
+        fn add(&mut self, name: &syn::Ident, start: proc_macro2::Span, end: proc_macro2::Span) {
+            self.0.push((
+                name.to_string(),
+                end.end().line.saturating_sub(start.start().line) + 1,
+            ));
+        }
+    }
+
+    impl<'ast> Visit<'ast> for Lengths {
+        fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
+            if !is_test(&item.attrs) {
+                syn::visit::visit_item_mod(self, item);
+            }
+        }
+        fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
+            if !is_test(&item.attrs) {
+                self.add(&item.sig.ident, item.sig.span(), item.block.span());
+                syn::visit::visit_item_fn(self, item);
+            }
+        }
+        fn visit_impl_item_fn(&mut self, item: &'ast syn::ImplItemFn) {
+            if !is_test(&item.attrs) {
+                self.add(&item.sig.ident, item.sig.span(), item.block.span());
+                syn::visit::visit_impl_item_fn(self, item);
+            }
+        }
+        fn visit_trait_item_fn(&mut self, item: &'ast syn::TraitItemFn) {
+            if let Some(block) = &item.default {
+                self.add(&item.sig.ident, item.sig.span(), block.span());
+            }
+            syn::visit::visit_trait_item_fn(self, item);
+        }
+    }
+
+    let text = std::fs::read_to_string(project_root().join(path)).unwrap();
+    let file = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lengths = Lengths(Vec::new());
+    lengths.visit_file(&file);
+    lengths.0
+}
+
+/// One screen per function: none is longer than `MAX_FUNCTION_LINES`
+/// unless `LONG_FUNCTIONS` says why.
+#[test]
+fn no_function_is_longer_than_one_screen() {
+    let mut found = Vec::new();
+    for path in rust_files().into_iter().filter(|p| is_source(p)) {
+        for (name, lines) in function_lengths(&path) {
+            let allowed = LONG_FUNCTIONS
+                .iter()
+                .any(|(file, function, _)| Path::new(file) == path && *function == name);
+            if lines > MAX_FUNCTION_LINES && !allowed {
+                found.push(format!(
+                    "{}: fn {name} is {lines} lines (at most {MAX_FUNCTION_LINES}, or a reason in LONG_FUNCTIONS)",
+                    path.display()
+                ));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    for (file, function, _) in LONG_FUNCTIONS {
+        assert!(
+            function_lengths(Path::new(file))
+                .iter()
+                .any(|(name, lines)| name == function && *lines > MAX_FUNCTION_LINES),
+            "{file}: fn {function} is no longer long: remove its LONG_FUNCTIONS entry"
+        );
+    }
+}

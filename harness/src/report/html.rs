@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
 use super::{Reporter, RunReport};
+use crate::metrics::RunSummary;
 
 const PALETTE: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -247,8 +248,36 @@ pub fn render(report: &RunReport) -> String {
 }
 
 /// The report, with the browsers' screenshots from the run folder `dir`
-/// embedded where a page failed a view or a threshold.
+/// embedded where a page failed a view or a threshold: one section after
+/// another, each its own function.
 pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
+    let summary = &report.summary;
+    let shades = fault_shades(summary);
+    let busiest = busiest_endpoints(summary);
+    let browser = summary
+        .browser
+        .as_ref()
+        .map(|browser| browser::section(report, browser, dir));
+    let sections = [
+        heading(report),
+        thresholds(report),
+        endpoints(summary),
+        browser.unwrap_or_default(),
+        failures(summary),
+        over_time(summary, &shades, &busiest),
+        histograms(summary, &busiest),
+        below_http(report, &shades),
+        query_budgets(report),
+        integrity(report),
+        coverage(report),
+        logs(report),
+        configuration(report),
+    ];
+    page(report, &sections.concat())
+}
+
+/// The suite, its verdict and the run's facts, then its notes.
+fn heading(report: &RunReport) -> String {
     let summary = &report.summary;
     let mut body = String::new();
     let verdict = if report.passed { "PASSED" } else { "FAILED" };
@@ -282,7 +311,12 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
     for note in &report.notes {
         let _ = write!(body, r#"<p class="note">{}</p>"#, esc(note));
     }
+    body
+}
 
+/// Each threshold, what was observed, and the likely causes.
+fn thresholds(report: &RunReport) -> String {
+    let mut body = String::new();
     body.push_str(r#"<h2>Thresholds</h2><table id="thresholds"><thead><tr><th></th><th>threshold</th><th>observed</th><th>detail and likely cause</th></tr></thead><tbody>"#);
     for threshold in &report.thresholds {
         let causes: String = threshold
@@ -306,7 +340,12 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         );
     }
     body.push_str("</tbody></table>");
+    body
+}
 
+/// Latency and counts per endpoint, and in total.
+fn endpoints(summary: &RunSummary) -> String {
+    let mut body = String::new();
     body.push_str(r#"<h2>Endpoints</h2><table id="endpoints"><thead><tr><th>endpoint</th><th>requests</th><th>failures</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>req/s</th></tr></thead><tbody>"#);
     for endpoint in summary
         .endpoints
@@ -330,11 +369,12 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         );
     }
     body.push_str("</tbody></table>");
+    body
+}
 
-    if let Some(browser) = &summary.browser {
-        body.push_str(&browser::section(report, browser, dir));
-    }
-
+/// The failures, by endpoint and kind.
+fn failures(summary: &RunSummary) -> String {
+    let mut body = String::new();
     let failures = summary.failures();
     if !failures.is_empty() {
         body.push_str(r#"<h2>Failures</h2><table id="failures"><thead><tr><th>endpoint</th><th>kind</th><th>count</th><th>first–last (s)</th><th>sample</th></tr></thead><tbody>"#);
@@ -352,11 +392,14 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         }
         body.push_str("</tbody></table>");
     }
+    body
+}
 
-    // Charts over time, the faults' windows shaded.
+/// The faults' windows, shaded on every chart over time.
+fn fault_shades(summary: &RunSummary) -> Vec<Shade> {
     let series = &summary.series;
     let run_end = series.last().map_or(0.0, |p| p.second as f64 + 1.0);
-    let shades: Vec<Shade> = summary
+    summary
         .faults
         .iter()
         .map(|fault| Shade {
@@ -364,7 +407,27 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
             to: fault.to_second.unwrap_or(run_end),
             label: fault.fault.clone(),
         })
+        .collect()
+}
+
+/// The busiest endpoints (at most 8, by requests): the ones charted.
+fn busiest_endpoints(summary: &RunSummary) -> Vec<(usize, u64)> {
+    let mut busiest: Vec<(usize, u64)> = summary
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i, e.requests))
+        .filter(|(_, r)| *r > 0)
         .collect();
+    busiest.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+    busiest.truncate(8);
+    busiest
+}
+
+/// Charts over time: throughput, users, latency, p95 per busy endpoint.
+fn over_time(summary: &RunSummary, shades: &[Shade], busiest: &[(usize, u64)]) -> String {
+    let mut body = String::new();
+    let series = &summary.series;
     let over_time = |f: &dyn Fn(&crate::metrics::SecondPoint) -> f64| -> Vec<(f64, f64)> {
         series
             .iter()
@@ -386,7 +449,7 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
     }
     body.push_str(r#"<div class="charts">"#);
     body.push_str(&line_chart(
-        &shades,
+        shades,
         "chart-throughput",
         "Requests and failures per second",
         "seconds",
@@ -403,7 +466,7 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         ],
     ));
     body.push_str(&line_chart(
-        &shades,
+        shades,
         "chart-users",
         "Virtual users",
         "seconds",
@@ -414,7 +477,7 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         }],
     ));
     body.push_str(&line_chart(
-        &shades,
+        shades,
         "chart-latency",
         "Latency percentiles, all endpoints",
         "seconds",
@@ -438,15 +501,6 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
             },
         ],
     ));
-    let mut busiest: Vec<(usize, u64)> = summary
-        .endpoints
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (i, e.requests))
-        .filter(|(_, r)| *r > 0)
-        .collect();
-    busiest.sort_by_key(|entry| std::cmp::Reverse(entry.1));
-    busiest.truncate(8);
     let per_endpoint: Vec<Series> = busiest
         .iter()
         .map(|(i, _)| Series {
@@ -459,7 +513,7 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         })
         .collect();
     body.push_str(&line_chart(
-        &shades,
+        shades,
         "chart-endpoint-p95",
         "p95 latency per endpoint",
         "seconds",
@@ -467,7 +521,12 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         &per_endpoint,
     ));
     body.push_str("</div>");
+    body
+}
 
+/// The latency histograms of the busiest endpoints.
+fn histograms(summary: &RunSummary, busiest: &[(usize, u64)]) -> String {
+    let mut body = String::new();
     body.push_str(r#"<h2>Latency histograms</h2><div class="charts">"#);
     for (n, (i, _)) in busiest.iter().take(6).enumerate() {
         let endpoint = &summary.endpoints[*i];
@@ -478,7 +537,12 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         ));
     }
     body.push_str("</div>");
+    body
+}
 
+/// What the probes saw below HTTP: PgBouncer, Redis, each service's CPU and memory.
+fn below_http(report: &RunReport, shades: &[Shade]) -> String {
+    let mut body = String::new();
     if let Some(probes) = &report.probes
         && !probes.samples.is_empty()
     {
@@ -492,7 +556,7 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
                 .collect()
         };
         body.push_str(&line_chart(
-            &shades,
+            shades,
             "chart-pgbouncer",
             "PgBouncer: waiting clients and active servers",
             "seconds",
@@ -523,7 +587,7 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
             })
             .collect();
         body.push_str(&line_chart(
-            &shades,
+            shades,
             "chart-redis",
             "Redis hit ratio per second",
             "seconds",
@@ -557,7 +621,7 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
                 .collect()
         };
         body.push_str(&line_chart(
-            &shades,
+            shades,
             "chart-cpu",
             "CPU per service",
             "seconds",
@@ -565,7 +629,7 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
             &per_service(&|x| x.cpu_percent),
         ));
         body.push_str(&line_chart(
-            &shades,
+            shades,
             "chart-memory",
             "Memory per service (PSS)",
             "seconds",
@@ -574,7 +638,12 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         ));
         body.push_str("</div>");
     }
+    body
+}
 
+/// Statements per request, by task.
+fn query_budgets(report: &RunReport) -> String {
+    let mut body = String::new();
     if !report.query_budgets.is_empty() {
         body.push_str(r#"<h2>Queries per request</h2><table id="query-budgets"><thead><tr><th>task</th><th>statements per request</th><th>requests</th></tr></thead><tbody>"#);
         for measure in &report.query_budgets {
@@ -588,6 +657,12 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         }
         body.push_str("</tbody></table>");
     }
+    body
+}
+
+/// What the write-integrity check found.
+fn integrity(report: &RunReport) -> String {
+    let mut body = String::new();
     if let Some(integrity) = &report.integrity {
         let _ = write!(
             body,
@@ -613,6 +688,12 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
             body.push_str("</tbody></table>");
         }
     }
+    body
+}
+
+/// The share of the target's routes the run exercised.
+fn coverage(report: &RunReport) -> String {
+    let mut body = String::new();
     if let Some(coverage) = &report.coverage {
         let _ = write!(
             body,
@@ -631,6 +712,12 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         }
         body.push_str("</tbody></table>");
     }
+    body
+}
+
+/// Known signatures found in the services' logs.
+fn logs(report: &RunReport) -> String {
+    let mut body = String::new();
     if !report.log_signatures.is_empty() {
         body.push_str(r#"<h2>In the logs</h2><table id="logs"><thead><tr><th>service</th><th>signature</th><th>count</th><th>seconds</th><th>sample</th></tr></thead><tbody>"#);
         for hit in &report.log_signatures {
@@ -647,6 +734,12 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         }
         body.push_str("</tbody></table>");
     }
+    body
+}
+
+/// Each setting asked for, beside the one in effect.
+fn configuration(report: &RunReport) -> String {
+    let mut body = String::new();
     if let Some(config) = &report.effective_config {
         body.push_str(r#"<h2>Configuration in effect</h2><table id="config"><thead><tr><th>service</th><th>setting</th><th>asked</th><th>in effect</th></tr></thead><tbody>"#);
         for entry in &config.entries {
@@ -662,7 +755,12 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         }
         body.push_str("</tbody></table>");
     }
+    body
+}
 
+/// The page around the sections: title, style, footer.
+fn page(report: &RunReport, body: &str) -> String {
+    let summary = &report.summary;
     format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>ahsp-perf: {title}</title>
