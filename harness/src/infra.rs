@@ -14,6 +14,7 @@
 pub mod containers;
 pub mod external;
 pub mod images;
+pub mod interrupt;
 pub mod logs;
 pub mod native;
 pub mod ownership;

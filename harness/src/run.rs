@@ -29,7 +29,7 @@ pub use self::domain::Domain;
 pub use self::outcome::SetOutcome;
 pub use self::set::{SetOptions, run_set};
 pub use self::target::RunningTarget;
-use crate::infra::ownership::InterruptListener;
+use crate::infra::interrupt::InterruptListener;
 use crate::infra::{InfraConfig, ProviderChoice, Stack};
 use crate::report::json::JsonReporter;
 use crate::report::locust::LocustCsvReporter;

@@ -116,7 +116,7 @@ pub(super) async fn judge(
     report.coverage = coverage;
     if interrupts > 0 {
         report.interrupted = Some(Interruption {
-            signal: signal_name(crate::infra::ownership::interrupted_by()),
+            signal: signal_name(crate::infra::interrupt::interrupted_by()),
             graceful_stop_skipped: interrupts > 1,
         });
     }

@@ -9,7 +9,7 @@ use super::target::RunningTarget;
 use crate::engine::stop::StopSignal;
 use crate::engine::{self, EngineInput, EngineOutput, LiveStatus};
 use crate::infra::Stack;
-use crate::infra::ownership::InterruptListener;
+use crate::infra::interrupt::InterruptListener;
 use crate::metrics::RunSummary;
 use crate::metrics::summary::{FaultWindow, RunHeader};
 use crate::probe::ProbeReport;

@@ -138,7 +138,7 @@ pub async fn run_set(
     let mut outcome = SetOutcome::default();
     let mut saved = Vec::new();
     for path in paths {
-        if let Some(signal) = crate::infra::ownership::interrupted_by() {
+        if let Some(signal) = crate::infra::interrupt::interrupted_by() {
             outcome.interrupted_by = Some(signal);
             say(&format!(
                 "interrupted: {} suite(s) not run",
@@ -198,7 +198,7 @@ pub async fn run_set(
             }
         }
     }
-    outcome.interrupted_by = crate::infra::ownership::interrupted_by();
+    outcome.interrupted_by = crate::infra::interrupt::interrupted_by();
     say(&outcome.tally());
     if let Some(saved) = gate.save(saved)? {
         say(&saved);
@@ -260,7 +260,7 @@ async fn run_repeated(
     for round in 0..repeat {
         for (side, (arm, run_options)) in arms.iter().enumerate() {
             if round > 0 || side > 0 {
-                if crate::infra::ownership::interrupted_by().is_some() {
+                if crate::infra::interrupt::interrupted_by().is_some() {
                     return Ok(runs);
                 }
                 let arm = arm.map(|arm| format!(" of `{arm}`")).unwrap_or_default();
