@@ -10,10 +10,30 @@ use std::fmt::Write as _;
 use super::{Reporter, RunReport};
 use crate::metrics::summary::EndpointSummary;
 
-/// Renders the summary as text.
+/// Renders the summary as text: one section after another, each its own
+/// function.
 pub fn render(report: &RunReport) -> String {
-    let summary = &report.summary;
     let mut out = String::new();
+    let sections: [fn(&RunReport, &mut String); 9] = [
+        heading,
+        thresholds,
+        endpoints,
+        failures,
+        below_http,
+        checks,
+        logs,
+        counters,
+        verdict,
+    ];
+    for section in sections {
+        section(report, &mut out);
+    }
+    out
+}
+
+/// The suite, the target, the stack and the run's notes.
+fn heading(report: &RunReport, out: &mut String) {
+    let summary = &report.summary;
     let _ = writeln!(
         out,
         "suite {} (profile {}) against {}",
@@ -37,7 +57,10 @@ pub fn render(report: &RunReport) -> String {
     for note in &report.notes {
         let _ = writeln!(out, "  note: {note}");
     }
+}
 
+/// Each threshold ✓/✗ with its observed value and likely causes.
+fn thresholds(report: &RunReport, out: &mut String) {
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "\nthresholds");
         let width = report
@@ -63,9 +86,13 @@ pub fn render(report: &RunReport) -> String {
             }
         }
     }
+}
 
+/// The measured endpoints, then the browser pages.
+fn endpoints(report: &RunReport, out: &mut String) {
+    let summary = &report.summary;
     let _ = writeln!(out, "\nendpoints (measured)");
-    endpoint_table(&mut out, &summary.endpoints, Some(&summary.total));
+    endpoint_table(out, &summary.endpoints, Some(&summary.total));
 
     if let Some(browser) = &summary.browser {
         let _ = writeln!(out, "\npages in real browsers (measured)");
@@ -74,9 +101,9 @@ pub fn render(report: &RunReport) -> String {
             .iter()
             .map(|c| c.to_string())
             .collect();
-        page_line(&mut out, &header);
+        page_line(out, &header);
         for row in browser.rows() {
-            page_line(&mut out, &row.cells());
+            page_line(out, &row.cells());
         }
         let _ = writeln!(
             out,
@@ -86,7 +113,11 @@ pub fn render(report: &RunReport) -> String {
             let _ = writeln!(out, "  browser: {error}");
         }
     }
+}
 
+/// Failures by endpoint and kind, the commonest first.
+fn failures(report: &RunReport, out: &mut String) {
+    let summary = &report.summary;
     let failures = summary.failures();
     if !failures.is_empty() {
         let _ = writeln!(out, "\nfailures");
@@ -111,7 +142,10 @@ pub fn render(report: &RunReport) -> String {
             );
         }
     }
+}
 
+/// What the probes saw below HTTP.
+fn below_http(report: &RunReport, out: &mut String) {
     if let Some(probes) = &report.probes
         && !probes.values.is_empty()
     {
@@ -177,6 +211,11 @@ pub fn render(report: &RunReport) -> String {
             );
         }
     }
+}
+
+/// Queries per request, write integrity, correctness and route coverage.
+fn checks(report: &RunReport, out: &mut String) {
+    let summary = &report.summary;
     if !report.query_budgets.is_empty() {
         let _ = writeln!(out, "\nqueries per request (each task alone)");
         for measure in &report.query_budgets {
@@ -254,6 +293,10 @@ pub fn render(report: &RunReport) -> String {
             categories.join(", ")
         );
     }
+}
+
+/// Known signatures in the services' logs.
+fn logs(report: &RunReport, out: &mut String) {
     if !report.log_signatures.is_empty() {
         let _ = writeln!(out, "\nin the logs");
         for hit in &report.log_signatures {
@@ -269,7 +312,11 @@ pub fn render(report: &RunReport) -> String {
             );
         }
     }
+}
 
+/// Iterations, checks and logins; the hang, the warm-up and what the selection left out.
+fn counters(report: &RunReport, out: &mut String) {
+    let summary = &report.summary;
     let counters = &summary.counters;
     let checks = counters.checks_passed + counters.checks_failed;
     let _ = writeln!(
@@ -315,6 +362,10 @@ pub fn render(report: &RunReport) -> String {
             summary.selection.skipped_thresholds.join(", ")
         );
     }
+}
+
+/// The verdict, last.
+fn verdict(report: &RunReport, out: &mut String) {
     let verdict = match (&report.interrupted, report.passed) {
         // Only a shard judges nothing (every other run counts its tasks).
         (_, true) if report.thresholds.is_empty() => {
@@ -326,7 +377,6 @@ pub fn render(report: &RunReport) -> String {
         (None, false) => "FAILED: a threshold did not hold",
     };
     let _ = writeln!(out, "\n{verdict}");
-    out
 }
 
 /// Count, failures, percentiles, max and rate per endpoint.
