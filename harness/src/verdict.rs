@@ -257,137 +257,13 @@ fn observe(
         | Metric::BrowserBytes
         | Metric::BrowserFailed => observe_browser(summary, selector, aggregate),
         Metric::HttpDuration | Metric::AuthDuration => {
-            let endpoints = if *metric == Metric::AuthDuration {
-                // Logins cluster where users start, often in the warm-up, so
-                // auth metrics judge the whole run.
-                let is_login = |e: &&EndpointSummary| e.meta.is_login();
-                summary
-                    .endpoints
-                    .iter()
-                    .filter(is_login)
-                    .chain(summary.warm_up.iter().filter(is_login))
-                    .collect()
-            } else {
-                selected(summary, selector)
-            };
-            let combined = summary.combined(endpoints.into_iter());
-            if aggregate == Aggregate::Count {
-                return (Some(combined.requests as f64), Kind::Count, None);
-            }
-            if combined.requests == 0 {
-                return (None, Kind::Millis, Some("no requests".into()));
-            }
-            // Latencies of requests that all failed (refused in no time,
-            // say) are not the service's latency.
-            if combined.failures == combined.requests {
-                return (
-                    None,
-                    Kind::Millis,
-                    Some(format!(
-                        "none of {} requests succeeded ({})",
-                        combined.requests,
-                        failure_kinds_text(&combined)
-                    )),
-                );
-            }
-            if let Some(why) = too_few(aggregate, combined.requests, "requests") {
-                return (None, Kind::Millis, Some(why));
-            }
-            let histogram = &combined.histogram.0;
-            let millis = |micros: u64| micros as f64 / 1000.0;
-            let value = match aggregate {
-                Aggregate::Percentile(p) => millis(histogram.value_at_quantile(p / 100.0)),
-                Aggregate::Avg => histogram.mean() / 1000.0,
-                Aggregate::Min => millis(histogram.min()),
-                Aggregate::Max => millis(histogram.max()),
-                Aggregate::Med => millis(histogram.value_at_quantile(0.5)),
-                Aggregate::Rate | Aggregate::Count | Aggregate::Value => millis(histogram.max()),
-            };
-            (
-                Some(value),
-                Kind::Millis,
-                Some(format!("{} requests", combined.requests)),
-            )
+            observe_duration(summary, selector, aggregate)
         }
         Metric::HttpFailed | Metric::HttpConflicts | Metric::HttpRequests => {
-            let combined = summary.combined(selected(summary, selector).into_iter());
-            let part = match metric {
-                Metric::HttpFailed => combined.failures,
-                Metric::HttpConflicts => combined.conflicts,
-                _ => combined.requests,
-            };
-            match aggregate {
-                Aggregate::Count => (Some(part as f64), Kind::Count, None),
-                Aggregate::Rate if *metric == Metric::HttpRequests => (
-                    Some(combined.requests_per_second),
-                    Kind::PerSecond,
-                    Some(format!("{} requests", combined.requests)),
-                ),
-                _ if combined.requests == 0 => (None, Kind::Fraction, Some("no requests".into())),
-                _ => (
-                    Some(part as f64 / combined.requests as f64),
-                    Kind::Fraction,
-                    Some(format!("{part} of {} requests", combined.requests)),
-                ),
-            }
+            observe_requests(summary, selector, aggregate)
         }
-        Metric::HttpSucceeded => {
-            // Task requests: a login that works in front of tasks that all
-            // fail is still a run where nothing worked.
-            let tasks: Vec<&EndpointSummary> = selected(summary, selector)
-                .into_iter()
-                .filter(|e| selector.filter("tag").is_some() || !e.meta.is_auth_flow())
-                .collect();
-            let combined = summary.combined(tasks.into_iter());
-            let succeeded = combined.requests - combined.failures;
-            let context = if combined.requests == 0 {
-                "nothing succeeded: no request was sent".to_owned()
-            } else if succeeded == 0 {
-                format!(
-                    "nothing succeeded: {} requests, {}",
-                    thousands(combined.requests),
-                    failure_kinds_text(&combined)
-                )
-            } else {
-                format!("{succeeded} of {} requests", combined.requests)
-            };
-            match aggregate {
-                Aggregate::Count => (Some(succeeded as f64), Kind::Count, Some(context)),
-                _ if combined.requests == 0 => (None, Kind::Fraction, Some(context)),
-                _ => (
-                    Some(succeeded as f64 / combined.requests as f64),
-                    Kind::Fraction,
-                    Some(context),
-                ),
-            }
-        }
-        Metric::Failures => {
-            let endpoints = selected(summary, selector);
-            let requests: u64 = endpoints.iter().map(|e| e.requests).sum();
-            let count: u64 = endpoints
-                .iter()
-                .flat_map(|e| e.failure_kinds.iter())
-                .filter(|r| {
-                    selector
-                        .filter("kind")
-                        .is_none_or(|kind| r.kind.name() == kind)
-                })
-                .map(|r| r.count)
-                .sum();
-            match aggregate {
-                Aggregate::Count => (
-                    Some(count as f64),
-                    Kind::Count,
-                    Some(format!("of {requests} requests")),
-                ),
-                _ if requests == 0 => (None, Kind::Fraction, Some("no requests".into())),
-                _ => (
-                    Some(count as f64 / requests as f64),
-                    Kind::Fraction,
-                    Some(format!("{count} of {requests} requests")),
-                ),
-            }
-        }
+        Metric::HttpSucceeded => observe_succeeded(summary, selector, aggregate),
+        Metric::Failures => observe_failures(summary, selector, aggregate),
         Metric::AuthSuccess => {
             // The whole run, warm-up included: see auth.duration.
             let attempts =
@@ -478,6 +354,165 @@ fn observe(
             Some(value) => (Some(*value), Kind::Plain, None),
             None => (None, Kind::Plain, Some("the run did not measure it".into())),
         },
+    }
+}
+
+/// A latency: of the selected requests, or of the logins over the whole run.
+fn observe_duration(
+    summary: &RunSummary,
+    selector: &Selector,
+    aggregate: Aggregate,
+) -> (Option<f64>, Kind, Option<String>) {
+    let metric = &selector.metric;
+    let endpoints = if *metric == Metric::AuthDuration {
+        // Logins cluster where users start, often in the warm-up, so
+        // auth metrics judge the whole run.
+        let is_login = |e: &&EndpointSummary| e.meta.is_login();
+        summary
+            .endpoints
+            .iter()
+            .filter(is_login)
+            .chain(summary.warm_up.iter().filter(is_login))
+            .collect()
+    } else {
+        selected(summary, selector)
+    };
+    let combined = summary.combined(endpoints.into_iter());
+    if aggregate == Aggregate::Count {
+        return (Some(combined.requests as f64), Kind::Count, None);
+    }
+    if combined.requests == 0 {
+        return (None, Kind::Millis, Some("no requests".into()));
+    }
+    // Latencies of requests that all failed (refused in no time,
+    // say) are not the service's latency.
+    if combined.failures == combined.requests {
+        return (
+            None,
+            Kind::Millis,
+            Some(format!(
+                "none of {} requests succeeded ({})",
+                combined.requests,
+                failure_kinds_text(&combined)
+            )),
+        );
+    }
+    if let Some(why) = too_few(aggregate, combined.requests, "requests") {
+        return (None, Kind::Millis, Some(why));
+    }
+    let histogram = &combined.histogram.0;
+    let millis = |micros: u64| micros as f64 / 1000.0;
+    let value = match aggregate {
+        Aggregate::Percentile(p) => millis(histogram.value_at_quantile(p / 100.0)),
+        Aggregate::Avg => histogram.mean() / 1000.0,
+        Aggregate::Min => millis(histogram.min()),
+        Aggregate::Max => millis(histogram.max()),
+        Aggregate::Med => millis(histogram.value_at_quantile(0.5)),
+        Aggregate::Rate | Aggregate::Count | Aggregate::Value => millis(histogram.max()),
+    };
+    (
+        Some(value),
+        Kind::Millis,
+        Some(format!("{} requests", combined.requests)),
+    )
+}
+
+/// A count or share of the selected requests: failed, conflicting, all.
+fn observe_requests(
+    summary: &RunSummary,
+    selector: &Selector,
+    aggregate: Aggregate,
+) -> (Option<f64>, Kind, Option<String>) {
+    let metric = &selector.metric;
+    let combined = summary.combined(selected(summary, selector).into_iter());
+    let part = match metric {
+        Metric::HttpFailed => combined.failures,
+        Metric::HttpConflicts => combined.conflicts,
+        _ => combined.requests,
+    };
+    match aggregate {
+        Aggregate::Count => (Some(part as f64), Kind::Count, None),
+        Aggregate::Rate if *metric == Metric::HttpRequests => (
+            Some(combined.requests_per_second),
+            Kind::PerSecond,
+            Some(format!("{} requests", combined.requests)),
+        ),
+        _ if combined.requests == 0 => (None, Kind::Fraction, Some("no requests".into())),
+        _ => (
+            Some(part as f64 / combined.requests as f64),
+            Kind::Fraction,
+            Some(format!("{part} of {} requests", combined.requests)),
+        ),
+    }
+}
+
+/// The task requests that succeeded: a login that works in front of tasks
+/// that all fail is still a run where nothing worked.
+fn observe_succeeded(
+    summary: &RunSummary,
+    selector: &Selector,
+    aggregate: Aggregate,
+) -> (Option<f64>, Kind, Option<String>) {
+    // Task requests: a login that works in front of tasks that all
+    // fail is still a run where nothing worked.
+    let tasks: Vec<&EndpointSummary> = selected(summary, selector)
+        .into_iter()
+        .filter(|e| selector.filter("tag").is_some() || !e.meta.is_auth_flow())
+        .collect();
+    let combined = summary.combined(tasks.into_iter());
+    let succeeded = combined.requests - combined.failures;
+    let context = if combined.requests == 0 {
+        "nothing succeeded: no request was sent".to_owned()
+    } else if succeeded == 0 {
+        format!(
+            "nothing succeeded: {} requests, {}",
+            thousands(combined.requests),
+            failure_kinds_text(&combined)
+        )
+    } else {
+        format!("{succeeded} of {} requests", combined.requests)
+    };
+    match aggregate {
+        Aggregate::Count => (Some(succeeded as f64), Kind::Count, Some(context)),
+        _ if combined.requests == 0 => (None, Kind::Fraction, Some(context)),
+        _ => (
+            Some(succeeded as f64 / combined.requests as f64),
+            Kind::Fraction,
+            Some(context),
+        ),
+    }
+}
+
+/// Failures of one kind (or every kind), counted or as a share.
+fn observe_failures(
+    summary: &RunSummary,
+    selector: &Selector,
+    aggregate: Aggregate,
+) -> (Option<f64>, Kind, Option<String>) {
+    let endpoints = selected(summary, selector);
+    let requests: u64 = endpoints.iter().map(|e| e.requests).sum();
+    let count: u64 = endpoints
+        .iter()
+        .flat_map(|e| e.failure_kinds.iter())
+        .filter(|r| {
+            selector
+                .filter("kind")
+                .is_none_or(|kind| r.kind.name() == kind)
+        })
+        .map(|r| r.count)
+        .sum();
+    match aggregate {
+        Aggregate::Count => (
+            Some(count as f64),
+            Kind::Count,
+            Some(format!("of {requests} requests")),
+        ),
+        _ if requests == 0 => (None, Kind::Fraction, Some("no requests".into())),
+        _ => (
+            Some(count as f64 / requests as f64),
+            Kind::Fraction,
+            Some(format!("{count} of {requests} requests")),
+        ),
     }
 }
 

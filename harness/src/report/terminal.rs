@@ -15,15 +15,7 @@ use crate::metrics::summary::EndpointSummary;
 pub fn render(report: &RunReport) -> String {
     let mut out = String::new();
     let sections: [fn(&RunReport, &mut String); 9] = [
-        heading,
-        thresholds,
-        endpoints,
-        failures,
-        below_http,
-        checks,
-        logs,
-        counters,
-        verdict,
+        heading, thresholds, endpoints, failures, below_http, checks, logs, counters, verdict,
     ];
     for section in sections {
         section(report, &mut out);
