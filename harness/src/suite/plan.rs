@@ -8,19 +8,19 @@
 //! ground [`truths`], the [`thresholds`] and the criterion [`benchmarks`]
 //! budgets. [`checker`] collects the errors.
 
-mod auth;
+pub(crate) mod auth;
 mod benchmarks;
-mod browser;
+pub(crate) mod browser;
 mod checker;
-mod data;
-mod faults;
-mod load;
+pub(crate) mod data;
+pub(crate) mod faults;
+pub(crate) mod load;
 mod shard;
-mod tags;
-mod target;
-mod task;
-mod thresholds;
-mod truths;
+pub(crate) mod tags;
+pub(crate) mod target;
+pub(crate) mod task;
+pub(crate) mod thresholds;
+pub(crate) mod truths;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
