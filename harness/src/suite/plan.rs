@@ -8,19 +8,19 @@
 //! ground [`truths`], the [`thresholds`] and the criterion [`benchmarks`]
 //! budgets. [`checker`] collects the errors.
 
-pub(crate) mod auth;
+mod auth;
 mod benchmarks;
-pub(crate) mod browser;
+mod browser;
 mod checker;
-pub(crate) mod data;
-pub(crate) mod faults;
-pub(crate) mod load;
+mod data;
+mod faults;
+mod load;
 mod shard;
-pub(crate) mod tags;
-pub(crate) mod target;
-pub(crate) mod task;
-pub(crate) mod thresholds;
-pub(crate) mod truths;
+mod tags;
+mod target;
+mod task;
+mod thresholds;
+mod truths;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -4,16 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
-
 use super::checker::Checker;
 use super::task::endpoint_for;
 use crate::catalog::Secret;
 use crate::metrics::summary::{AUTH_TAG, EndpointMeta};
-use crate::suite::defaults::Defaults;
 use crate::suite::template::Template;
+use crate::suite::{AuthSpec, UserSource};
 
 /// A user a virtual user logs in as, when not drawn from a catalog.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,89 +173,6 @@ fn parse_user_lines<'a>(
         return Err("the user pool is empty".into());
     }
     Ok(users)
-}
-
-// The raw TOML of this concern, as the suite file writes it.
-
-/// How virtual users log in.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct AuthSpec {
-    pub login_url: Spanned<String>,
-    #[serde(default)]
-    pub fields: LoginFields,
-    #[serde(default)]
-    pub csrf: CsrfSpec,
-    pub success: LoginSuccess,
-    /// Text in a response → the failure kind it means.
-    #[serde(default)]
-    pub failure_kinds: IndexMap<String, String>,
-    pub users: Spanned<UserPoolSpec>,
-    /// The endpoint name of the login POST.
-    #[serde(default = "default_login_name")]
-    pub name: String,
-}
-
-fn default_login_name() -> String {
-    Defaults::embedded().auth.name.clone()
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct LoginFields {
-    pub user: String,
-    pub password: String,
-    pub csrf: Option<String>,
-}
-
-impl Default for LoginFields {
-    fn default() -> Self {
-        Defaults::embedded().auth.fields.clone()
-    }
-}
-
-/// Where the CSRF token lives and how API writes send it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct CsrfSpec {
-    pub cookie: Option<String>,
-    pub header: Option<String>,
-}
-
-impl Default for CsrfSpec {
-    fn default() -> Self {
-        Defaults::embedded().auth.csrf.clone()
-    }
-}
-
-/// What a successful login is: never the status alone.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct LoginSuccess {
-    pub status: u16,
-    pub location: Option<String>,
-    pub cookie: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum UserSource {
-    Catalog,
-    File,
-    Env,
-}
-
-/// The user pool.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct UserPoolSpec {
-    pub from: UserSource,
-    /// How many of the catalog's users to use (all by default).
-    pub count: Option<u32>,
-    /// `from = "file"`: a CSV file with `login,password` lines.
-    pub path: Option<String>,
-    /// `from = "env"`: a variable holding `login:password` pairs separated by commas.
-    pub var: Option<String>,
 }
 
 #[cfg(test)]

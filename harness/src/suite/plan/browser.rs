@@ -6,13 +6,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use toml::Spanned;
-
 use super::checker::{Checker, check_variables};
-use crate::suite::SuiteFile;
 use crate::suite::template::Template;
+use crate::suite::{BrowserSpec, SuiteFile};
 
 /// One group of browser users, checked.
 #[derive(Debug, Clone)]
@@ -217,7 +213,10 @@ fn check_browser(
 }
 
 /// A page's `extract`s: a valid selector and regex each.
-fn check_extracts(checker: &mut Checker<'_>, extracts: Option<&PageExtracts>) -> Vec<PageExtract> {
+fn check_extracts(
+    checker: &mut Checker<'_>,
+    extracts: Option<&crate::suite::PageExtracts>,
+) -> Vec<PageExtract> {
     let mut checked = Vec::new();
     for spec in extracts.map(|e| e.all()).unwrap_or_default() {
         let mut ok = true;
@@ -287,97 +286,6 @@ fn selector_mistake(error: &scraper::error::SelectorErrorKind<'_>) -> String {
 fn token_text(token: &cssparser::Token<'_>) -> String {
     use cssparser::ToCss as _;
     token.to_css_string()
-}
-
-// The raw TOML of this concern, as the suite file writes it.
-
-/// `[[browser]]`: a few users in headless Chromium, each logging in through
-/// the suite's `[auth]` form in the page and then opening `page`s in turn
-/// until the load ends.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct BrowserSpec {
-    /// How reports name the group (default `browser`).
-    pub name: Option<String>,
-    /// Browsers of this group, each its own Chromium (default 1).
-    pub users: Option<Spanned<u32>>,
-    /// Log in through the `[auth]` form first (default: when the suite has `[auth]`).
-    pub login: Option<Spanned<bool>>,
-    /// The wait between one page and the next (default 1s).
-    pub pause: Option<Spanned<String>>,
-    /// How long a page may take to be ready (default 15s).
-    pub timeout: Option<Spanned<String>>,
-    #[serde(default, rename = "page")]
-    pub pages: Vec<BrowserPageSpec>,
-}
-
-/// One page a browser user opens.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct BrowserPageSpec {
-    /// A path template like a task's (`/detail_project/{project_id}/rekap-rab/`).
-    pub path: Spanned<String>,
-    /// The page's name in metrics and reports (default: the path template).
-    pub name: Option<String>,
-    /// A CSS selector whose element means the page is ready for its user;
-    /// a page where it never appears is a failed visit.
-    pub ready: Option<Spanned<String>>,
-    /// Values the page itself offers to the pages after it (a link's
-    /// project id): one table or a list of them.
-    pub extract: Option<PageExtracts>,
-}
-
-/// `extract` of a `[[browser.page]]`: one or several.
-#[derive(Debug, Clone)]
-pub enum PageExtracts {
-    One(PageExtractSpec),
-    Many(Vec<PageExtractSpec>),
-}
-
-impl<'de> Deserialize<'de> for PageExtracts {
-    /// A table or a list of tables, each read by the same deserializer (an
-    /// untagged enum would buffer them and lose their spans and errors).
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct OneOrMany;
-        impl<'de> Visitor<'de> for OneOrMany {
-            type Value = PageExtracts;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an extract table, or a list of them")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PageExtracts, A::Error> {
-                PageExtractSpec::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(PageExtracts::One)
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<PageExtracts, A::Error> {
-                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(PageExtracts::Many)
-            }
-        }
-        deserializer.deserialize_any(OneOrMany)
-    }
-}
-
-impl PageExtracts {
-    pub fn all(&self) -> &[PageExtractSpec] {
-        match self {
-            PageExtracts::One(one) => std::slice::from_ref(one),
-            PageExtracts::Many(many) => many,
-        }
-    }
-}
-
-/// `extract = { var = "project_id", css = "a[href*=rekap-rab]", attribute =
-/// "href", regex = "/(\\d+)/" }`: the first element matching `css`, its
-/// attribute (its text without one), the regex's first group (or match).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct PageExtractSpec {
-    pub var: Spanned<String>,
-    pub css: Spanned<String>,
-    pub attribute: Option<String>,
-    pub regex: Option<Spanned<String>>,
 }
 
 #[cfg(test)]

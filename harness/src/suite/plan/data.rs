@@ -3,12 +3,9 @@
 //! data set; the key's old name, `profile`, is refused so that "profile"
 //! means only the load profile.
 
-use indexmap::IndexMap;
-use serde::Deserialize;
-use toml::Spanned;
-
 use super::TargetPlan;
 use super::checker::Checker;
+use crate::suite::DataSpec;
 use crate::suite::defaults::{Defaults, layered};
 
 /// The data of a plan, resolved.
@@ -86,31 +83,6 @@ fn key_span(source: &str, value_start: usize, key: &str) -> Option<std::ops::Ran
     let line_start = source[..value_start].rfind('\n').map_or(0, |i| i + 1);
     let start = line_start + source[line_start..value_start].find(key)?;
     Some(start..start + key.len())
-}
-
-// The raw TOML of this concern, as the suite file writes it.
-
-/// Which data the run seeds, or where variables come from when it does not.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct DataSpec {
-    /// The data set to seed (`ci`, `production`, `large`).
-    pub set: Option<String>,
-    /// The key's old name, refused with a hint naming `set` ("profile" now
-    /// means only the load profile). Read as any value so the refusal is
-    /// about the key, whatever was written.
-    #[serde(rename = "profile")]
-    pub retired_profile: Option<Spanned<toml::Value>>,
-    pub seed: Option<u64>,
-    /// PBKDF2 iterations of the seeded users' password hashes: the
-    /// application's own login cost (`1000000` for the AHSP application),
-    /// where a suite is about logins; cheap by default.
-    pub password_iterations: Option<u32>,
-    /// For targets whose data the harness did not seed: a variable name and
-    /// the SQL (against the direct database URL) whose first column lists
-    /// its values.
-    #[serde(default)]
-    pub sql: IndexMap<String, Spanned<String>>,
 }
 
 #[cfg(test)]

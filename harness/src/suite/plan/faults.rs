@@ -7,11 +7,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use toml::Spanned;
 
 use super::checker::Checker;
 use crate::infra::ServiceName;
+use crate::suite::FaultSpec;
 
 /// What a fault is done to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -314,26 +315,6 @@ fn bytes_per_second(checker: &mut Checker<'_>, text: &Spanned<String>) -> Option
             None
         }
     }
-}
-
-// The raw TOML of this concern, as the suite file writes it.
-
-/// A fault on the run's clock: `service` (postgres, pgbouncer, redis,
-/// target), `action` (kill, pause, restart; on the target's path to
-/// pgbouncer or redis: delay, bandwidth, reset, blackhole), `at` (from the
-/// start of the load), `duration` for all but kill and restart, and the
-/// action's settings (`latency` and `jitter` of a delay, `rate` of a
-/// bandwidth cap).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FaultSpec {
-    pub service: Spanned<String>,
-    pub action: Spanned<String>,
-    pub at: Spanned<String>,
-    pub duration: Option<Spanned<String>>,
-    pub latency: Option<Spanned<String>>,
-    pub jitter: Option<Spanned<String>>,
-    pub rate: Option<Spanned<String>>,
 }
 
 #[cfg(test)]

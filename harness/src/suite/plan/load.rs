@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use serde::de::{self, Deserializer};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::checker::Checker;
 use crate::suite::defaults::{Defaults, layered};
+use crate::suite::{ExecutorKind, LoadSpec, ThinkTime};
 
 /// A stage of a closed-model ramp: from `from` users to `to` over `duration`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -289,126 +289,6 @@ pub(super) fn check_load(
         max_lateness,
         timeout,
     })
-}
-
-// The raw TOML of this concern, as the suite file writes it.
-
-/// The load shape. Every field is optional so a profile can override any.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct LoadSpec {
-    pub executor: Option<ExecutorKind>,
-    pub users: Option<u32>,
-    pub stages: Option<Vec<StageSpec>>,
-    #[serde(default, with = "humantime_serde::option")]
-    pub duration: Option<Duration>,
-    pub iterations: Option<u32>,
-    /// Iterations per `time-unit` (arrival-rate executors).
-    pub rate: Option<f64>,
-    pub start_rate: Option<f64>,
-    #[serde(default, with = "humantime_serde::option")]
-    pub time_unit: Option<Duration>,
-    pub pre_allocated_users: Option<u32>,
-    pub max_users: Option<u32>,
-    pub think_time: Option<ThinkTime>,
-    #[serde(default, with = "humantime_serde::option")]
-    pub warm_up: Option<Duration>,
-    #[serde(default, with = "humantime_serde::option")]
-    pub graceful_stop: Option<Duration>,
-    /// Worker threads of the load engine (each a current-thread runtime).
-    pub workers: Option<u32>,
-    /// Iterations an open-model virtual user may be late by before the
-    /// iteration counts as dropped.
-    #[serde(default, with = "humantime_serde::option")]
-    pub max_lateness: Option<Duration>,
-}
-
-impl LoadSpec {
-    /// This spec with every field `over` sets replaced: a profile's `[load]`
-    /// over the file's, in the order [`defaults::layered`] gives every layer.
-    pub fn overridden_by(&self, over: &LoadSpec) -> LoadSpec {
-        macro_rules! pick {
-            ($($field:ident),*) => { LoadSpec { $($field: over.$field.clone().or_else(|| self.$field.clone())),* } };
-        }
-        pick!(
-            executor,
-            users,
-            stages,
-            duration,
-            iterations,
-            rate,
-            start_rate,
-            time_unit,
-            pre_allocated_users,
-            max_users,
-            think_time,
-            warm_up,
-            graceful_stop,
-            workers,
-            max_lateness
-        )
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ExecutorKind {
-    RampingUsers,
-    ConstantUsers,
-    PerUserIterations,
-    ConstantArrivalRate,
-    RampingArrivalRate,
-}
-
-/// A ramp stage: `{ to = 50, over = "30s" }`, `{ hold = "3m" }`, or for
-/// arrival rates `{ target = 20, over = "30s" }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct StageSpec {
-    pub to: Option<u32>,
-    pub target: Option<f64>,
-    #[serde(default, with = "humantime_serde::option")]
-    pub over: Option<Duration>,
-    #[serde(default, with = "humantime_serde::option")]
-    pub hold: Option<Duration>,
-}
-
-/// Think time between a virtual user's iterations: `"2s"` or `"1s..3s"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ThinkTime {
-    pub min: Duration,
-    pub max: Duration,
-}
-
-impl<'de> Deserialize<'de> for ThinkTime {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(de::Error::custom)
-    }
-}
-
-impl std::str::FromStr for ThinkTime {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let parse = |part: &str| {
-            humantime::parse_duration(part.trim()).map_err(|e| {
-                format!("`{part}` is not a duration ({e}); write e.g. \"2s\" or \"1s..3s\"")
-            })
-        };
-        let (min, max) = match text.split_once("..") {
-            Some((low, high)) => (parse(low)?, parse(high)?),
-            None => {
-                let d = parse(text)?;
-                (d, d)
-            }
-        };
-        if min > max {
-            return Err(format!(
-                "think time `{text}` has its minimum above its maximum"
-            ));
-        }
-        Ok(ThinkTime { min, max })
-    }
 }
 
 #[cfg(test)]

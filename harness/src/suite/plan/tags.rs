@@ -4,13 +4,9 @@
 use std::collections::BTreeSet;
 use std::ops::Range;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use toml::Spanned;
-
 use super::PlanOptions;
 use super::checker::Checker;
-use crate::suite::SuiteFile;
+use crate::suite::{SuiteFile, TagList};
 
 /// The tags of a suite and the choice among them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,53 +114,6 @@ fn excluded_by(tags: &[String], include: &[String], exclude: &[String]) -> Optio
         return Some(format!("has none of the included tags {include:?}"));
     }
     None
-}
-
-// The raw TOML of this concern, as the suite file writes it.
-
-/// A list of tags. A string is refused: `tags = "api,page"` once silently
-/// ran nothing useful.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TagList(pub Vec<Spanned<String>>);
-
-impl<'de> Deserialize<'de> for TagList {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TagVisitor;
-        impl<'de> Visitor<'de> for TagVisitor {
-            type Value = TagList;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a list of tags, e.g. [\"api\", \"page\"]")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<TagList, E> {
-                let items: Vec<String> = text
-                    .split(',')
-                    .map(|t| format!("\"{}\"", t.trim()))
-                    .collect();
-                Err(E::custom(format!(
-                    "tags must be a list, not the string \"{text}\" (write [{}])",
-                    items.join(", ")
-                )))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TagList, A::Error> {
-                let mut tags = Vec::new();
-                while let Some(tag) = seq.next_element::<Spanned<String>>()? {
-                    tags.push(tag);
-                }
-                Ok(TagList(tags))
-            }
-        }
-        deserializer.deserialize_any(TagVisitor)
-    }
-}
-
-/// Which tasks run.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TagFilterSpec {
-    #[serde(default)]
-    pub include: TagList,
-    #[serde(default)]
-    pub exclude: TagList,
 }
 
 #[cfg(test)]

@@ -3,14 +3,12 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
-use toml::Spanned;
+use serde::Serialize;
 
 use super::PlanOptions;
 use super::checker::Checker;
+use crate::suite::TargetSpec;
 use crate::suite::defaults::Defaults;
 
 /// What the load runs against.
@@ -204,34 +202,6 @@ pub fn is_loopback(host: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-// The raw TOML of this concern, as the suite file writes it.
-
-/// What the load runs against. Default: the embedded reference service.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TargetSpec {
-    /// A running application.
-    pub url: Option<Spanned<String>>,
-    /// A command that starts the application; it receives the stack's URLs
-    /// as `DATABASE_URL`, `PGBOUNCER_URL`, `PGBOUNCER_ADMIN_URL`, `REDIS_URL`
-    /// and the port to listen on as `PORT`.
-    pub command: Option<Spanned<Vec<String>>>,
-    /// Polled until it answers 2xx before load begins (with `command`).
-    pub ready_url: Option<String>,
-    #[serde(default)]
-    pub env: IndexMap<String, String>,
-    /// Non-loopback hosts the user allows load against.
-    #[serde(default)]
-    pub allow_hosts: Vec<String>,
-    /// Pathology switches of the embedded reference service.
-    #[serde(default)]
-    pub switches: Vec<String>,
-    /// Client timeout; high by default so server-side timeouts show as
-    /// outliers, not client aborts.
-    #[serde(default, with = "humantime_serde::option")]
-    pub timeout: Option<Duration>,
 }
 
 #[cfg(test)]

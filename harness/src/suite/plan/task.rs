@@ -4,17 +4,15 @@
 
 use std::collections::BTreeSet;
 
-use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use toml::Spanned;
 
 use super::PlanOptions;
 use super::checker::{Checker, check_variables, unknown_variable};
-use super::tags::{TagChoice, TagList};
+use super::tags::TagChoice;
 use crate::metrics::summary::{EndpointMeta, TaskSelection};
-use crate::suite::SuiteFile;
-use crate::suite::defaults::Defaults;
 use crate::suite::template::{JsonTemplate, Template};
+use crate::suite::{ExtractSpec, SuiteFile, TaskSpec, WriteSpec};
 
 /// The HTTP method of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -482,104 +480,6 @@ pub(super) fn check_extract(checker: &mut Checker<'_>, spec: &ExtractSpec) -> Op
         how,
         all: spec.all,
     })
-}
-
-// The raw TOML of this concern, as the suite file writes it.
-
-/// One task a virtual user may do.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TaskSpec {
-    /// The grouping key of its requests, e.g. `/detail_project/[id]/rekap-rab/`.
-    pub name: Spanned<String>,
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-    #[serde(default)]
-    pub tags: TagList,
-    /// Run once when a virtual user starts (after login), not by weight.
-    #[serde(default)]
-    pub on_start: bool,
-    pub get: Option<Spanned<String>>,
-    pub post: Option<Spanned<String>>,
-    pub put: Option<Spanned<String>>,
-    pub patch: Option<Spanned<String>>,
-    pub delete: Option<Spanned<String>>,
-    #[serde(default)]
-    pub headers: IndexMap<String, Spanned<String>>,
-    pub form: Option<IndexMap<String, Spanned<String>>>,
-    pub json: Option<Spanned<toml::Value>>,
-    pub body: Option<Spanned<String>>,
-    /// Send the CSRF header (default: on for every method but GET/HEAD).
-    pub csrf: Option<bool>,
-    #[serde(default)]
-    pub expect: ExpectSpec,
-    #[serde(default)]
-    pub extract: Vec<ExtractSpec>,
-    /// The entity this task writes, for write-integrity checks.
-    pub writes: Option<WriteSpec>,
-    /// Values drawn once per request before anything else renders, so the
-    /// body and the write record agree: `vars = { volume = "{random_decimal(1, 500, 2)}" }`.
-    #[serde(default)]
-    pub vars: IndexMap<String, Spanned<String>>,
-}
-
-fn default_weight() -> u32 {
-    Defaults::embedded().task.weight
-}
-
-/// What a response must be.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ExpectSpec {
-    /// Accepted statuses (default: any 2xx).
-    pub status: Option<Vec<u16>>,
-    /// Statuses that are expected conflicts, counted apart (default: 409 when accepted).
-    pub conflict: Option<Vec<u16>>,
-    /// Text the body must contain.
-    pub text: Option<String>,
-    /// Text the body must not contain.
-    pub not_text: Option<String>,
-    /// A CSS selector that must match.
-    pub css: Option<Spanned<String>>,
-    /// A JSON pointer that must exist.
-    pub json: Option<String>,
-}
-
-/// A value taken from a response into the virtual user's variables.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ExtractSpec {
-    pub var: Spanned<String>,
-    pub json: Option<String>,
-    pub css: Option<Spanned<String>>,
-    /// With `css`: the attribute to read (default: the element's text).
-    pub attr: Option<String>,
-    pub regex: Option<Spanned<String>>,
-    /// Keep every match (a list to sample from) rather than the first.
-    #[serde(default)]
-    pub all: bool,
-}
-
-/// The entity a write task changes, so the harness can verify afterwards
-/// that no acknowledged write was lost.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct WriteSpec {
-    pub table: String,
-    pub key: String,
-    pub version_column: String,
-    /// The row's key in the request (a template, e.g. `{pekerjaan_id}`).
-    pub key_value: String,
-    /// The version sent (a template, e.g. `{version}`).
-    pub version_value: String,
-    /// Column → the template of the value sent.
-    #[serde(default)]
-    pub fields: IndexMap<String, String>,
-    /// Where the audit rows are: a table and its column holding the entity id.
-    pub audit_table: Option<String>,
-    pub audit_key: Option<String>,
-    /// A condition that picks this entity's audit rows (`entity = 'pekerjaan'`).
-    pub audit_where: Option<String>,
 }
 
 #[cfg(test)]

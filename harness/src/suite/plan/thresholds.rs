@@ -5,8 +5,7 @@
 use std::collections::BTreeSet;
 use std::ops::Range;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use toml::Spanned;
 
 use super::PlanOptions;
@@ -430,115 +429,6 @@ fn check_can_fail_and_hold(
 
 fn percent(fraction: f64) -> String {
     format!("{}%", (fraction * 100.0 * 1000.0).round() / 1000.0)
-}
-
-// The raw TOML of this concern, as the suite file writes it.
-
-/// `"p(99) < 2s"`, `["p(99) < 2s", "max < 100s"]`, or
-/// `{ threshold = "rate > 99%", abort-on-fail = true }`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThresholdValue {
-    pub expressions: Vec<Spanned<String>>,
-    pub abort_on_fail: bool,
-}
-
-impl<'de> Deserialize<'de> for ThresholdValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ThresholdVisitor;
-        impl<'de> Visitor<'de> for ThresholdVisitor {
-            type Value = ThresholdValue;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an expression such as \"p(95) < 200ms\", a list of them, or { threshold = …, abort-on-fail = true }")
-            }
-            fn visit_str<E: de::Error>(self, _text: &str) -> Result<ThresholdValue, E> {
-                // The caller re-reads plain strings with their span.
-                Err(E::custom(
-                    "internal: plain threshold strings are read by the caller",
-                ))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ThresholdValue, A::Error> {
-                let mut expressions = Vec::new();
-                while let Some(expression) = seq.next_element::<Spanned<String>>()? {
-                    expressions.push(expression);
-                }
-                Ok(ThresholdValue {
-                    expressions,
-                    abort_on_fail: false,
-                })
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ThresholdValue, A::Error> {
-                let mut expressions = None;
-                let mut abort_on_fail = false;
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "threshold" => expressions = Some(map.next_value::<OneOrMany>()?.0),
-                        "abort-on-fail" => abort_on_fail = map.next_value()?,
-                        other => {
-                            return Err(de::Error::unknown_field(
-                                other,
-                                &["threshold", "abort-on-fail"],
-                            ));
-                        }
-                    }
-                }
-                let expressions =
-                    expressions.ok_or_else(|| de::Error::missing_field("threshold"))?;
-                Ok(ThresholdValue {
-                    expressions,
-                    abort_on_fail,
-                })
-            }
-        }
-        struct OneOrMany(Vec<Spanned<String>>);
-        impl<'de> Deserialize<'de> for OneOrMany {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> Visitor<'de> for V {
-                    type Value = OneOrMany;
-                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                        f.write_str("an expression or a list of expressions")
-                    }
-                    fn visit_seq<A: SeqAccess<'de>>(
-                        self,
-                        mut seq: A,
-                    ) -> Result<OneOrMany, A::Error> {
-                        let mut all = Vec::new();
-                        while let Some(e) = seq.next_element::<Spanned<String>>()? {
-                            all.push(e);
-                        }
-                        Ok(OneOrMany(all))
-                    }
-                    fn visit_str<E: de::Error>(self, text: &str) -> Result<OneOrMany, E> {
-                        // Without a span of its own: the table's span is used.
-                        Ok(OneOrMany(vec![Spanned::new(0..0, text.to_owned())]))
-                    }
-                }
-                deserializer.deserialize_any(V)
-            }
-        }
-        // A plain string is its own expression; `Spanned<ThresholdValue>`
-        // around it gives the span.
-        struct Any;
-        impl<'de> Visitor<'de> for Any {
-            type Value = ThresholdValue;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                ThresholdVisitor.expecting(f)
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<ThresholdValue, E> {
-                Ok(ThresholdValue {
-                    expressions: vec![Spanned::new(0..0, text.to_owned())],
-                    abort_on_fail: false,
-                })
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ThresholdValue, A::Error> {
-                ThresholdVisitor.visit_seq(seq)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ThresholdValue, A::Error> {
-                ThresholdVisitor.visit_map(map)
-            }
-        }
-        deserializer.deserialize_any(Any)
-    }
 }
 
 #[cfg(test)]

@@ -4,14 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
-use toml::Spanned;
-
 use super::checker::{Checker, check_variables};
 use super::task::{TaskKind, TaskPlan, TruthPlan, check_extract};
 use crate::metrics::summary::TaskSelection;
-use crate::suite::ExtractSpec;
 use crate::suite::defaults::{Defaults, layered};
+use crate::suite::{ExtractSpec, TruthSpec};
 
 /// Each `[[truth]]` checked and attached to its task; a truth of a task the
 /// tags left out is dropped with it.
@@ -55,28 +52,6 @@ pub(super) fn attach_truths(
             });
         }
     }
-}
-
-// The raw TOML of this concern, as the suite file writes it.
-
-/// A value read from a task's responses and compared, after the run, with
-/// what SQL computes from the database: silent wrong results are failures.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TruthSpec {
-    /// The task whose responses are sampled.
-    pub task: Spanned<String>,
-    pub json: Option<String>,
-    pub css: Option<Spanned<String>>,
-    pub attr: Option<String>,
-    pub regex: Option<Spanned<String>>,
-    /// The truth: a query whose first column of its first row is the value.
-    /// Template variables are the request's, quoted as SQL literals.
-    pub sql: Spanned<String>,
-    /// Sample every n-th response of the task per virtual user.
-    pub every: Option<u32>,
-    /// Largest absolute difference that still agrees (numbers).
-    pub tolerance: Option<f64>,
 }
 
 #[cfg(test)]
