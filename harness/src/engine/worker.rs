@@ -320,6 +320,13 @@ enum VuMode {
     },
 }
 
+impl VuMode {
+    /// Whether a user with a fixed number of iterations has done them all.
+    fn finished_after(&self, done: u32) -> bool {
+        matches!(self, VuMode::Closed { iterations: Some(limit) } if done >= *limit)
+    }
+}
+
 async fn vu_main(
     mut vu: VirtualUser,
     local_index: u32,
@@ -365,11 +372,7 @@ async fn vu_main(
             // next time, as a person would.
             done += 1;
             end_iteration(&mut vu, &shared, &plan, &mode, &state).await;
-            if let VuMode::Closed {
-                iterations: Some(limit),
-            } = mode
-                && done >= limit
-            {
+            if mode.finished_after(done) {
                 return;
             }
             continue;
@@ -384,11 +387,7 @@ async fn vu_main(
         run_task(&mut vu, &shared, &global.custom_tasks, task, scheduled).await;
         done += 1;
         end_iteration(&mut vu, &shared, &plan, &mode, &state).await;
-        if let VuMode::Closed {
-            iterations: Some(limit),
-        } = mode
-            && done >= limit
-        {
+        if mode.finished_after(done) {
             return;
         }
     }
