@@ -707,3 +707,69 @@ fn no_function_is_longer_than_one_screen() {
         );
     }
 }
+
+/// Each package of a `cargo tree -e features` listing with the features it
+/// is built with (host and target uses shown together, as cargo tree does).
+fn resolved_features(args: &[&str]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .current_dir(project_root())
+        .args(["tree", "--prefix", "none", "--format", "{p} {f}"])
+        .args(args)
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "cargo tree {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut packages = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        // "name vX.Y.Z [(path)] [feature,feature]"; feature edges ("serde feature \"std\"") have no version.
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [name, version, rest @ ..] = words.as_slice() else {
+            continue;
+        };
+        if !version.starts_with('v') {
+            continue;
+        }
+        let features = rest
+            .iter()
+            .find(|word| !word.starts_with('(') && !word.ends_with(')'));
+        let entry = packages.entry(format!("{name} {version}")).or_default();
+        for feature in features.into_iter().flat_map(|list| list.split(',')) {
+            if !entry.iter().any(|known| known == feature) {
+                entry.push(feature.to_string());
+            }
+        }
+        entry.sort();
+    }
+    packages
+}
+
+/// `cargo xtask` is `cargo run -p xtask`: cargo resolves features for xtask
+/// alone, and every crate whose features differ from the workspace's build
+/// is built again, with all that depends on it (46 crates, about 3 minutes,
+/// in CI's test phase). xtask's manifest names the workspace's features.
+#[test]
+fn cargo_xtask_reuses_the_workspace_build() {
+    let alone = resolved_features(&["-p", "xtask", "-e", "normal,build,features"]);
+    let workspace = resolved_features(&["--workspace", "-e", "features"]);
+    let differ: Vec<String> = alone
+        .iter()
+        .filter_map(|(package, features)| {
+            let wanted = workspace.get(package)?;
+            (wanted != features).then(|| {
+                let missing: Vec<&String> =
+                    wanted.iter().filter(|f| !features.contains(f)).collect();
+                format!("{package}: add features {missing:?}")
+            })
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "`cargo xtask` would build these (and all that depends on them) again; \
+         name them in xtask/Cargo.toml's [dependencies] with the workspace's features:\n{}",
+        differ.join("\n")
+    );
+}
