@@ -773,3 +773,37 @@ fn cargo_xtask_reuses_the_workspace_build() {
         differ.join("\n")
     );
 }
+
+/// The dev profile optimises dependencies through `[profile.dev]` itself
+/// and names each workspace crate (less optimised, with line tables): a
+/// `[profile.dev.package."*"]` would outrank `build-override` and build
+/// every proc macro optimised again (see the root Cargo.toml).
+#[test]
+fn every_workspace_crate_has_its_dev_profile() {
+    let manifest: toml::Table = read(Path::new("Cargo.toml"))
+        .parse()
+        .expect("Cargo.toml parses");
+    let members = manifest["workspace"]["members"]
+        .as_array()
+        .expect("workspace members");
+    let dev = manifest["profile"]["dev"]
+        .as_table()
+        .expect("[profile.dev]");
+    let packages = dev["package"].as_table().expect("[profile.dev.package.*]");
+    assert!(
+        !packages.contains_key("*"),
+        "[profile.dev.package.\"*\"] outranks [profile.dev.build-override]: set what dependencies get in [profile.dev]"
+    );
+    assert_eq!(
+        dev["build-override"]["opt-level"].as_integer(),
+        Some(0),
+        "proc macros and build scripts are built unoptimised"
+    );
+    for member in members {
+        let name = member.as_str().expect("a member path");
+        let profile = packages
+            .get(name)
+            .unwrap_or_else(|| panic!("[profile.dev.package.{name}] is missing: without it the crate builds at the dependencies' level"));
+        assert_eq!(profile["opt-level"].as_integer(), Some(1), "{name}");
+    }
+}
