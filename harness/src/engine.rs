@@ -6,6 +6,7 @@
 //! Architecture invariant: the engine knows nothing about Docker, seeding or
 //! reports. It gets a plan, a base URL and users, and returns measurements.
 
+pub mod cost;
 pub mod http;
 pub mod isolated;
 pub mod schedule;

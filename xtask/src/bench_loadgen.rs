@@ -1,15 +1,22 @@
-//! `cargo xtask bench-loadgen`: what the load engine costs. It runs the
-//! engine against a minimal local HTTP server (a process of its own, on the
-//! other core) and prints requests, CPU-seconds per 10,000 requests and peak
-//! RSS — and the same for `wrk` when it is installed, measured in the same
-//! run, so the ratio is what counts, not the machine. Rounds alternate the
-//! two and the median ratio is reported, so drift on a shared machine falls
-//! on both.
+//! `cargo xtask bench-loadgen`: what the load engine costs, beside wrk. It
+//! runs the engine against a minimal local HTTP server (a process of its
+//! own, on the other core) and prints requests, CPU-seconds per 10,000
+//! requests and peak RSS, and the same for `wrk` measured in the same run,
+//! so the ratio is what counts, not the machine. Each round is a pair (the
+//! engine and wrk, their order alternating), so drift on a shared machine
+//! falls on both.
+//!
+//! Two paths: `fast` (the server answers at once: the engine's own cost per
+//! request) and `slow` (after 20 ms: what waiting costs). `--check` judges
+//! the ratios against `benches/loadgen-budget.toml` for the build it runs
+//! in (the judgement is `harness::engine::cost`); `cargo xtask test` runs
+//! it on the dev build, so CI fails when the engine gets costlier.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use harness::engine::cost::{CostBudget, CostPath, RatioEstimate};
 use harness::engine::{self, EngineInput};
 use harness::suite::plan::{Shard, ShardPlan};
 use harness::suite::{Plan, PlanOptions};
@@ -23,9 +30,17 @@ pub struct Args {
     /// How long each generator runs in each round.
     #[arg(long, default_value = "5s")]
     duration: humantime::Duration,
-    /// Rounds, alternating the engine and wrk; the median is reported.
+    /// Rounds (pairs of the engine and wrk) on each path.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// The paths measured: `fast` (answered at once), `slow` (after 20 ms), or both.
+    #[arg(long, value_enum, default_value = "both")]
+    path: PathChoice,
+    /// Judge each path's ratio to wrk against `benches/loadgen-budget.toml`
+    /// for this build's profile; exits 1 when it is provably above. Measures
+    /// the build it runs in (a dev build is not re-run as release).
+    #[arg(long)]
+    check: bool,
     /// Also measure the engine split into N shards (`--shard I/N` each,
     /// run together, their seconds kept for a merge) at the same total load.
     #[arg(long, value_name = "N")]
@@ -33,176 +48,267 @@ pub struct Args {
     /// Serve on this port instead of starting the minimal server (for `serve-minimal`).
     #[arg(long, hide = true)]
     serve_only: Option<u16>,
+    /// With `--serve-only`: answer after this many milliseconds.
+    #[arg(long, hide = true, default_value_t = 0)]
+    serve_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PathChoice {
+    Fast,
+    Slow,
+    Both,
+}
+
+impl PathChoice {
+    fn paths(self) -> Vec<CostPath> {
+        match self {
+            PathChoice::Fast => vec![CostPath::Fast],
+            PathChoice::Slow => vec![CostPath::Slow],
+            PathChoice::Both => vec![CostPath::Fast, CostPath::Slow],
+        }
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(port) = args.serve_only {
-        return serve_minimal(port).await;
+        return serve_minimal(port, Duration::from_millis(args.serve_delay_ms)).await;
     }
     anyhow::ensure!(args.rounds >= 1, "--rounds must be at least 1");
-    if cfg!(debug_assertions) {
+    anyhow::ensure!(
+        !args.check || args.rounds >= 2,
+        "--check needs at least 2 rounds: one pair has no spread to judge by"
+    );
+    if cfg!(debug_assertions) && !args.check {
         // A dev build measures the optimiser's absence, not the engine.
-        let status = std::process::Command::new(crate::cargo())
-            .current_dir(crate::project_root())
-            .args([
-                "run",
-                "--quiet",
-                "--release",
-                "--package",
-                "xtask",
-                "--",
-                "bench-loadgen",
-            ])
-            .args([
-                "--connections",
-                &args.connections.to_string(),
-                "--duration",
-                &args.duration.to_string(),
-                "--rounds",
-                &args.rounds.to_string(),
-            ])
-            .args(
-                args.shards
-                    .map(|n| vec!["--shards".to_owned(), n.to_string()])
-                    .unwrap_or_default(),
-            )
-            .status()?;
-        std::process::exit(status.code().unwrap_or(1));
+        return rerun_in_release(&args);
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut server = std::process::Command::new("taskset");
-    server
-        .args(["-c", "1"])
-        .arg(std::env::current_exe()?)
-        .args(["bench-loadgen", "--serve-only", &port.to_string()]);
-    let mut server = match server.spawn() {
-        Ok(child) => child,
-        Err(_) => std::process::Command::new(std::env::current_exe()?)
-            .args(["bench-loadgen", "--serve-only", &port.to_string()])
-            .spawn()?,
+    let budget = if args.check {
+        Some(CostBudget::load(
+            &crate::project_root().join(CostBudget::FILE),
+        )?)
+    } else {
+        None
     };
-    let address: SocketAddr = ([127, 0, 0, 1], port).into();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(address).await.is_err() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the minimal server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     // The generator on core 0, the server on core 1.
     let mut cpus = nix::sched::CpuSet::new();
     let _ = cpus.set(0);
     let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus);
-
-    let url = format!("http://{address}/");
-    // Rounds alternate the two generators, so drift on a shared machine
-    // (another tenant, a compile) falls on both; the median ratio is reported.
-    let mut rounds = Vec::new();
-    let mut sharded_rounds = Vec::new();
-    let mut wrk_missing = None;
-    for round in 1..=args.rounds {
-        let engine = measure_engine(&url, args.connections, *args.duration, None).await;
-        let sharded = match args.shards {
-            Some(n) => Some(measure_engine(&url, args.connections, *args.duration, Some(n)).await?),
-            None => None,
-        };
-        let engine = match engine {
-            Ok(engine) => engine,
-            Err(error) => {
-                let _ = server.kill();
-                let _ = server.wait();
-                return Err(error);
-            }
-        };
-        let wrk = if wrk_missing.is_none() {
-            match measure_wrk(&url, args.connections, *args.duration).await {
-                Ok(wrk) => Some(wrk),
-                Err(error) => {
-                    wrk_missing = Some(error);
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        eprintln!(
-            "round {round}/{}: ahsp-perf {:.3}{}{}",
-            args.rounds,
-            engine.cpu_per_10k(),
-            sharded
-                .as_ref()
-                .map(|s| format!(", sharded {:.3}", s.cpu_per_10k()))
-                .unwrap_or_default(),
-            wrk.as_ref()
-                .map(|w| format!(", wrk {:.3} CPU-s/10k req", w.cpu_per_10k()))
-                .unwrap_or_default()
-        );
-        if let Some(sharded) = sharded {
-            sharded_rounds.push(sharded);
+    let mut over = Vec::new();
+    for path in args.path.paths() {
+        let measured = measure_path(&args, path).await?;
+        measured.print(&args);
+        if let Some(budget) = &budget
+            && let Some(name) = measured.judge(budget)?
+        {
+            over.push(name);
         }
-        rounds.push((engine, wrk));
     }
-    let _ = server.kill();
-    let _ = server.wait();
-    println!(
-        "load generator cost, {} connections, {} × {} rounds each, one core",
-        args.connections, args.duration, args.rounds
-    );
-    println!(
-        "  {:<10} {:>12} {:>20} {:>14}",
-        "generator", "requests", "CPU-s/10k (median)", "peak RSS"
-    );
-    let engines: Vec<&Cost> = rounds.iter().map(|(e, _)| e).collect();
-    print_row("ahsp-perf", &engines);
-    if let Some(n) = args.shards {
-        print_row(
-            &format!("{n} shards"),
-            &sharded_rounds.iter().collect::<Vec<_>>(),
-        );
-        let ratios: Vec<f64> = rounds
-            .iter()
-            .zip(&sharded_rounds)
-            .map(|((e, _), s)| s.cpu_per_10k() / e.cpu_per_10k())
-            .collect();
-        println!(
-            "  ratio {n} shards / one: {:.2}× median of {} rounds",
-            median(ratios.clone()),
-            ratios.len()
-        );
-    }
-    let wrks: Vec<&Cost> = rounds.iter().filter_map(|(_, w)| w.as_ref()).collect();
-    if wrks.is_empty() {
-        let why = wrk_missing.map(|e| e.to_string()).unwrap_or_default();
-        println!("  wrk: not measured ({why})");
-        return Ok(());
-    }
-    print_row("wrk", &wrks);
-    let ratios: Vec<f64> = rounds
-        .iter()
-        .filter_map(|(e, w)| w.as_ref().map(|w| e.cpu_per_10k() / w.cpu_per_10k()))
-        .collect();
-    let (low, high) = ratios
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
-    println!(
-        "  ratio ahsp-perf / wrk: {:.2}× median of {} rounds (range {low:.2}–{high:.2}; goal ≤ 1.3×)",
-        median(ratios.clone()),
-        ratios.len()
+    anyhow::ensure!(
+        over.is_empty(),
+        "the load engine's CPU per request rose beyond its budget on the {} path ({}): \
+         profile it (README, The load engine's own cost) before raising the budget",
+        over.join(" and "),
+        CostBudget::FILE
     );
     Ok(())
 }
 
-fn print_row(name: &str, costs: &[&Cost]) {
+fn rerun_in_release(args: &Args) -> anyhow::Result<()> {
+    let mut command = std::process::Command::new(crate::cargo());
+    command
+        .current_dir(crate::project_root())
+        .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
+        .args(["bench-loadgen", "--connections"])
+        .arg(args.connections.to_string())
+        .arg("--duration")
+        .arg(args.duration.to_string())
+        .arg("--rounds")
+        .arg(args.rounds.to_string())
+        .arg("--path")
+        .arg(match args.path {
+            PathChoice::Fast => "fast",
+            PathChoice::Slow => "slow",
+            PathChoice::Both => "both",
+        });
+    if let Some(n) = args.shards {
+        command.arg("--shards").arg(n.to_string());
+    }
+    let status = command.status()?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// One path's rounds: the engine's cost and wrk's in each.
+struct Measured {
+    path: CostPath,
+    engine: Vec<Cost>,
+    wrk: Vec<Cost>,
+    sharded: Vec<Cost>,
+    wrk_missing: Option<String>,
+}
+
+async fn measure_path(args: &Args, path: CostPath) -> anyhow::Result<Measured> {
+    let server = MinimalServer::start(path.server_delay()).await?;
+    let url = format!("http://{}/", server.address);
+    let duration = *args.duration;
+    let mut measured = Measured {
+        path,
+        engine: Vec::new(),
+        wrk: Vec::new(),
+        sharded: Vec::new(),
+        wrk_missing: None,
+    };
+    for round in 1..=args.rounds {
+        // The order alternates, so neither generator always runs second
+        // (after the other has warmed the server, or heated the machine).
+        let wrk_first = round % 2 == 0;
+        let mut wrk = None;
+        if wrk_first {
+            wrk = measured.measure_wrk(&url, args.connections, duration).await;
+        }
+        let engine = measure_engine(&url, args.connections, duration, None).await?;
+        if let Some(n) = args.shards {
+            let sharded = measure_engine(&url, args.connections, duration, Some(n)).await?;
+            measured.sharded.push(sharded);
+        }
+        if !wrk_first {
+            wrk = measured.measure_wrk(&url, args.connections, duration).await;
+        }
+        eprintln!(
+            "{} path, round {round}/{}: ahsp-perf {:.3}{}",
+            path.label(),
+            args.rounds,
+            engine.cpu_per_10k(),
+            wrk.as_ref()
+                .map(|w| format!(", wrk {:.3} CPU-s/10k req", w.cpu_per_10k()))
+                .unwrap_or_default()
+        );
+        measured.engine.push(engine);
+        measured.wrk.extend(wrk);
+    }
+    Ok(measured)
+}
+
+impl Measured {
+    /// wrk's cost, or `None` (and why, once) when it cannot run.
+    async fn measure_wrk(
+        &mut self,
+        url: &str,
+        connections: u32,
+        duration: Duration,
+    ) -> Option<Cost> {
+        if self.wrk_missing.is_some() {
+            return None;
+        }
+        match measure_wrk(url, connections, duration).await {
+            Ok(cost) => Some(cost),
+            Err(error) => {
+                self.wrk_missing = Some(error.to_string());
+                None
+            }
+        }
+    }
+
+    /// Each round's ratio of the engine's CPU per request to wrk's.
+    fn ratios(&self) -> Vec<f64> {
+        self.engine
+            .iter()
+            .zip(&self.wrk)
+            .map(|(engine, wrk)| engine.cpu_per_10k() / wrk.cpu_per_10k())
+            .collect()
+    }
+
+    fn print(&self, args: &Args) {
+        println!(
+            "{} path ({}): {} connections, {} × {} rounds each, one core",
+            self.path.label(),
+            match self.path {
+                CostPath::Fast => "answered at once".to_owned(),
+                CostPath::Slow => format!(
+                    "answered after {}",
+                    humantime::format_duration(self.path.server_delay())
+                ),
+            },
+            args.connections,
+            args.duration,
+            args.rounds
+        );
+        println!(
+            "  {:<10} {:>12} {:>20} {:>10} {:>14}",
+            "generator", "requests", "CPU-s/10k (median)", "p99 ms", "peak RSS"
+        );
+        print_row("ahsp-perf", &self.engine);
+        if let Some(n) = args.shards {
+            print_row(&format!("{n} shards"), &self.sharded);
+            let ratios: Vec<f64> = self
+                .engine
+                .iter()
+                .zip(&self.sharded)
+                .map(|(one, sharded)| sharded.cpu_per_10k() / one.cpu_per_10k())
+                .collect();
+            println!(
+                "  ratio {n} shards / one: {:.2}× median of {} rounds",
+                median(ratios.clone()),
+                ratios.len()
+            );
+        }
+        if self.wrk.is_empty() {
+            let why = self.wrk_missing.as_deref().unwrap_or_default();
+            println!("  wrk: not measured ({why})");
+            return;
+        }
+        print_row("wrk", &self.wrk);
+        let ratios = self.ratios();
+        let (low, high) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+        println!(
+            "  ratio ahsp-perf / wrk: {:.2}× median of {} pairs (range {low:.2}–{high:.2})",
+            median(ratios.clone()),
+            ratios.len()
+        );
+    }
+
+    /// Prints the judgement against the budget; the path's name when it is over.
+    fn judge(&self, budget: &CostBudget) -> anyhow::Result<Option<&'static str>> {
+        let profile = CostBudget::this_build_profile();
+        let Some(limit) = budget.for_this_build(self.path) else {
+            anyhow::bail!(
+                "{} has no {profile}.{} budget",
+                CostBudget::FILE,
+                self.path.label()
+            );
+        };
+        anyhow::ensure!(
+            self.wrk_missing.is_none(),
+            "--check measures the engine against wrk, which did not run: {}",
+            self.wrk_missing.as_deref().unwrap_or_default()
+        );
+        let estimate = RatioEstimate::of(&self.ratios())
+            .ok_or_else(|| anyhow::anyhow!("fewer than two pairs were measured"))?;
+        let verdict = estimate.judge(limit);
+        println!(
+            "  budget ({profile} build): ≤ {limit:.2}× wrk; measured {:.2}× ({:.2}–{:.2}, one-sided 97.5 % over {} pairs): {}",
+            estimate.ratio,
+            estimate.low,
+            estimate.high,
+            estimate.pairs,
+            verdict.label()
+        );
+        Ok(verdict.failed().then_some(self.path.label()))
+    }
+}
+
+fn print_row(name: &str, costs: &[Cost]) {
     let requests: u64 = costs.iter().map(|c| c.requests).sum();
-    let per_10k = median(costs.iter().map(|c| c.cpu_per_10k()).collect());
+    let per_10k = median(costs.iter().map(Cost::cpu_per_10k).collect());
+    let p99 = median(costs.iter().map(|c| c.p99_ms).collect());
     let peak = costs.iter().map(|c| c.peak_rss_mb).fold(0.0, f64::max);
-    println!("  {name:<10} {requests:>12} {per_10k:>20.3} {peak:>11.1} MB");
+    println!("  {name:<10} {requests:>12} {per_10k:>20.3} {p99:>10.2} {peak:>11.1} MB");
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|v| !v.is_nan());
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => f64::NAN,
@@ -214,6 +320,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 struct Cost {
     requests: u64,
     cpu_seconds: f64,
+    p99_ms: f64,
     peak_rss_mb: f64,
 }
 
@@ -237,6 +344,60 @@ fn peak_rss_mb(pid: &str) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kilobytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kilobytes / 1024.0)
+}
+
+/// The minimal server, in a process of its own on core 1, killed on drop.
+struct MinimalServer {
+    child: std::process::Child,
+    address: SocketAddr,
+}
+
+impl MinimalServer {
+    async fn start(delay: Duration) -> anyhow::Result<MinimalServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let exe = std::env::current_exe()?;
+        let serve_args = [
+            "bench-loadgen".to_owned(),
+            "--serve-only".to_owned(),
+            port.to_string(),
+            "--serve-delay-ms".to_owned(),
+            delay.as_millis().to_string(),
+        ];
+        let child = match std::process::Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(&exe)
+            .args(&serve_args)
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(_) => std::process::Command::new(&exe).args(&serve_args).spawn()?,
+        };
+        let server = MinimalServer {
+            child,
+            address: ([127, 0, 0, 1], port).into(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(server.address)
+            .await
+            .is_err()
+        {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the minimal server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for MinimalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The engine's cost at `connections` users; with `shards`, the same total
@@ -276,6 +437,7 @@ async fn measure_engine(
         runs.spawn(engine::run(input, None, None));
     }
     let mut requests = 0;
+    let mut p99_ms = f64::NAN;
     while let Some(output) = runs.join_next().await {
         let output = output??;
         anyhow::ensure!(
@@ -290,11 +452,13 @@ async fn measure_engine(
                 .iter()
                 .map(|e| e.requests)
                 .sum::<u64>();
+        p99_ms = output.summary.total.latency_ms.p99;
     }
     let after = cpu_seconds(UsageWho::RUSAGE_SELF)?;
     Ok(Cost {
         requests,
         cpu_seconds: after - before,
+        p99_ms,
         peak_rss_mb: peak_rss_mb("self").unwrap_or(f64::NAN),
     })
 }
@@ -308,6 +472,7 @@ async fn measure_wrk(url: &str, connections: u32, duration: Duration) -> anyhow:
             "0",
             "wrk",
             "-t1",
+            "--latency",
             &format!("-c{connections}"),
             &format!("-d{}s", duration.as_secs().max(1)),
         ])
@@ -340,23 +505,43 @@ async fn measure_wrk(url: &str, connections: u32, duration: Duration) -> anyhow:
         String::from_utf8_lossy(&output.stderr)
     );
     let text = String::from_utf8_lossy(&output.stdout);
-    // "  123456 requests in 10.00s, …"
-    let requests = text
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("cannot read wrk's output: {text}"))?;
     let after = cpu_seconds(UsageWho::RUSAGE_CHILDREN)?;
     Ok(Cost {
-        requests,
+        requests: wrk_requests(&text)?,
         cpu_seconds: after - before,
+        p99_ms: wrk_p99_ms(&text).unwrap_or(f64::NAN),
         peak_rss_mb: peak,
     })
 }
 
-/// A server that answers every request with a short 200, as cheaply as hyper can.
-async fn serve_minimal(port: u16) -> anyhow::Result<()> {
+/// "  123456 requests in 10.00s, …"
+fn wrk_requests(text: &str) -> anyhow::Result<u64> {
+    text.lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("cannot read wrk's output: {text}"))
+}
+
+/// "     99%    1.27ms" in wrk's `--latency` distribution.
+fn wrk_p99_ms(text: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.trim_start().starts_with("99%"))?;
+    let value = line.split_whitespace().nth(1)?;
+    let (number, scale) = if let Some(n) = value.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = value.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = value.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return None;
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
+/// A server that answers every request with a short 200, as cheaply as
+/// hyper can, after `delay` when it is not zero.
+async fn serve_minimal(port: u16, delay: Duration) -> anyhow::Result<()> {
     use http_body_util::Full;
     use hyper::service::service_fn;
     engine::raise_open_file_limit();
@@ -365,7 +550,10 @@ async fn serve_minimal(port: u16) -> anyhow::Result<()> {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let service = service_fn(|_request| async {
+            let service = service_fn(|_request| async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
                     bytes::Bytes::from_static(b"ok"),
                 )))
@@ -374,5 +562,19 @@ async fn serve_minimal(port: u16) -> anyhow::Result<()> {
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_output_is_read() {
+        let text = "Running 2s test @ http://127.0.0.1:1/\n  Latency Distribution\n     50%  200.00us\n     99%    1.27ms\n  123456 requests in 2.00s, 10.00MB read\n";
+        assert_eq!(wrk_requests(text).unwrap(), 123_456);
+        assert_eq!(wrk_p99_ms(text), Some(1.27));
+        assert_eq!(wrk_p99_ms("     99%  850.00us\n"), Some(0.85));
+        assert!(wrk_requests("nothing").is_err());
     }
 }

@@ -2,7 +2,8 @@
 //! need exists (service images when a Docker daemon answers, the native
 //! binaries, the example applications' virtualenvs), runs a short criterion
 //! pass so the suites' `[benchmarks]` budgets are judged rather than
-//! ignored, then runs the whole test suite (with cargo-nextest when it is
+//! ignored, and the load engine's cost beside wrk against its budget
+//! (`bench-loadgen --check`), then runs the whole test suite (with cargo-nextest when it is
 //! installed: `.config/nextest.toml` keeps the load tests apart).
 
 use harness::infra::images::{ImagesOutcome, ensure_local_images};
@@ -80,15 +81,45 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         test.args(["test", "--workspace", "--all-targets"])
             .args(&args.rest);
     }
+    let mut engine_cost = Ok(());
     if !args.no_bench_pass {
         bench_pass()?;
         // Estimates exist now: a budget without one is an error, not a skip.
         test.env("AHSP_PERF_REQUIRE_BENCHES", "1");
+        engine_cost = engine_cost_check();
     }
     let status = test.status()?;
     anyhow::ensure!(status.success(), "tests failed ({status})");
+    // Judged before the tests, reported after them: a costlier engine does
+    // not hide what the tests found.
+    engine_cost
+}
+
+/// Pairs of the engine and wrk on each path, in this (dev) build, judged
+/// against `benches/loadgen-budget.toml`: CI fails when the engine's CPU per
+/// request rises beyond its budget.
+fn engine_cost_check() -> anyhow::Result<()> {
+    eprintln!("engine cost: the load engine beside wrk, judged against its budget");
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .current_dir(project_root())
+        .args(ENGINE_COST_ARGS)
+        .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "the engine cost check failed ({status}): see its table above the tests"
+    );
     Ok(())
 }
+
+/// Five pairs of 2 s on each path: about 45 s.
+const ENGINE_COST_ARGS: [&str; 6] = [
+    "bench-loadgen",
+    "--check",
+    "--rounds",
+    "5",
+    "--duration",
+    "2s",
+];
 
 /// Whether `cargo nextest` answers.
 fn nextest_available() -> bool {

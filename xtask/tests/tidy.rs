@@ -5,6 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+/// Rules on how the workspace builds (profiles, features).
+#[path = "tidy/build.rs"]
+mod build;
+
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -561,7 +565,7 @@ fn every_example_has_a_suite_a_test_and_a_setup() {
 const MAX_FUNCTION_LINES: usize = 150;
 
 /// `(file, function, why)`: functions longer than that, each with a reason.
-const LONG_FUNCTIONS: [(&str, &str, &str); 11] = [
+const LONG_FUNCTIONS: [(&str, &str, &str); 10] = [
     (
         "fixtures/src/generate/project.rs",
         "generate_project",
@@ -611,11 +615,6 @@ const LONG_FUNCTIONS: [(&str, &str, &str); 11] = [
         "harness/src/suite/plan.rs",
         "plan",
         "the plan's concerns validated in their dependency order, each by its plan/<concern>.rs",
-    ),
-    (
-        "xtask/src/bench_loadgen.rs",
-        "run",
-        "the engine-beside-wrk comparison's steps in order; issue 22 rebuilds it as the engine-cost gate",
     ),
 ];
 
@@ -705,105 +704,5 @@ fn no_function_is_longer_than_one_screen() {
                 .any(|(name, lines)| name == function && *lines > MAX_FUNCTION_LINES),
             "{file}: fn {function} is no longer long: remove its LONG_FUNCTIONS entry"
         );
-    }
-}
-
-/// Each package of a `cargo tree -e features` listing with the features it
-/// is built with (host and target uses shown together, as cargo tree does).
-fn resolved_features(args: &[&str]) -> std::collections::BTreeMap<String, Vec<String>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = std::process::Command::new(cargo)
-        .current_dir(project_root())
-        .args(["tree", "--prefix", "none", "--format", "{p} {f}"])
-        .args(args)
-        .output()
-        .expect("cargo tree runs");
-    assert!(
-        output.status.success(),
-        "cargo tree {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut packages = std::collections::BTreeMap::<String, Vec<String>>::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        // "name vX.Y.Z [(path)] [feature,feature]"; feature edges ("serde feature \"std\"") have no version.
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let [name, version, rest @ ..] = words.as_slice() else {
-            continue;
-        };
-        if !version.starts_with('v') {
-            continue;
-        }
-        let features = rest
-            .iter()
-            .find(|word| !word.starts_with('(') && !word.ends_with(')'));
-        let entry = packages.entry(format!("{name} {version}")).or_default();
-        for feature in features.into_iter().flat_map(|list| list.split(',')) {
-            if !entry.iter().any(|known| known == feature) {
-                entry.push(feature.to_string());
-            }
-        }
-        entry.sort();
-    }
-    packages
-}
-
-/// `cargo xtask` is `cargo run -p xtask`: cargo resolves features for xtask
-/// alone, and every crate whose features differ from the workspace's build
-/// is built again, with all that depends on it (46 crates, about 3 minutes,
-/// in CI's test phase). xtask's manifest names the workspace's features.
-#[test]
-fn cargo_xtask_reuses_the_workspace_build() {
-    let alone = resolved_features(&["-p", "xtask", "-e", "normal,build,features"]);
-    let workspace = resolved_features(&["--workspace", "-e", "features"]);
-    let differ: Vec<String> = alone
-        .iter()
-        .filter_map(|(package, features)| {
-            let wanted = workspace.get(package)?;
-            (wanted != features).then(|| {
-                let missing: Vec<&String> =
-                    wanted.iter().filter(|f| !features.contains(f)).collect();
-                format!("{package}: add features {missing:?}")
-            })
-        })
-        .collect();
-    assert!(
-        differ.is_empty(),
-        "`cargo xtask` would build these (and all that depends on them) again; \
-         name them in xtask/Cargo.toml's [dependencies] with the workspace's features:\n{}",
-        differ.join("\n")
-    );
-}
-
-/// The dev profile optimises dependencies through `[profile.dev]` itself
-/// and names each workspace crate (less optimised, with line tables): a
-/// `[profile.dev.package."*"]` would outrank `build-override` and build
-/// every proc macro optimised again (see the root Cargo.toml).
-#[test]
-fn every_workspace_crate_has_its_dev_profile() {
-    let manifest: toml::Table = read(Path::new("Cargo.toml"))
-        .parse()
-        .expect("Cargo.toml parses");
-    let members = manifest["workspace"]["members"]
-        .as_array()
-        .expect("workspace members");
-    let dev = manifest["profile"]["dev"]
-        .as_table()
-        .expect("[profile.dev]");
-    let packages = dev["package"].as_table().expect("[profile.dev.package.*]");
-    assert!(
-        !packages.contains_key("*"),
-        "[profile.dev.package.\"*\"] outranks [profile.dev.build-override]: set what dependencies get in [profile.dev]"
-    );
-    assert_eq!(
-        dev["build-override"]["opt-level"].as_integer(),
-        Some(0),
-        "proc macros and build scripts are built unoptimised"
-    );
-    for member in members {
-        let name = member.as_str().expect("a member path");
-        let profile = packages
-            .get(name)
-            .unwrap_or_else(|| panic!("[profile.dev.package.{name}] is missing: without it the crate builds at the dependencies' level"));
-        assert_eq!(profile["opt-level"].as_integer(), Some(1), "{name}");
     }
 }

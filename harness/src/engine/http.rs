@@ -21,6 +21,8 @@ pub struct Origin {
     pub base: url::Url,
     pub authority: String,
     pub address: SocketAddr,
+    /// `authority` as the `Host` header, built once rather than per request.
+    host: HeaderValue,
 }
 
 impl Origin {
@@ -50,10 +52,13 @@ impl Origin {
             Some(port) => format!("{host}:{port}"),
             None => host,
         };
+        let host = HeaderValue::from_str(&authority)
+            .map_err(|e| anyhow::anyhow!("`{authority}` is not a Host header: {e}"))?;
         Ok(Origin {
             base: parsed,
             authority,
             address,
+            host,
         })
     }
 }
@@ -186,27 +191,27 @@ impl Client {
         body: Bytes,
         keep_body: bool,
     ) -> Result<Response, TransportError> {
-        self.url.set_path("/");
-        let (path, query) = match path_and_query.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (path_and_query, None),
-        };
-        self.url.set_path(path);
-        self.url.set_query(query);
-        self.cookie_header.clear();
-        for (name, value) in self.cookies.get_request_values(&self.url) {
-            if !self.cookie_header.is_empty() {
-                self.cookie_header.push_str("; ");
+        // The jar and the URL it matches cookies by are touched only when
+        // there are cookies to send or to keep: a client without any (an
+        // anonymous user, a benchmark) pays nothing for them.
+        let has_cookies = self.cookies.iter_any().next().is_some();
+        if has_cookies {
+            self.set_url(path_and_query);
+            self.cookie_header.clear();
+            for (name, value) in self.cookies.get_request_values(&self.url) {
+                if !self.cookie_header.is_empty() {
+                    self.cookie_header.push_str("; ");
+                }
+                self.cookie_header.push_str(name);
+                self.cookie_header.push('=');
+                self.cookie_header.push_str(value);
             }
-            self.cookie_header.push_str(name);
-            self.cookie_header.push('=');
-            self.cookie_header.push_str(value);
         }
         let mut builder = Request::builder()
             .method(method)
             .uri(path_and_query)
-            .header(HOST, &self.origin.authority);
-        if !self.cookie_header.is_empty() {
+            .header(HOST, self.origin.host.clone());
+        if has_cookies && !self.cookie_header.is_empty() {
             builder = builder.header(COOKIE, &self.cookie_header);
         }
         for (name, value) in headers {
@@ -235,9 +240,15 @@ impl Client {
             }
         };
         let (parts, mut incoming) = response.into_parts();
-        for value in parts.headers.get_all(SET_COOKIE) {
-            if let Ok(text) = value.to_str() {
-                let _ = self.cookies.parse(text, &self.url);
+        let mut set_cookies = parts.headers.get_all(SET_COOKIE).iter().peekable();
+        if set_cookies.peek().is_some() {
+            if !has_cookies {
+                self.set_url(path_and_query);
+            }
+            for value in set_cookies {
+                if let Ok(text) = value.to_str() {
+                    let _ = self.cookies.parse(text, &self.url);
+                }
             }
         }
         let mut body_len = 0u64;
@@ -272,6 +283,18 @@ impl Client {
             body,
             body_len,
         })
+    }
+}
+
+impl Client {
+    /// The request's URL, for matching and keeping cookies.
+    fn set_url(&mut self, path_and_query: &str) {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        self.url.set_path(path);
+        self.url.set_query(query);
     }
 }
 
