@@ -443,3 +443,79 @@ get = "/stops-answering/"
         .expect("the default stall threshold");
     assert!(!stall.passed, "{stall:?}");
 }
+
+/// A server that answers one request per connection, without saying
+/// `Connection: close`, and closes the connection 20 ms later: an idle
+/// keep-alive timeout (gunicorn's is 2 s), shortened. Returns its URL and
+/// how many connections it accepted.
+fn closes_idle_connections() -> (String, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let accepted = Arc::new(AtomicU64::new(0));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                });
+            }
+        });
+    });
+    (format!("http://{address}"), accepted)
+}
+
+/// The user's task drives its connection only while a request is in flight;
+/// a connection the server closed while the user thought is seen before the
+/// next request, which goes out on a new one instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_while_idle_is_replaced_not_failed() {
+    let (base, accepted) = closes_idle_connections();
+    let plan = plan(
+        r#"
+[suite]
+name = "idle-close"
+[load]
+executor = "per-user-iterations"
+users = 2
+iterations = 10
+think-time = "60ms..80ms"
+
+[[task]]
+name = "/"
+get = "/"
+"#,
+    );
+    let output = run(input(plan, base, Vec::new()), None, None)
+        .await
+        .unwrap();
+    let summary = output.summary;
+    let requests = summary.total.requests + summary.warm_up.iter().map(|e| e.requests).sum::<u64>();
+    assert_eq!(requests, 20);
+    assert_eq!(summary.total.failures, 0, "{:?}", summary.failures());
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        20,
+        "one connection per request"
+    );
+}

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 use harness::bench_budget::{CriterionResults, criterion_home};
 
-use crate::{cargo, project_root};
+use crate::project_root;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -77,7 +77,7 @@ impl Pass<'_> {
     pub fn run(&self, append: &dyn Fn(&str) -> bool) -> anyhow::Result<BTreeSet<String>> {
         let root = project_root();
         let started = std::time::SystemTime::now();
-        let mut bench = std::process::Command::new(cargo());
+        let mut bench = crate::cargo_command();
         bench
             .current_dir(&root)
             // `--workspace`, not `-p benches`: features resolve as for the

@@ -115,7 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn rerun_in_release(args: &Args) -> anyhow::Result<()> {
-    let mut command = std::process::Command::new(crate::cargo());
+    let mut command = crate::cargo_command();
     command
         .current_dir(crate::project_root())
         .args(["run", "--quiet", "--release", "--package", "xtask", "--"])

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use harness::bench_budget::{BudgetRule, CriterionResults, MIN_BASELINE_RUNS, criterion_home};
 
 use crate::bench::{Pass, exactly};
-use crate::{cargo, project_root};
+use crate::project_root;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -59,7 +59,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
-    let mut test = std::process::Command::new(cargo());
+    let mut test = crate::cargo_command();
     test.current_dir(project_root());
     if nextest_available() {
         // A process per test, the load tests one at a time beside the light
@@ -123,7 +123,7 @@ const ENGINE_COST_ARGS: [&str; 6] = [
 
 /// Whether `cargo nextest` answers.
 fn nextest_available() -> bool {
-    std::process::Command::new(cargo())
+    crate::cargo_command()
         .args(["nextest", "--version"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

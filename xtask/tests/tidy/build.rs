@@ -105,3 +105,35 @@ fn every_workspace_crate_has_its_dev_profile() {
         assert_eq!(profile["opt-level"].as_integer(), Some(1), "{name}");
     }
 }
+
+/// Every cargo an xtask task starts goes through `cargo_command()`, which
+/// leaves out the variables `cargo run` gave xtask (`CARGO_PKG_NAME`, …):
+/// passed on, they rebuild ring and all above it in the nested cargo.
+#[test]
+fn nested_cargo_commands_leave_the_package_variables_out() {
+    let mut found = Vec::new();
+    for path in super::rust_files() {
+        if !path.starts_with("xtask/src") {
+            continue;
+        }
+        for (number, line) in super::code_lines(&read(&path)) {
+            let spawns_cargo = [
+                "Command::new(cargo())",
+                "Command::new(crate::cargo())",
+                "Command::new(\"cargo\")",
+            ]
+            .iter()
+            .any(|pattern| line.contains(pattern));
+            let the_helper =
+                path == Path::new("xtask/src/main.rs") && line.contains("let mut command");
+            if spawns_cargo && !the_helper {
+                found.push(format!("{}:{number}: {}", path.display(), line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "use crate::cargo_command():\n{}",
+        found.join("\n")
+    );
+}
