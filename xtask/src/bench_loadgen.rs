@@ -126,11 +126,11 @@ fn rerun_in_release(args: &Args) -> anyhow::Result<()> {
         .arg("--rounds")
         .arg(args.rounds.to_string())
         .arg("--path")
-        .arg(match args.path {
-            PathChoice::Fast => "fast",
-            PathChoice::Slow => "slow",
-            PathChoice::Both => "both",
-        });
+        .arg(
+            clap::ValueEnum::to_possible_value(&args.path)
+                .expect("every path choice has a name")
+                .get_name(),
+        );
     if let Some(n) = args.shards {
         command.arg("--shards").arg(n.to_string());
     }

@@ -83,10 +83,9 @@ impl CostBudget {
 
     /// The budget for `path` in the profile this code was built with.
     pub fn for_this_build(&self, path: CostPath) -> Option<f64> {
-        let profile = if cfg!(debug_assertions) {
-            &self.dev
-        } else {
-            &self.release
+        let profile = match Self::this_build_profile() {
+            "dev" => &self.dev,
+            _ => &self.release,
         };
         profile.get(&path).copied()
     }
