@@ -12,9 +12,12 @@
 //! `report::gate`.
 
 pub mod compare;
+mod evidence;
 pub mod figures;
 pub mod locust;
 pub mod machine;
+pub mod plan;
+pub mod pooled;
 pub mod statistics;
 
 use std::collections::BTreeMap;

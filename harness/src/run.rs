@@ -84,6 +84,8 @@ pub struct SuiteRun {
     pub dir: PathBuf,
     /// The target's output, when the run started it.
     pub target_log: Option<PathBuf>,
+    /// The figures the suite asks the gate to judge (`[suite] gate`).
+    pub gate: Option<Vec<crate::baseline::Metric>>,
 }
 
 /// Why a suite did not produce a verdict.
@@ -226,6 +228,7 @@ pub async fn run_plan(
         report,
         dir,
         target_log,
+        gate: plan.gate.clone(),
     })
 }
 

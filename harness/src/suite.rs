@@ -211,6 +211,9 @@ pub struct SuiteSection {
     /// Profiles this suite runs under (all when empty): a soak runs only in `full`.
     #[serde(default)]
     pub only_profiles: Vec<String>,
+    /// The figures the baseline gate judges (`p50`, `p95`, `p99`,
+    /// `error-rate`, `throughput`); all when absent. `--gate` overrides it.
+    pub gate: Option<Spanned<Vec<crate::baseline::Metric>>>,
 }
 
 /// What the load runs against. Default: the embedded reference service.

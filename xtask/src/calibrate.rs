@@ -1,7 +1,8 @@
 //! `cargo xtask gate-calibration`: how often the gate cries wolf, and how
 //! often it catches a real regression, measured on this machine against the
 //! reference service in its `noisy` mode (the CPU-bound Django original's
-//! run-to-run spread).
+//! run-to-run spread), or against `examples/django-ahsp` (`--app
+//! django-ahsp`), slowed by its own `AHSP_EXAMPLE_SLOWDOWN`.
 //!
 //! Modes (each pair is one comparison, its runs used by no other pair):
 //! - `interleaved`: A/A, both arms `reference+noisy`, `--runs` each, interleaved.
@@ -12,8 +13,11 @@
 //!
 //! It prints, per mode, the false alarms per endpoint metric (WORSE on a
 //! figure nothing changed), the pairs with any false alarm, and for the
-//! detection modes how often rekap-rab's p95 (and p50) was WORSE; the
-//! figures go to `target/perf/calibration/calibration-MODES.json`.
+//! detection modes how often rekap-rab's p50, p95 and p99 were WORSE, and
+//! how often its p95 was caught when the row's stated resolution was
+//! finer than the change; the figures go to
+//! `target/perf/calibration/calibration-APP-MODES.json`. With
+//! `--until-decided BUDGET` every comparison adds runs until decided.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,6 +50,17 @@ pub struct Args {
     /// The suite the runs use.
     #[arg(long)]
     suite: Option<PathBuf>,
+    /// The application: `reference` (the embedded service) or
+    /// `django-ahsp` (examples/django-ahsp, after `cargo xtask examples`).
+    #[arg(long, default_value = "reference", value_parser = ["reference", "django-ahsp"])]
+    app: String,
+    /// The suites' profile (e.g. ci, for shorter runs).
+    #[arg(long)]
+    profile: Option<String>,
+    /// Add runs to each comparison until every gated figure is decided, or
+    /// this budget is spent.
+    #[arg(long, value_name = "BUDGET", value_parser = humantime::parse_duration)]
+    until_decided: Option<std::time::Duration>,
 }
 
 /// What one mode measured.
@@ -61,11 +76,18 @@ struct ModeFigures {
     machine_differs: usize,
     /// Rows beyond the threshold the runs could not confirm ("unclear").
     unclear: usize,
-    /// Detection modes: pairs where the slowed endpoint's p95 / p50 was WORSE.
+    /// Detection modes: pairs where the slowed endpoint's p95 / p50 / p99 was WORSE.
     detected_p95: usize,
     detected_p50: usize,
+    detected_p99: usize,
     /// Pairs where the slowed endpoint's p95 could be judged at all.
     judged_p95: usize,
+    /// Pairs where the slowed endpoint's p95 stated a resolution finer
+    /// than the change made, and of those, the pairs that caught it.
+    p95_within_resolution: usize,
+    p95_caught_within_resolution: usize,
+    /// Runs a side the comparisons used, all pairs together.
+    runs_per_side: usize,
     /// False alarms by `endpoint metric`.
     by_figure: BTreeMap<String, usize>,
 }
@@ -75,16 +97,22 @@ struct Calibration {
     confidence: f64,
     relative: f64,
     runs_per_side: usize,
+    app: String,
+    until_decided: Option<String>,
     noisy: bool,
     modes: BTreeMap<String, ModeFigures>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let root = project_root().join("target/perf/calibration");
-    let suite = args
-        .suite
-        .clone()
-        .unwrap_or_else(|| project_root().join("suites/calibration/gate.toml"));
+    let django = args.app == "django-ahsp";
+    let suite = args.suite.clone().unwrap_or_else(|| {
+        project_root().join(if django {
+            "examples/django-ahsp/suite.toml"
+        } else {
+            "suites/calibration/gate.toml"
+        })
+    });
     let domain = Ahsp {
         embedded: EmbeddedCommand {
             program: std::env::current_exe()?,
@@ -92,15 +120,40 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
     };
     let noisy = if args.quiet_service { "" } else { "+noisy" };
-    let reference: Arm = format!("reference{noisy}")
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    let base = SetOptions::new(RunOptions::quiet(root.join("runs")), root.join("baselines"));
+    let serve = project_root().join("examples/django-ahsp/serve");
+    let reference: Arm = if django {
+        Arm::Command(vec![serve.display().to_string()])
+    } else {
+        format!("reference{noisy}")
+            .parse()
+            .map_err(anyhow::Error::msg)?
+    };
+    // The same application with rekap-rab `percent` % slower.
+    let slowed_arm = |percent: u32| -> anyhow::Result<Arm> {
+        Ok(if django {
+            Arm::Command(vec![
+                "env".into(),
+                format!("AHSP_EXAMPLE_SLOWDOWN={percent}"),
+                serve.display().to_string(),
+            ])
+        } else {
+            format!("{reference}+slowdown=rekap-rab:{percent}%")
+                .parse()
+                .map_err(anyhow::Error::msg)?
+        })
+    };
+    let mut base = SetOptions::new(RunOptions::quiet(root.join("runs")), root.join("baselines"));
+    base.run.profile = args.profile.clone();
+    base.gate.until_decided = args.until_decided;
     let mut calibration = Calibration {
         confidence: base.gate.settings.confidence,
         relative: base.gate.settings.relative,
         runs_per_side: args.runs,
-        noisy: !args.quiet_service,
+        app: args.app.clone(),
+        until_decided: args
+            .until_decided
+            .map(|budget| humantime::format_duration(budget).to_string()),
+        noisy: !args.quiet_service && !django,
         modes: BTreeMap::new(),
     };
     for mode in &args.modes {
@@ -133,9 +186,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 _ => {
                     let b = match slowed {
-                        Some(percent) => format!("{reference}+slowdown=rekap-rab:{percent}%")
-                            .parse()
-                            .map_err(anyhow::Error::msg)?,
+                        Some(percent) => slowed_arm(percent)?,
                         None => reference.clone(),
                     };
                     let ab = SetOptions {
@@ -148,20 +199,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             };
             check_ran(&outcome)?;
             for (_, comparison) in &outcome.comparisons {
-                tally(&mut figures, comparison, slowed.is_some());
+                tally(&mut figures, comparison, slowed);
             }
         }
         print_mode(mode, &figures, slowed.is_some());
         calibration.modes.insert(mode.clone(), figures);
     }
     std::fs::create_dir_all(&root)?;
-    let path = root.join(format!("calibration-{}.json", args.modes.join("-")));
+    let path = root.join(format!(
+        "calibration-{}-{}.json",
+        args.app,
+        args.modes.join("-")
+    ));
     std::fs::write(&path, serde_json::to_vec_pretty(&calibration)?)?;
     eprintln!(
-        "confidence {:.0} % one-sided, relative threshold {:.0} %, {} run(s) a side, service {}: {}",
+        "{}: confidence {:.0} % one-sided, relative threshold {:.0} %, {} run(s) a side{}, service {}: {}",
+        args.app,
         calibration.confidence * 100.0,
         calibration.relative * 100.0,
         args.runs,
+        calibration
+            .until_decided
+            .as_ref()
+            .map(|budget| format!(" then until decided within {budget}"))
+            .unwrap_or_default(),
         if calibration.noisy { "noisy" } else { "quiet" },
         path.display()
     );
@@ -185,8 +246,10 @@ fn check_ran(outcome: &SetOutcome) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tally(figures: &mut ModeFigures, comparison: &Comparison, detecting: bool) {
+fn tally(figures: &mut ModeFigures, comparison: &Comparison, slowed_by: Option<u32>) {
+    let detecting = slowed_by.is_some();
     figures.pairs += 1;
+    figures.runs_per_side += comparison.rows.first().map_or(0, |row| row.current.runs);
     let mut alarmed = false;
     for row in &comparison.rows {
         let slowed = detecting && row.endpoint == SLOWED;
@@ -195,10 +258,16 @@ fn tally(figures: &mut ModeFigures, comparison: &Comparison, detecting: bool) {
             match (row.metric, row.verdict) {
                 (Metric::P95, Verdict::Worse) => figures.detected_p95 += 1,
                 (Metric::P50, Verdict::Worse) => figures.detected_p50 += 1,
+                (Metric::P99, Verdict::Worse) => figures.detected_p99 += 1,
                 _ => {}
             }
             if row.metric == Metric::P95 && row.verdict != Verdict::NotEnoughData {
                 figures.judged_p95 += 1;
+            }
+            let change = f64::from(slowed_by.unwrap_or(0)) / 100.0;
+            if row.metric == Metric::P95 && row.resolution.is_some_and(|r| r < change) {
+                figures.p95_within_resolution += 1;
+                figures.p95_caught_within_resolution += usize::from(row.verdict == Verdict::Worse);
             }
             continue;
         }
@@ -249,15 +318,27 @@ fn print_mode(mode: &str, figures: &ModeFigures, detecting: bool) {
     );
     if detecting {
         eprintln!(
-            "{mode}: rekap-rab p95 WORSE in {} of {} pairs ({}; judged in {}), p50 WORSE in {} ({})",
+            "{mode}: rekap-rab p95 WORSE in {} of {} pairs ({}; judged in {}), p99 WORSE in {} ({}), p50 WORSE in {} ({}); p95 caught in {} of the {} pairs whose stated resolution was finer than the change ({})",
             figures.detected_p95,
             figures.pairs,
             rate(figures.detected_p95, figures.pairs),
             figures.judged_p95,
+            figures.detected_p99,
+            rate(figures.detected_p99, figures.pairs),
             figures.detected_p50,
             rate(figures.detected_p50, figures.pairs),
+            figures.p95_caught_within_resolution,
+            figures.p95_within_resolution,
+            rate(
+                figures.p95_caught_within_resolution,
+                figures.p95_within_resolution
+            ),
         );
     }
+    eprintln!(
+        "{mode}: {:.1} run(s) a side on average",
+        figures.runs_per_side as f64 / figures.pairs.max(1) as f64
+    );
     for (figure, count) in &figures.by_figure {
         eprintln!("  false alarm: {figure} ×{count}");
     }

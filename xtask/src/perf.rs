@@ -18,8 +18,9 @@
 //! into one run judged on the whole.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use harness::baseline::{GateSettings, KEEP_RUNS};
+use harness::baseline::{GateSettings, KEEP_RUNS, Metric};
 use harness::infra::ProviderChoice;
 use harness::run::gate::GateOptions;
 use harness::run::outcome::{EXIT_HARNESS_ERROR, comparison_exit_code};
@@ -77,6 +78,14 @@ pub struct Args {
     /// `reference`, `reference+SWITCH+…` or a command that starts the app.
     #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["baseline", "save_baseline", "target"])]
     ab: Vec<String>,
+    /// With --ab or --baseline: add runs until every gated figure is
+    /// decided (WORSE, better, or proven within the threshold), or the
+    /// budget is spent; --repeat is then the first look's run count.
+    #[arg(long)]
+    until_decided: bool,
+    /// How long --until-decided may run each suite.
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = humantime::parse_duration, requires = "until_decided")]
+    budget: Duration,
     /// Run shard I of N: this generator's share of the load, not judged;
     /// `perf merge` of every shard's folder judges the whole.
     #[arg(long, value_name = "I/N", conflicts_with_all = ["ab", "baseline", "save_baseline"])]
@@ -113,6 +122,10 @@ struct GateSettingsArgs {
     /// … and only when significant at this one-sided confidence.
     #[arg(long, value_name = "PERCENT", default_value = "99%", value_parser = parse_confidence)]
     gate_confidence: f64,
+    /// The figures judged (comma-separated: p50, p95, p99, error-rate,
+    /// throughput); over a suite's `[suite] gate`; all by default.
+    #[arg(long, value_name = "FIGURES", value_delimiter = ',', value_parser = |s: &str| s.parse::<Metric>())]
+    gate: Option<Vec<Metric>>,
 }
 
 impl GateSettingsArgs {
@@ -120,20 +133,24 @@ impl GateSettingsArgs {
         GateSettings {
             relative: self.gate_threshold,
             confidence: self.gate_confidence,
+            metrics: self.gate.clone().unwrap_or_else(|| Metric::ALL.to_vec()),
             ..GateSettings::default()
         }
     }
 }
 
 impl GateArgs {
-    /// The gate's options, keeping `keep_runs` runs per suite.
-    fn options(self, keep_runs: usize) -> GateOptions {
+    /// The gate's options, keeping `keep_runs` runs per suite, adding runs
+    /// until decided within `until_decided` when given.
+    fn options(self, keep_runs: usize, until_decided: Option<Duration>) -> GateOptions {
         GateOptions {
             baseline_dir: baseline_dir(self.baseline_dir),
             baseline: self.baseline,
             save_baseline: self.save_baseline,
             settings: self.settings.settings(),
             keep_runs,
+            metrics: self.settings.gate,
+            until_decided,
         }
     }
 }
@@ -171,6 +188,17 @@ enum PerfCommand {
         #[command(flatten)]
         gate: GateArgs,
     },
+    /// What a gate with N runs a side could detect, per figure, worked
+    /// out from a saved baseline's runs of a suite.
+    PlanGate {
+        /// The suite's name (as `[suite] name` and the baseline say it).
+        suite: String,
+        /// Runs a side the gate would have.
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        runs: u32,
+        #[command(flatten)]
+        gate: GateArgs,
+    },
     /// Judge one finished run against another (their folders under target/perf).
     Compare {
         /// The run taken as the baseline.
@@ -180,6 +208,20 @@ enum PerfCommand {
         #[command(flatten)]
         settings: GateSettingsArgs,
     },
+}
+
+/// `perf plan-gate`: the table, or the error; exits.
+fn plan_gate(suite: &str, runs: u32, gate: GateArgs) -> ! {
+    match harness::run::gate::plan_gate(&gate.options(KEEP_RUNS, None), suite, runs as usize) {
+        Ok(table) => {
+            println!("{table}");
+            std::process::exit(0)
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(EXIT_HARNESS_ERROR);
+        }
+    }
 }
 
 /// `--target-command`'s words, split as a shell would split them.
@@ -264,7 +306,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 suite,
                 allow_partial,
                 print_summary: true,
-                gate: gate.options(KEEP_RUNS),
+                gate: gate.options(KEEP_RUNS, None),
             };
             match harness::run::shard::merge(&reference(), &shards, &output, &options).await {
                 Ok(merged) => {
@@ -277,6 +319,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
         }
+        Some(PerfCommand::PlanGate { suite, runs, gate }) => plan_gate(&suite, runs, gate),
         Some(PerfCommand::Compare {
             run_a,
             run_b,
@@ -347,7 +390,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 start_at_unix_ms: args.start_at,
             }),
         },
-        gate: args.gate.options(args.keep_runs as usize),
+        gate: args.gate.options(
+            args.keep_runs as usize,
+            args.until_decided.then_some(args.budget),
+        ),
         repeat: args.repeat as usize,
         ab,
     };

@@ -1,24 +1,33 @@
 //! One suite's runs against its baseline's runs, figure by figure.
 //!
-//! Each run knows how sure it is of its own figures (`statistics`). With
-//! several runs on a side (`--repeat`, a baseline that keeps its last runs,
-//! `--ab`), the spread *between* runs is measured and the comparison is a
-//! two-sample t test on the runs' figures (log scale for latencies and
-//! throughput), its variance never below what the runs say about
-//! themselves. With one run on each side that spread is unknown: it is
-//! assumed (`GateSettings::assumed_run_spread`) and the table says so.
+//! - **Quantiles** of runs that kept their seconds are judged on each
+//!   side's runs pooled (`pooled`): the figure over every request, its
+//!   variance from the spread of the runs' own figures (Student's t on the
+//!   runs' degrees of freedom) and never below what resampling blocks of
+//!   seconds says of the pooled figure.
+//! - **Error rates, throughput, Locust imports**: each run knows how sure
+//!   it is of its own figures (`statistics`), and with several runs on a
+//!   side (`--repeat`, a baseline that keeps its last runs, `--ab`) the
+//!   comparison is a two-sample t test on the runs' figures (log scale for
+//!   throughput), its variance never below what the runs say of themselves.
+//! - With one run on each side the spread between runs is unknown: it is
+//!   assumed (`GateSettings::assumed_run_spread`) and the table says so.
 //!
 //! A change is WORSE only when all hold: the test says so at the configured
 //! confidence, it exceeds the relative threshold, and it exceeds the floor.
-//! Too little data is "not enough data", never a pass or a WORSE; a machine
-//! that differs from the baseline's turns a WORSE into "machine differs".
+//! Every judged row states its resolution, the smallest change it would
+//! catch `power` of the time, and whether it is decided (WORSE, better, or
+//! "same" with the whole interval within the threshold). Too little data is
+//! "not enough data", never a pass or a WORSE; a machine that differs from
+//! the baseline's turns a WORSE into "machine differs".
 
 use serde::{Deserialize, Serialize};
 
+use super::evidence::{Evidence, MIN_BEYOND, QUANTILES, Sides, per_run_evidence, pooled_evidence};
 use super::figures::{EndpointFigures, RunFigures};
 use super::machine::{Fingerprint, MachineMargin};
 pub use super::statistics::Metric;
-use super::statistics::{Estimate, estimate, t_for, z_for};
+use super::statistics::z_for;
 
 /// How strict the gate is.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +45,11 @@ pub struct GateSettings {
     pub assumed_run_spread: f64,
     /// How far the machine may differ from the baseline's.
     pub machine: MachineMargin,
+    /// The figures judged (`gate = [...]`); the others are not in the table.
+    pub metrics: Vec<Metric>,
+    /// The chance of catching a change as large as a row's stated
+    /// resolution (0.90: "could detect ≥ +38 %" is caught nine times in ten).
+    pub power: f64,
 }
 
 impl Default for GateSettings {
@@ -47,6 +61,8 @@ impl Default for GateSettings {
             error_rate_floor_points: 1.0,
             assumed_run_spread: 0.10,
             machine: MachineMargin::default(),
+            metrics: Metric::ALL.to_vec(),
+            power: 0.90,
         }
     }
 }
@@ -101,6 +117,27 @@ pub struct Row {
     pub verdict: Verdict,
     /// Why there is not enough data, when there is not.
     pub why: Option<String>,
+    /// The smallest change this comparison would catch `power` of the
+    /// time (never below the threshold and the floor, which nothing smaller
+    /// passes): a fraction of the baseline's figure for latencies and
+    /// throughput (0.38 = +38 %, or −38 % for throughput), a share for error
+    /// rates (0.02 = 2 points). `None` when the row could not be judged.
+    #[serde(default)]
+    pub resolution: Option<f64>,
+    /// How many runs a side would bring the resolution within the
+    /// threshold, when it is not (at least; Student's t on few runs asks
+    /// more); for a quantile with too few requests beyond it, how many runs
+    /// would gather enough to judge it at all.
+    #[serde(default)]
+    pub runs_needed: Option<usize>,
+    /// Whether the verdict is proven: WORSE or better, or "same" with the
+    /// whole interval of the change within the threshold (or the floor).
+    #[serde(default)]
+    pub decided: bool,
+    /// The variance of the change with one run a side, on the judging
+    /// scale: what `plan` scales to other run counts.
+    #[serde(default)]
+    pub per_run_variance: Option<f64>,
 }
 
 impl Row {
@@ -112,6 +149,24 @@ impl Row {
             String::new()
         };
         format!("{}{}", signed(self.metric, delta), relative)
+    }
+
+    /// The resolution as the table says it: `+38 %`, `−38 %` (throughput),
+    /// `2.0 points` (error rate).
+    pub fn resolution_text(&self) -> Option<String> {
+        let resolution = self.resolution?;
+        Some(match self.metric {
+            Metric::ErrorRate => format!("{:.1} points", resolution * 100.0),
+            Metric::Throughput => format!("−{:.0} %", resolution * 100.0),
+            _ if resolution > 9.99 => format!("+{:.0}×", resolution + 1.0),
+            _ => format!("+{:.0} %", resolution * 100.0),
+        })
+    }
+
+    /// A gated figure the comparison could not settle: not enough data,
+    /// unclear, or "same" without the interval within the threshold.
+    pub fn undecided(&self) -> bool {
+        !self.decided && self.verdict != Verdict::MachineDiffers
     }
 }
 
@@ -164,6 +219,24 @@ impl Comparison {
         self.rows
             .iter()
             .any(|row| row.verdict == Verdict::MachineDiffers)
+    }
+
+    /// Whether every gated figure is decided (WORSE, better, or proven the same).
+    pub fn decided(&self) -> bool {
+        self.rows.iter().all(|row| !row.undecided())
+    }
+
+    /// Whether more runs, up to `runs` a side, could decide anything more:
+    /// some undecided figure needs no more than that (by its
+    /// `runs_needed`), or has too few requests so far and may gather them.
+    pub fn decidable_within(&self, runs: usize) -> bool {
+        self.rows
+            .iter()
+            .filter(|row| row.undecided())
+            .any(|row| match row.runs_needed {
+                Some(needed) => needed <= runs,
+                None => row.verdict != Verdict::NotEnoughData,
+            })
     }
 }
 
@@ -218,10 +291,18 @@ pub fn compare(
                 .to_owned(),
         );
     }
+    let mut faster = false;
     if pairing == Pairing::Saved
         && let (Some(then), Some(now)) = (busiest(baseline), busiest(current))
     {
         comparison.machine = then.differences(now, &settings.machine);
+        // Faster even at its busiest than the baseline at its quickest.
+        if let Some(said) =
+            quickest(baseline).and_then(|then| then.much_faster(now, &settings.machine))
+        {
+            comparison.machine.push(said);
+            faster = true;
+        }
     }
     let Some(first) = baseline.first() else {
         comparison
@@ -245,9 +326,20 @@ pub fn compare(
             comparison.missing.push(key.clone());
             continue;
         };
+        let sides = Sides::of(&then, &now, settings);
         for metric in Metric::ALL {
-            let mut row = compare_metric(key, metric, &then, &now, settings);
-            if row.verdict == Verdict::Worse && !comparison.machine.is_empty() {
+            if !settings.metrics.contains(&metric) {
+                continue;
+            }
+            let mut row = compare_metric(key, metric, &sides, settings);
+            // A slower machine excuses a WORSE; a much faster one could mask
+            // it, so then only a WORSE stands.
+            let excused = match row.verdict {
+                Verdict::Worse => !comparison.machine.is_empty() && !faster,
+                Verdict::NotEnoughData => false,
+                _ => faster,
+            };
+            if excused {
                 row.verdict = Verdict::MachineDiffers;
             }
             comparison.rows.push(row);
@@ -262,6 +354,12 @@ pub fn compare(
             .collect();
     }
     comparison
+}
+
+fn quickest(runs: &[RunFigures]) -> Option<&Fingerprint> {
+    runs.iter()
+        .filter_map(|run| run.machine.as_ref())
+        .min_by(|a, b| a.cpu_probe_ms.total_cmp(&b.cpu_probe_ms))
 }
 
 fn busiest(runs: &[RunFigures]) -> Option<&Fingerprint> {
@@ -282,117 +380,90 @@ fn spread_text(baseline: usize, current: usize, settings: &GateSettings) -> Stri
     }
 }
 
-/// What one side's runs say about a figure.
-struct Runs {
-    estimates: Vec<Estimate>,
-    /// The runs' figures on the judging scale.
-    scaled: Vec<f64>,
-}
-
-impl Runs {
-    fn mean(&self) -> f64 {
-        self.scaled.iter().sum::<f64>() / self.scaled.len() as f64
-    }
-
-    fn squares(&self) -> f64 {
-        let mean = self.mean();
-        self.scaled.iter().map(|y| (y - mean).powi(2)).sum()
-    }
-
-    fn within(&self) -> f64 {
-        self.estimates
-            .iter()
-            .map(|e| e.standard_error.powi(2))
-            .sum::<f64>()
-            / self.estimates.len() as f64
-    }
-
-    fn beyond(&self) -> Option<f64> {
-        self.estimates
-            .iter()
-            .filter_map(|e| e.beyond)
-            .min_by(f64::total_cmp)
-    }
-}
-
-fn compare_metric(
-    key: &str,
-    metric: Metric,
-    then: &[(&EndpointFigures, f64)],
-    now: &[(&EndpointFigures, f64)],
-    settings: &GateSettings,
-) -> Row {
-    let z = z_for(settings.confidence);
-    let judge = |runs: &[(&EndpointFigures, f64)]| -> Result<Runs, String> {
-        let estimates = runs
-            .iter()
-            .map(|(figures, seconds)| estimate(figures, metric, *seconds, z))
-            .collect::<Result<Vec<_>, _>>()?;
-        let scaled = estimates.iter().map(|e| metric.to_scale(e.value)).collect();
-        Ok(Runs { estimates, scaled })
-    };
-    let not_enough = |why: String| Row {
-        endpoint: key.to_owned(),
-        metric,
-        baseline: rough_side(metric, then),
-        current: rough_side(metric, now),
-        verdict: Verdict::NotEnoughData,
-        why: Some(why),
-    };
-    let (a, b) = match (judge(then), judge(now)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(why), _) => return not_enough(format!("baseline: {why}")),
-        (_, Err(why)) => return not_enough(format!("this run: {why}")),
-    };
-    let (k_a, k_b) = (a.scaled.len() as f64, b.scaled.len() as f64);
-    let df = (k_a - 1.0) + (k_b - 1.0);
-    // Between-run variance on the judging scale: pooled over the sides'
-    // runs when some side has several (never below what the runs say of
-    // themselves), else assumed on top of what each run says.
-    let (critical, pooled, assumed) = if df >= 1.0 {
-        let within = (a.within() * k_a + b.within() * k_b) / (k_a + k_b);
-        let pooled = ((a.squares() + b.squares()) / df).max(within);
-        (t_for(settings.confidence, df), Some(pooled), 0.0)
-    } else if metric.is_ratio() {
-        (z, None, settings.assumed_run_spread.powi(2))
-    } else {
-        (z, None, 0.0)
-    };
-    let side_variance = |runs: &Runs| match pooled {
-        Some(pooled) => pooled / runs.scaled.len() as f64,
-        None => runs.within() + assumed,
-    };
-    let difference_variance = side_variance(&a) + side_variance(&b);
-    let side = |runs: &Runs| {
-        let mean = runs.mean();
-        let half = critical * side_variance(runs).sqrt();
-        let (low, high) = (
-            metric.from_scale(mean - half),
-            metric.from_scale(mean + half),
+fn compare_metric(key: &str, metric: Metric, sides: &Sides<'_>, settings: &GateSettings) -> Row {
+    let not_enough = |why: String| {
+        let (baseline, current) = (
+            rough_side(metric, sides.then),
+            rough_side(metric, sides.now),
         );
-        Side {
-            value: metric.from_scale(mean),
-            low: Some(if metric.is_ratio() { low } else { low.max(0.0) }),
-            high: Some(high),
-            runs: runs.scaled.len(),
-            beyond: runs.beyond(),
+        // Runs a side until MIN_BEYOND requests lie beyond the quantile.
+        let runs_needed = [&baseline, &current]
+            .iter()
+            .map(|side| side.beyond.map(|beyond| beyond / side.runs.max(1) as f64))
+            .collect::<Option<Vec<f64>>>()
+            .and_then(|per_run| per_run.into_iter().reduce(f64::min))
+            .filter(|per_run| *per_run > 0.0)
+            .map(|per_run| (MIN_BEYOND / per_run).ceil() as usize);
+        Row {
+            endpoint: key.to_owned(),
+            metric,
+            baseline,
+            current,
+            verdict: Verdict::NotEnoughData,
+            why: Some(why),
+            resolution: None,
+            runs_needed,
+            decided: false,
+            per_run_variance: None,
         }
     };
-    let (baseline, current) = (side(&a), side(&b));
-    let scaled_difference = b.mean() - a.mean();
-    let delta = current.value - baseline.value;
-    let floor = match metric {
-        Metric::P50 | Metric::P95 | Metric::P99 => settings.latency_floor_ms,
-        Metric::ErrorRate => settings.error_rate_floor_points / 100.0,
-        Metric::Throughput => 0.0,
+    let evidence = match (metric.quantile(), &sides.pooled) {
+        (Some(q), Some((a, b))) => {
+            let at = QUANTILES
+                .iter()
+                .position(|quantile| (quantile - q).abs() < 1e-9)
+                .expect("the gate's quantiles");
+            pooled_evidence(metric, &a[at], &b[at], settings)
+        }
+        _ => per_run_evidence(metric, sides.then, sides.now, settings),
     };
+    match evidence {
+        Ok(evidence) => decide(key, metric, evidence, settings),
+        Err(why) => not_enough(why),
+    }
+}
+
+/// The verdict on a figure's evidence, its resolution and whether it is
+/// decided. WORSE needs all three: significant, beyond the relative
+/// threshold, beyond the floor.
+fn decide(key: &str, metric: Metric, evidence: Evidence, settings: &GateSettings) -> Row {
+    let Evidence {
+        baseline,
+        current,
+        difference,
+        variance,
+        critical,
+        per_run,
+    } = evidence;
+    let delta = current.value - baseline.value;
+    let floor = floor_of(metric, settings);
     let large = delta.abs() > settings.relative * baseline.value.abs() && delta.abs() > floor;
-    let sure = scaled_difference.abs() > critical * difference_variance.sqrt();
+    let margin = critical * variance.sqrt();
+    let sure = difference.abs() > margin;
     // Higher latency and error rate are worse; lower throughput is.
     let worse_direction = match metric {
         Metric::Throughput => delta < 0.0,
         _ => delta > 0.0,
     };
+    // Whether the worst the interval allows stays within the threshold (or
+    // within the floor).
+    let threshold = threshold_of(metric, baseline.value, settings);
+    let proven_within = match metric {
+        Metric::Throughput => difference - margin > -threshold,
+        Metric::ErrorRate => difference + margin < threshold,
+        _ => {
+            difference + margin < threshold
+                || baseline.value * ((difference + margin).exp() - 1.0) < floor
+        }
+    };
+    let (resolution, runs_needed) = reach(
+        metric,
+        baseline.value,
+        critical,
+        variance,
+        per_run,
+        settings,
+    );
     let (verdict, why) = match (large, sure, worse_direction) {
         (true, true, true) => (Verdict::Worse, None),
         (true, true, false) => (Verdict::Better, None),
@@ -400,11 +471,16 @@ fn compare_metric(
             Verdict::Unclear,
             Some(format!(
                 "the runs differ too much to tell (a real change would need beyond ×{:.2}): \
-                 more runs (--repeat) or --ab",
-                (critical * difference_variance.sqrt()).exp()
+                 more runs (--repeat, --until-decided) or --ab",
+                margin.exp()
             )),
         ),
         _ => (Verdict::Same, None),
+    };
+    let decided = match verdict {
+        Verdict::Worse | Verdict::Better => true,
+        Verdict::Same => proven_within,
+        _ => false,
     };
     Row {
         endpoint: key.to_owned(),
@@ -413,7 +489,61 @@ fn compare_metric(
         current,
         verdict,
         why,
+        resolution: Some(resolution),
+        runs_needed,
+        decided,
+        per_run_variance: Some(per_run),
     }
+}
+
+/// The smallest change a figure's latency, error rate or throughput must
+/// exceed in absolute terms.
+fn floor_of(metric: Metric, settings: &GateSettings) -> f64 {
+    match metric {
+        Metric::P50 | Metric::P95 | Metric::P99 => settings.latency_floor_ms,
+        Metric::ErrorRate => settings.error_rate_floor_points / 100.0,
+        Metric::Throughput => 0.0,
+    }
+}
+
+/// The relative threshold on the judging scale (a log ratio; a share for
+/// error rates, never below the floor).
+fn threshold_of(metric: Metric, baseline: f64, settings: &GateSettings) -> f64 {
+    match metric {
+        Metric::Throughput => -(1.0 - settings.relative).ln(),
+        Metric::ErrorRate => (settings.relative * baseline).max(floor_of(metric, settings)),
+        _ => (1.0 + settings.relative).ln(),
+    }
+}
+
+/// What a comparison with this `variance` of the change (on the judging
+/// scale) and this `critical` value can catch `power` of the time, never
+/// below what the gate flags at all (the threshold, the floor); and, when
+/// that is beyond the threshold, how many runs a side would bring it
+/// within, from the variance with one run a side (`per_run`).
+pub(crate) fn reach(
+    metric: Metric,
+    baseline: f64,
+    critical: f64,
+    variance: f64,
+    per_run: f64,
+    settings: &GateSettings,
+) -> (f64, Option<usize>) {
+    let threshold = threshold_of(metric, baseline, settings);
+    let detectable = (critical + z_for(settings.power)) * variance.sqrt();
+    let resolution = match metric {
+        Metric::ErrorRate => detectable.max(threshold),
+        Metric::Throughput => (1.0 - (-detectable).exp()).max(settings.relative),
+        _ => (detectable.exp() - 1.0)
+            .max(settings.relative)
+            .max(floor_of(metric, settings) / baseline.max(f64::MIN_POSITIVE)),
+    };
+    let runs_needed = (detectable > threshold).then(|| {
+        let needed = per_run * (z_for(settings.confidence) + z_for(settings.power)).powi(2)
+            / threshold.powi(2);
+        needed.ceil().max(2.0) as usize
+    });
+    (resolution, runs_needed)
 }
 
 /// A side's figure without an interval, for a row that cannot be judged.
@@ -422,168 +552,17 @@ fn rough_side(metric: Metric, runs: &[(&EndpointFigures, f64)]) -> Side {
         .iter()
         .map(|(figures, seconds)| super::statistics::point(figures, metric, *seconds))
         .collect();
+    let requests: u64 = runs.iter().map(|(figures, _)| figures.requests).sum();
     Side {
         value: values.iter().sum::<f64>() / values.len().max(1) as f64,
         low: None,
         high: None,
         runs: runs.len(),
-        beyond: None,
+        // Every run's requests beyond a quantile, together.
+        beyond: metric.quantile().map(|q| requests as f64 * (1.0 - q)),
     }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::baseline::figures::{Distribution, Source};
-    use rand::{Rng as _, SeedableRng as _};
-
-    /// A run of `GET /a`: 30 seconds of `per_second` requests, latencies
-    /// uniform in `ms ± 20 %`, seeded.
-    pub(crate) fn run_of(ms: f64, per_second: usize, seed: u64) -> RunFigures {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let figures = crate::baseline::statistics::tests::run(30, per_second, |_| {
-            (ms * 1000.0 * rng.random_range(0.8..1.2)) as u64
-        });
-        RunFigures {
-            profile: Some("ci".into()),
-            source: Source::Run {
-                started_at: "t".into(),
-                target: "x".into(),
-            },
-            measured_seconds: 30.0,
-            machine: None,
-            endpoints: [("GET /a".to_owned(), figures)].into(),
-        }
-    }
-
-    fn verdict(then: &[RunFigures], now: &[RunFigures], metric: Metric) -> Verdict {
-        let c = compare(
-            "b",
-            "s",
-            then,
-            now,
-            &GateSettings::default(),
-            Pairing::Saved,
-        );
-        c.rows.iter().find(|r| r.metric == metric).unwrap().verdict
-    }
-
-    #[test]
-    fn an_unchanged_rerun_is_the_same_and_a_slower_one_is_worse() {
-        let then = [run_of(20.0, 20, 1)];
-        assert_eq!(
-            verdict(&then, &[run_of(20.0, 20, 2)], Metric::P95),
-            Verdict::Same
-        );
-        assert_eq!(
-            verdict(&then, &[run_of(60.0, 20, 3)], Metric::P95),
-            Verdict::Worse
-        );
-        assert_eq!(
-            verdict(&then, &[run_of(8.0, 20, 4)], Metric::P50),
-            Verdict::Better
-        );
-    }
-
-    #[test]
-    fn a_change_below_the_relative_threshold_is_the_same_however_sure() {
-        let then = [run_of(100.0, 200, 1)];
-        assert_eq!(
-            verdict(&then, &[run_of(115.0, 200, 2)], Metric::P50),
-            Verdict::Same
-        );
-    }
-
-    #[test]
-    fn tiny_absolute_changes_never_fail_the_gate() {
-        // 1 ms → 3 ms is +200 % and certain, but below the 5 ms floor.
-        let then = [run_of(1.0, 50, 1)];
-        assert_eq!(
-            verdict(&then, &[run_of(3.0, 50, 2)], Metric::P95),
-            Verdict::Same
-        );
-    }
-
-    #[test]
-    fn tails_need_enough_requests_beyond_them() {
-        // 3 requests a second for 30 s: ~1 beyond p99.
-        let then = [run_of(20.0, 3, 1)];
-        assert_eq!(
-            verdict(&then, &[run_of(200.0, 3, 2)], Metric::P99),
-            Verdict::NotEnoughData
-        );
-    }
-
-    #[test]
-    fn runs_that_vary_between_themselves_widen_the_gate() {
-        // Within each run the p95 is sharp, but main's own runs differ by
-        // ±35 %: a candidate 50 % above the first run is within that spread.
-        let main: Vec<_> = [20.0, 35.0, 14.0, 28.0]
-            .iter()
-            .enumerate()
-            .map(|(i, ms)| run_of(*ms, 50, i as u64))
-            .collect();
-        // +34 % on their geometric mean: beyond the threshold, not provably.
-        assert_eq!(
-            verdict(&main, &[run_of(30.0, 50, 9)], Metric::P95),
-            Verdict::Unclear
-        );
-        // Steady runs, and the same +50 %: worse.
-        let steady: Vec<_> = (0..4).map(|i| run_of(20.0, 50, i)).collect();
-        assert_eq!(
-            verdict(&steady, &[run_of(30.0, 50, 9)], Metric::P95),
-            Verdict::Worse
-        );
-    }
-
-    #[test]
-    fn a_busier_machine_makes_a_worse_figure_inconclusive() {
-        let machine = |cpu: f64| Fingerprint {
-            cores: 2,
-            kernel: "6.1".into(),
-            load_average: 0.1,
-            cpu_probe_ms: cpu,
-            loopback_probe_us: 30.0,
-        };
-        let mut then = run_of(20.0, 20, 1);
-        then.machine = Some(machine(10.0));
-        let mut now = run_of(60.0, 20, 2);
-        now.machine = Some(machine(25.0));
-        let c = compare(
-            "b",
-            "s",
-            &[then],
-            &[now],
-            &GateSettings::default(),
-            Pairing::Saved,
-        );
-        assert!(c.passed() && c.inconclusive(), "{c:#?}");
-        assert!(c.machine[0].contains("CPU probe"), "{:?}", c.machine);
-    }
-
-    #[test]
-    fn error_rates_compare_as_proportions() {
-        let then = [run_of(20.0, 20, 1)];
-        let failing = |seed: u64, seconds: usize, each: u64| {
-            let mut run = run_of(20.0, 20, seed);
-            let figures = run.endpoints.get_mut("GET /a").unwrap();
-            figures.failures = seconds as u64 * each;
-            if let Distribution::Recorded { seconds: kept, .. } = &mut figures.latency {
-                for second in kept.iter_mut().take(seconds) {
-                    second.failures = each;
-                }
-            }
-            run
-        };
-        // 10 %, spread over the run.
-        assert_eq!(
-            verdict(&then, &[failing(2, 30, 2)], Metric::ErrorRate),
-            Verdict::Worse
-        );
-        // 0.5 %: below the floor.
-        assert_eq!(
-            verdict(&then, &[failing(3, 3, 1)], Metric::ErrorRate),
-            Verdict::Same
-        );
-    }
-}
+#[path = "compare_tests.rs"]
+pub(crate) mod tests;

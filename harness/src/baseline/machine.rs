@@ -31,6 +31,9 @@ pub struct MachineMargin {
     pub cpu: f64,
     /// The loopback probe, likewise.
     pub loopback: f64,
+    /// The CPU probe may take this share of the baseline's and no less
+    /// (0.5: a machine twice as fast): beyond, a regression could hide.
+    pub faster: f64,
 }
 
 impl Default for MachineMargin {
@@ -38,6 +41,7 @@ impl Default for MachineMargin {
         MachineMargin {
             cpu: 0.30,
             loopback: 1.0,
+            faster: 0.5,
         }
     }
 }
@@ -102,6 +106,22 @@ impl Fingerprint {
             ));
         }
         said
+    }
+}
+
+impl Fingerprint {
+    /// How much faster `now` is than `self`, in words, when it is beyond
+    /// `margin.faster`: a regression could hide behind the speed-up, so
+    /// nothing but a WORSE can be trusted.
+    pub fn much_faster(&self, now: &Fingerprint, margin: &MachineMargin) -> Option<String> {
+        let ratio = now.cpu_probe_ms / self.cpu_probe_ms.max(f64::MIN_POSITIVE);
+        (ratio < margin.faster).then(|| {
+            format!(
+                "the CPU probe took {:.1} ms then, {:.1} ms now (×{ratio:.2}): this machine is \
+                 much faster, and a regression could hide behind the speed-up",
+                self.cpu_probe_ms, now.cpu_probe_ms
+            )
+        })
     }
 }
 

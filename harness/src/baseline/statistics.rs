@@ -47,6 +47,17 @@ impl Metric {
         Metric::Throughput,
     ];
 
+    /// The figure's name in suites and on the command line.
+    pub fn key(self) -> &'static str {
+        match self {
+            Metric::P50 => "p50",
+            Metric::P95 => "p95",
+            Metric::P99 => "p99",
+            Metric::ErrorRate => "error-rate",
+            Metric::Throughput => "throughput",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Metric::P50 => "p50",
@@ -86,6 +97,23 @@ impl Metric {
 
     pub fn from_scale(self, value: f64) -> f64 {
         if self.is_ratio() { value.exp() } else { value }
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+
+    /// As suites and `--gate` name them: `p50`, `p95`, `p99`, `error-rate`, `throughput`.
+    fn from_str(text: &str) -> Result<Metric, String> {
+        Metric::ALL
+            .into_iter()
+            .find(|metric| metric.key() == text.trim())
+            .ok_or_else(|| {
+                format!(
+                    "`{text}` is not a gated figure (one of {})",
+                    Metric::ALL.map(Metric::key).join(", ")
+                )
+            })
     }
 }
 

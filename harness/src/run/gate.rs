@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::baseline::{
-    Baseline, Comparison, GateSettings, KEEP_RUNS, Pairing, RunFigures, SuiteBaseline, compare,
+    Baseline, Comparison, GateSettings, KEEP_RUNS, Metric, Pairing, RunFigures, SuiteBaseline,
+    compare,
 };
 use crate::report::gate::render_markdown;
 
@@ -30,6 +31,12 @@ pub struct GateOptions {
     pub settings: GateSettings,
     /// How many runs per suite a saved baseline keeps.
     pub keep_runs: usize,
+    /// The figures judged, from the command line (`--gate`): over a suite's
+    /// own `[suite] gate`, which is over all of them.
+    pub metrics: Option<Vec<Metric>>,
+    /// Keep adding runs until every gated figure is decided, or this much
+    /// time has passed (`--until-decided --budget`).
+    pub until_decided: Option<std::time::Duration>,
 }
 
 impl GateOptions {
@@ -41,6 +48,8 @@ impl GateOptions {
             save_baseline: None,
             settings: GateSettings::default(),
             keep_runs: KEEP_RUNS,
+            metrics: None,
+            until_decided: None,
         }
     }
 }
@@ -75,6 +84,55 @@ impl<'a> Gate<'a> {
         Ok(Gate { options, against })
     }
 
+    /// The settings a suite is judged with: the figures `--gate` names, or
+    /// else the suite's `[suite] gate`, or else all.
+    pub fn settings_for(&self, suite_gate: Option<&[Metric]>) -> GateSettings {
+        let mut settings = self.options.settings.clone();
+        if let Some(metrics) = self.options.metrics.as_deref().or(suite_gate) {
+            settings.metrics = Metric::ALL
+                .into_iter()
+                .filter(|metric| metrics.contains(metric))
+                .collect();
+        }
+        settings
+    }
+
+    /// Whether a saved baseline or arm A is there to judge against.
+    pub fn judges(&self, against: Against<'_>) -> bool {
+        matches!(against, Against::ArmA { .. }) || self.against.is_some()
+    }
+
+    /// Judges one suite's runs, against arm A's or the saved baseline, with
+    /// `settings` (`settings_for`), without writing anything. `None`:
+    /// nothing to judge against, or the baseline has no such suite.
+    pub fn compare(
+        &self,
+        suite: &str,
+        runs: &[RunFigures],
+        against: Against<'_>,
+        settings: &GateSettings,
+    ) -> Option<Comparison> {
+        match against {
+            Against::ArmA { runs: a, note } => {
+                let mut comparison = compare("A", suite, a, runs, settings, Pairing::Interleaved);
+                comparison.notes.push(note.to_owned());
+                Some(comparison)
+            }
+            Against::Saved => {
+                let baseline = self.against.as_ref()?;
+                let then = baseline.suites.get(suite)?;
+                Some(compare(
+                    &baseline.name,
+                    suite,
+                    &then.runs,
+                    runs,
+                    settings,
+                    Pairing::Saved,
+                ))
+            }
+        }
+    }
+
     /// Judges one suite's runs, against arm A's or the saved baseline, and
     /// writes the table into `run_dir`. `None`: nothing to judge against.
     pub fn judge(
@@ -83,18 +141,16 @@ impl<'a> Gate<'a> {
         runs: &[RunFigures],
         against: Against<'_>,
         run_dir: &Path,
+        settings: &GateSettings,
     ) -> anyhow::Result<Option<GateOutcome>> {
-        let settings = &self.options.settings;
-        match against {
-            Against::ArmA { runs: a, note } => {
-                let mut comparison = compare("A", suite, a, runs, settings, Pairing::Interleaved);
-                comparison.notes.push(note.to_owned());
-                Ok(Some(write(comparison, run_dir, settings)?))
-            }
-            Against::Saved => match &self.against {
-                Some(baseline) => Ok(Some(check(baseline, runs, suite, run_dir, settings)?)),
-                None => Ok(None),
-            },
+        if let (Against::Saved, Some(baseline)) = (against, &self.against)
+            && !baseline.suites.contains_key(suite)
+        {
+            return Ok(Some(GateOutcome::NotInBaseline));
+        }
+        match self.compare(suite, runs, against, settings) {
+            Some(comparison) => Ok(Some(write(comparison, run_dir, settings)?)),
+            None => Ok(None),
         }
     }
 
@@ -163,6 +219,41 @@ impl GateOutcome {
     }
 }
 
+/// `perf plan-gate`: what a gate of `suite` with `runs` runs a side could
+/// detect, from the saved baseline `options.baseline`, as a table.
+pub fn plan_gate(options: &GateOptions, suite: &str, runs: usize) -> anyhow::Result<String> {
+    let name = options
+        .baseline
+        .as_deref()
+        .context("plan-gate needs a saved baseline (--baseline NAME)")?;
+    let baseline = Baseline::load(&options.baseline_dir, name)?;
+    let Some(then) = baseline.suites.get(suite) else {
+        anyhow::bail!(
+            "baseline `{name}` has no runs of suite `{suite}` (it has: {})",
+            baseline
+                .suites
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let gate = Gate {
+        options,
+        against: None,
+    };
+    let settings = gate.settings_for(None);
+    let rows = crate::baseline::plan::plan(&then.runs, runs, &settings);
+    Ok(crate::report::gate::render_plan(
+        suite,
+        name,
+        then.runs.len(),
+        runs,
+        &rows,
+        &settings,
+    ))
+}
+
 /// A run's figures, in its folder.
 pub const FIGURES_FILE: &str = "figures.json";
 
@@ -200,29 +291,6 @@ pub fn compare_runs(
         settings,
         Pairing::Saved,
     ))
-}
-
-/// Compares one suite's runs with the baseline's and writes
-/// `baseline-NAME.md` and `.json` into `run_dir`.
-fn check(
-    against: &Baseline,
-    runs: &[RunFigures],
-    suite: &str,
-    run_dir: &Path,
-    settings: &GateSettings,
-) -> anyhow::Result<GateOutcome> {
-    let Some(then) = against.suites.get(suite) else {
-        return Ok(GateOutcome::NotInBaseline);
-    };
-    let comparison = compare(
-        &against.name,
-        suite,
-        &then.runs,
-        runs,
-        settings,
-        Pairing::Saved,
-    );
-    write(comparison, run_dir, settings)
 }
 
 /// Writes a comparison's table (`baseline-NAME.md`) and figures (`.json`)

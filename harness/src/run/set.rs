@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use super::gate::{Against, FIGURES_FILE, Gate, GateOptions, GateOutcome};
 use super::outcome::SetOutcome;
 use super::{Domain, RunError, RunOptions, SuiteRun, run_suite};
-use crate::baseline::{Fingerprint, RunFigures};
+use crate::baseline::{Comparison, Fingerprint, RunFigures};
 
 /// Choices for a set of suites.
 #[derive(Debug, Clone)]
@@ -120,6 +120,11 @@ struct SuiteRuns {
     /// The last run's folder, where the gate's table goes.
     last_dir: PathBuf,
     failed: bool,
+    /// The figures the suite asks the gate to judge.
+    gate: Option<Vec<crate::baseline::Metric>>,
+    /// With `--until-decided`: the confidence of the last look, and what
+    /// the looks were.
+    sequential: Option<(f64, String)>,
 }
 
 /// Runs every suite file in turn. A missing baseline is an error before any
@@ -146,27 +151,25 @@ pub async fn run_set(
             ));
             break;
         }
-        match run_repeated(domain, path, options, &say).await {
+        match run_repeated(domain, path, options, &gate, &say).await {
             Ok(runs) => {
                 let suite = runs.suite.clone();
                 if runs.failed {
                     outcome.failed.push(suite.clone());
                 }
-                let ab_note = options
-                    .ab
-                    .as_ref()
-                    .map(|(a, b)| format!("A is `{a}`, B is `{b}`, run interleaved"));
-                let (judged, against) = match &ab_note {
-                    Some(note) => (
-                        &runs.second,
-                        Against::ArmA {
-                            runs: &runs.first,
-                            note,
-                        },
-                    ),
-                    None => (&runs.first, Against::Saved),
-                };
-                let gated = gate.judge(&suite, judged, against, &runs.last_dir)?;
+                let ab_note = ab_note(options);
+                let (judged, against) = sides(&runs, ab_note.as_deref());
+                let mut settings = gate.settings_for(runs.gate.as_deref());
+                if let Some((confidence, _)) = &runs.sequential {
+                    settings.confidence = *confidence;
+                }
+                let mut gated = gate.judge(&suite, judged, against, &runs.last_dir, &settings)?;
+                if let (Some((_, looks)), Some(GateOutcome::Compared { comparison, table })) =
+                    (&runs.sequential, &mut gated)
+                {
+                    comparison.notes.push(looks.clone());
+                    *table = crate::report::gate::render_markdown(comparison, &settings);
+                }
                 match gated {
                     Some(GateOutcome::NotInBaseline) => say(&gate.not_in_baseline(&suite)),
                     Some(GateOutcome::Compared { comparison, table }) => {
@@ -234,12 +237,36 @@ pub async fn run_set(
     Ok(outcome)
 }
 
+fn ab_note(options: &SetOptions) -> Option<String> {
+    options
+        .ab
+        .as_ref()
+        .map(|(a, b)| format!("A is `{a}`, B is `{b}`, run interleaved"))
+}
+
+/// The runs judged, and what they are judged against.
+fn sides<'a>(runs: &'a SuiteRuns, ab_note: Option<&'a str>) -> (&'a [RunFigures], Against<'a>) {
+    match ab_note {
+        Some(note) => (
+            &runs.second,
+            Against::ArmA {
+                runs: &runs.first,
+                note,
+            },
+        ),
+        None => (&runs.first, Against::Saved),
+    }
+}
+
 /// Runs one suite `repeat` times (A then B each time, with `ab`), each run
-/// with the machine's fingerprint and its `figures.json`.
+/// with the machine's fingerprint and its `figures.json`; with
+/// `--until-decided`, on until the gate decides every gated figure or the
+/// budget is spent (`Looks`).
 async fn run_repeated(
     domain: &dyn Domain,
     path: &Path,
     options: &SetOptions,
+    gate: &Gate<'_>,
     say: &dyn Fn(&str),
 ) -> Result<SuiteRuns, RunError> {
     let arms: Vec<(Option<&Arm>, RunOptions)> = match &options.ab {
@@ -256,15 +283,29 @@ async fn run_repeated(
         second: Vec::new(),
         last_dir: PathBuf::new(),
         failed: false,
+        gate: None,
+        sequential: None,
     };
-    for round in 0..repeat {
+    let mut looks = options
+        .gate
+        .until_decided
+        .map(|budget| Looks::new(budget, options.gate.settings.confidence, repeat.max(2)));
+    let started = std::time::Instant::now();
+    let ab_note = ab_note(options);
+    for round in 0.. {
+        if looks.is_none() && round == repeat {
+            break;
+        }
         for (side, (arm, run_options)) in arms.iter().enumerate() {
             if round > 0 || side > 0 {
                 if crate::infra::interrupt::interrupted_by().is_some() {
                     return Ok(runs);
                 }
                 let arm = arm.map(|arm| format!(" of `{arm}`")).unwrap_or_default();
-                say(&format!("run {} of {repeat}{arm}", round + 1));
+                match &looks {
+                    Some(_) => say(&format!("run {} (until decided){arm}", round + 1)),
+                    None => say(&format!("run {} of {repeat}{arm}", round + 1)),
+                }
             }
             let before = Fingerprint::measure().await.ok();
             let run = run_suite(domain, path, run_options).await?;
@@ -279,14 +320,172 @@ async fn run_repeated(
             runs.suite = run.report.summary.suite.clone();
             runs.failed |= !run.report.passed;
             runs.last_dir = run.dir.clone();
+            runs.gate = run.gate.clone();
             if side == 0 {
                 runs.first.push(figures);
             } else {
                 runs.second.push(figures);
             }
         }
+        let Some(looks) = &mut looks else { continue };
+        let (judged, against) = sides(&runs, ab_note.as_deref());
+        if !gate.judges(against) {
+            // Nothing to decide against: the runs asked for, then stop.
+            if round + 1 >= repeat {
+                break;
+            }
+            continue;
+        }
+        let Some(confidence) = looks.at(round + 1, started.elapsed()) else {
+            continue;
+        };
+        let mut settings = gate.settings_for(runs.gate.as_deref());
+        settings.confidence = confidence;
+        let comparison = gate.compare(&runs.suite, judged, against, &settings);
+        let decided = comparison.as_ref().is_none_or(Comparison::decided);
+        // Futility: what is undecided would need more runs than the budget holds.
+        let futile = !decided
+            && comparison
+                .as_ref()
+                .is_some_and(|c| !c.decidable_within(looks.rounds_in_budget()));
+        let stop = if decided {
+            Stop::Decided
+        } else if futile {
+            Stop::OutOfReach
+        } else {
+            Stop::Spent
+        };
+        runs.sequential = Some((confidence, looks.describe(stop)));
+        if decided || futile || looks.spent() {
+            break;
+        }
     }
     Ok(runs)
+}
+
+/// Why `--until-decided` stopped.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Decided,
+    /// What is undecided needs more runs than the budget holds.
+    OutOfReach,
+    Spent,
+}
+
+/// When `--until-decided` looks at the comparison, and at what confidence:
+/// a group-sequential design with looks at doubling run counts (2, 4, 8, …
+/// runs a side) and a last look when the budget would not fit another
+/// round. The false-alarm rate α = 1 − confidence is split by Bonferroni:
+/// half to the last look, half shared by the looks before it. The union
+/// bound holds whatever the looks' correlation, so the chance of any false
+/// WORSE over all looks stays within α; stopping because every figure is
+/// decided cannot raise it. An always-valid test (a mixture SPRT) would let
+/// every round be a look, but its validity rests on a known variance that
+/// two to ten runs cannot give; exact group-sequential boundaries would
+/// spend α less wastefully but need the looks' number fixed in advance,
+/// which a time budget does not fix.
+#[derive(Debug)]
+struct Looks {
+    budget: std::time::Duration,
+    alpha: f64,
+    /// The next look, in rounds.
+    next: usize,
+    /// The looks before the last one, once the first round's length is known.
+    before_last: Option<usize>,
+    /// α spent so far.
+    spent: f64,
+    /// `(rounds, confidence)` of each look taken.
+    taken: Vec<(usize, f64)>,
+    last: bool,
+    /// Rounds that fit in the budget, at the pace so far.
+    rounds_in_budget: usize,
+}
+
+impl Looks {
+    fn new(budget: std::time::Duration, confidence: f64, first: usize) -> Looks {
+        Looks {
+            budget,
+            alpha: 1.0 - confidence,
+            next: first,
+            before_last: None,
+            spent: 0.0,
+            taken: Vec::new(),
+            last: false,
+            rounds_in_budget: first,
+        }
+    }
+
+    /// After `rounds` rounds and `elapsed` time: the confidence to judge at
+    /// if this is a look.
+    fn at(&mut self, rounds: usize, elapsed: std::time::Duration) -> Option<f64> {
+        let per_round = elapsed.as_secs_f64() / rounds as f64;
+        let rounds_in_budget = (self.budget.as_secs_f64() / per_round).floor() as usize;
+        self.rounds_in_budget = rounds_in_budget.max(rounds);
+        let before_last = *self.before_last.get_or_insert_with(|| {
+            // The doublings of the first look that fit before the budget's last round.
+            let mut count = 0;
+            let mut look = self.next;
+            while look < rounds_in_budget {
+                count += 1;
+                look *= 2;
+            }
+            count.max(1)
+        });
+        // Another round would not fit: this is the last look.
+        let last = elapsed.as_secs_f64() + per_round > self.budget.as_secs_f64();
+        if !last && rounds < self.next {
+            return None;
+        }
+        let alpha = if last || self.taken.len() + 1 > before_last {
+            self.last = true;
+            self.alpha - self.spent
+        } else {
+            self.alpha / 2.0 / before_last as f64
+        };
+        self.spent += alpha;
+        self.taken.push((rounds, 1.0 - alpha));
+        while self.next <= rounds {
+            self.next *= 2;
+        }
+        Some(1.0 - alpha)
+    }
+
+    fn spent(&self) -> bool {
+        self.last
+    }
+
+    fn rounds_in_budget(&self) -> usize {
+        self.rounds_in_budget
+    }
+
+    fn describe(&self, stop: Stop) -> String {
+        let looks: Vec<String> = self
+            .taken
+            .iter()
+            .map(|(rounds, confidence)| {
+                format!(
+                    "{rounds} at {} %",
+                    crate::report::gate::percent(*confidence)
+                )
+            })
+            .collect();
+        format!(
+            "until decided (budget {}): looked after {} run(s) a side; {}; the false-alarm \
+             rate over all looks stays within {:.1} % (Bonferroni over looks at doubling run counts)",
+            humantime::format_duration(self.budget),
+            looks.join(", "),
+            match stop {
+                Stop::Decided => "every gated figure decided".to_owned(),
+                Stop::OutOfReach => format!(
+                    "stopped: the figures still undecided would need more than the {} run(s) a \
+                     side the budget holds",
+                    self.rounds_in_budget
+                ),
+                Stop::Spent => "the budget is spent with gated figures undecided".to_owned(),
+            },
+            self.alpha * 100.0
+        )
+    }
 }
 
 /// `figures.json` beside a run's reports: what a baseline keeps of it, so
@@ -297,4 +496,52 @@ fn write_figures(run: &SuiteRun, figures: &RunFigures) -> Result<(), RunError> {
     std::fs::write(&path, json)
         .with_context(|| format!("writing {}", path.display()))
         .map_err(RunError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Looks of a 20-minute budget at `minutes_per_round`, every round asked.
+    fn looks_over(rounds: usize, minutes_per_round: u64) -> (Looks, Vec<(usize, f64)>) {
+        let mut looks = Looks::new(Duration::from_secs(20 * 60), 0.99, 2);
+        let mut taken = Vec::new();
+        for round in 1..=rounds {
+            let elapsed = Duration::from_secs(round as u64 * minutes_per_round * 60);
+            if let Some(confidence) = looks.at(round, elapsed) {
+                taken.push((round, confidence));
+            }
+            if looks.spent() {
+                break;
+            }
+        }
+        (looks, taken)
+    }
+
+    #[test]
+    fn until_decided_looks_at_doubling_run_counts_and_spends_at_most_alpha() {
+        let (looks, taken) = looks_over(100, 1);
+        let rounds: Vec<usize> = taken.iter().map(|(r, _)| *r).collect();
+        // 2, 4, 8, 16, then the last round that fits the budget.
+        assert_eq!(rounds, [2, 4, 8, 16, 20]);
+        let alpha: f64 = taken.iter().map(|(_, c)| 1.0 - c).sum();
+        assert!((alpha - 0.01).abs() < 1e-12, "{alpha}");
+        // Half of α is kept for the last look.
+        assert!((1.0 - taken[4].1 - 0.005).abs() < 1e-12, "{taken:?}");
+        assert!(looks.spent());
+    }
+
+    #[test]
+    fn a_budget_that_holds_few_rounds_looks_once_before_the_last() {
+        // Five minutes a round: the budget holds four rounds, so the look
+        // after two is the only one before the last, and the last (after
+        // four) spends what is left.
+        let (_, taken) = looks_over(100, 5);
+        let rounds: Vec<usize> = taken.iter().map(|(r, _)| *r).collect();
+        assert_eq!(rounds, [2, 4]);
+        assert!((1.0 - taken[1].1 - 0.005).abs() < 1e-12, "{taken:?}");
+        let alpha: f64 = taken.iter().map(|(_, c)| 1.0 - c).sum();
+        assert!((alpha - 0.01).abs() < 1e-12, "{alpha}");
+    }
 }

@@ -484,6 +484,7 @@ pub async fn merge(
         std::slice::from_ref(&figures),
         Against::Saved,
         out,
+        &gate.settings_for(plan.gate.as_deref()),
     )?;
     if options.print_summary {
         match &outcome {
@@ -502,6 +503,7 @@ pub async fn merge(
             report,
             dir: out.to_path_buf(),
             target_log: None,
+            gate: plan.gate.clone(),
         },
         gate: outcome,
     })

@@ -133,6 +133,8 @@ pub struct Plan {
     pub selection: TaskSelection,
     /// Profiles the suite runs under (all when empty).
     pub only_profiles: Vec<String>,
+    /// The figures the baseline gate judges (`[suite] gate`); `None`: all.
+    pub gate: Option<Vec<crate::baseline::Metric>>,
 }
 
 impl Plan {
@@ -279,6 +281,15 @@ fn plan(
         }
     }
 
+    if let Some(gate) = &file.suite.gate
+        && gate.get_ref().is_empty()
+    {
+        checker.at(
+            gate.span(),
+            "`[suite] gate` names no figure: the gate would judge nothing and pass every change",
+        )
+        .hint = Some("name the figures to gate, e.g. `gate = [\"p50\", \"p95\", \"error-rate\"]`, or leave the key out to gate them all".into());
+    }
     if let Some(shard) = &options.shard {
         if !matches!(target, TargetPlan::Url { .. }) {
             checker.general(format!(
@@ -331,6 +342,7 @@ fn plan(
         browsers,
         selection,
         only_profiles: file.suite.only_profiles.clone(),
+        gate: file.suite.gate.as_ref().map(|gate| gate.get_ref().clone()),
     })
 }
 
@@ -576,6 +588,27 @@ on-start = true
         assert_eq!(plan.tasks.len(), 2);
         let weighted: Vec<&str> = plan.weighted_tasks().map(|t| t.name.as_str()).collect();
         assert_eq!(weighted, ["/a/"]);
+    }
+
+    #[test]
+    fn a_suite_names_the_figures_its_gate_judges_and_never_none() {
+        use crate::baseline::Metric;
+        let gated = SUITE.replace(
+            "only-profiles = [\"full\"]",
+            "gate = [\"p95\", \"error-rate\"]",
+        );
+        let plan = Plan::from_source(&gated, "core.toml", &PlanOptions::default()).unwrap();
+        assert_eq!(plan.gate, Some(vec![Metric::P95, Metric::ErrorRate]));
+        let none = SUITE.replace("only-profiles = [\"full\"]", "gate = []");
+        let errors = Plan::from_source(&none, "core.toml", &PlanOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(errors.contains("names no figure"), "{errors}");
+        let unknown = SUITE.replace("only-profiles = [\"full\"]", "gate = [\"p90\"]");
+        let errors = Plan::from_source(&unknown, "core.toml", &PlanOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(errors.contains("p90") && errors.contains("p95"), "{errors}");
     }
 
     #[test]
