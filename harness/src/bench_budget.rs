@@ -270,10 +270,23 @@ struct RunHistory {
     runs: Vec<RecordedRun>,
 }
 
-/// One `cargo bench` run of one benchmark: its mean, in nanoseconds.
+/// One `cargo bench` run of one benchmark: its mean, in nanoseconds, and
+/// when it was recorded (Unix seconds; absent in histories from before).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize)]
 struct RecordedRun {
     mean: f64,
+    #[serde(default)]
+    at: Option<u64>,
+}
+
+/// Judged runs further than this from their baseline's newest run get a
+/// warning: the machine, the toolchain or the data may have moved since.
+pub const STALE_BASELINE: Duration = Duration::from_secs(14 * 24 * 3600);
+
+fn unix_seconds(time: std::time::SystemTime) -> Option<u64> {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }
 
 /// The file a saved result's runs are recorded in.
@@ -295,9 +308,26 @@ impl CriterionResults {
         };
         history.runs.push(RecordedRun {
             mean: estimates.mean.point_estimate,
+            at: unix_seconds(std::time::SystemTime::now()),
         });
         std::fs::write(&path, serde_json::to_vec_pretty(&history)?)
             .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// When the result saved as `saved` was last measured (Unix seconds):
+    /// its newest recorded run, else when criterion wrote its estimates.
+    pub fn measured_at(&self, benchmark: &str, saved: &str) -> Option<u64> {
+        let dir = self.benchmarks.get(benchmark)?.join(saved);
+        let recorded = self
+            .history(&dir.join(RUNS_FILE))
+            .ok()
+            .and_then(|history| history.runs.iter().filter_map(|r| r.at).max());
+        recorded.or_else(|| {
+            std::fs::metadata(dir.join("estimates.json"))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(unix_seconds)
+        })
     }
 
     /// The benchmarks whose `saved` estimates were written at or after
@@ -520,6 +550,18 @@ pub fn check(
                     (false, _) => "within the spread between runs, or faster".to_owned(),
                 }
             );
+            let apart = results
+                .measured_at(&budget.benchmark, baseline)
+                .zip(results.measured_at(&budget.benchmark, "new"))
+                .map(|(then, now)| now.abs_diff(then));
+            let detail = match apart {
+                Some(seconds) if seconds > STALE_BASELINE.as_secs() => format!(
+                    "{detail}; warning: `{baseline}` was measured {} days apart from these runs \
+                     (the machine, toolchain or data may have moved since): save it again",
+                    seconds / 86_400
+                ),
+                _ => detail,
+            };
             BudgetOutcome { passed, detail }
         }
     };
@@ -591,6 +633,13 @@ mod tests {
             results().run_means("queries/kurva_s", "main").unwrap(),
             [2.0e6]
         );
+        // Each recorded run says when.
+        let history: RunHistory = serde_json::from_slice(
+            &std::fs::read(home.path().join("queries_kurva_s/main").join(RUNS_FILE)).unwrap(),
+        )
+        .unwrap();
+        assert!(history.runs.iter().all(|run| run.at.is_some()));
+        assert!(results().measured_at("queries/kurva_s", "main").is_some());
         // A fresh record starts over.
         results()
             .record_run("queries/kurva_s", "main", true)

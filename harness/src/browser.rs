@@ -304,5 +304,14 @@ mod tests {
         assert_eq!(page.worst.as_ref().unwrap().lcp_ms, 900.0);
         assert_eq!(page.slowest_resource.as_ref().unwrap().duration_ms, 450.0);
         assert_eq!(page.series.iter().map(|s| s.views).sum::<u64>(), 4);
+        // The gate keeps the page's LCP (failed views its error rate) and load.
+        let figures = crate::baseline::figures::browser_figures(&summary);
+        let keys: Vec<&str> = figures.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["BROWSER /dashboard/ (LCP)", "BROWSER /dashboard/ (load)"]
+        );
+        assert_eq!(figures[0].1.failures, 1);
+        assert_eq!(figures[0].1.requests, summary.pages[0].views);
     }
 }

@@ -386,9 +386,11 @@ fn compare_metric(key: &str, metric: Metric, sides: &Sides<'_>, settings: &GateS
             rough_side(metric, sides.then),
             rough_side(metric, sides.now),
         );
-        // Runs a side until MIN_BEYOND requests lie beyond the quantile.
+        // Runs a side until MIN_BEYOND requests lie beyond the quantile,
+        // when the runs are pooled (judged one by one, more runs cannot help).
         let runs_needed = [&baseline, &current]
             .iter()
+            .filter(|_| sides.pooled.is_some())
             .map(|side| side.beyond.map(|beyond| beyond / side.runs.max(1) as f64))
             .collect::<Option<Vec<f64>>>()
             .and_then(|per_run| per_run.into_iter().reduce(f64::min))

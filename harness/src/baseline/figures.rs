@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::machine::Fingerprint;
+use crate::metrics::browser::BrowserSummary;
 use crate::metrics::histogram::{HistogramData, PackedHistogram};
 use crate::metrics::summary::{EndpointSummary, RunSummary};
 
@@ -99,10 +100,41 @@ pub fn endpoint_key(method: &str, name: &str) -> String {
     format!("{method} {name}")
 }
 
+/// The key of a browser page's timing: `BROWSER /dashboard/ (LCP)`.
+pub fn browser_key(page: &str, timing: &str) -> String {
+    format!("BROWSER {page} ({timing})")
+}
+
+/// Each `[[browser.page]]`'s largest contentful paint (its failed views the
+/// error rate) and load event, as the gate keeps them. The browser keeps no
+/// per-second histograms: each view is taken as independent (a browser
+/// user's views are seconds apart).
+pub fn browser_figures(browser: &BrowserSummary) -> Vec<(String, EndpointFigures)> {
+    let mut figures = Vec::new();
+    for page in &browser.pages {
+        let timing = |histogram: &HistogramData, failures| EndpointFigures {
+            requests: page.views,
+            failures,
+            latency: Distribution::Recorded {
+                histogram: histogram.clone(),
+                seconds: Vec::new(),
+            },
+        };
+        figures.push((
+            browser_key(&page.page, "LCP"),
+            timing(&page.lcp, page.failed),
+        ));
+        figures.push((browser_key(&page.page, "load"), timing(&page.load, 0)));
+    }
+    figures
+}
+
 impl RunFigures {
-    /// The figures of a finished run (measured phase only).
+    /// The figures of a finished run (measured phase only): each endpoint,
+    /// and each `[[browser.page]]`'s largest contentful paint (its failed
+    /// views the error rate) and load event.
     pub fn from_run(summary: &RunSummary, machine: Option<Fingerprint>) -> RunFigures {
-        let endpoints = summary
+        let mut endpoints: BTreeMap<String, EndpointFigures> = summary
             .endpoints
             .iter()
             .enumerate()
@@ -113,6 +145,9 @@ impl RunFigures {
                 )
             })
             .collect();
+        if let Some(browser) = &summary.browser {
+            endpoints.extend(browser_figures(browser));
+        }
         RunFigures {
             profile: Some(summary.profile.clone()),
             source: Source::Run {

@@ -134,7 +134,8 @@ impl<'a> Gate<'a> {
     }
 
     /// Judges one suite's runs, against arm A's or the saved baseline, and
-    /// writes the table into `run_dir`. `None`: nothing to judge against.
+    /// writes the table, with `notes` added, into `run_dir`. `None`: nothing
+    /// to judge against.
     pub fn judge(
         &self,
         suite: &str,
@@ -142,6 +143,7 @@ impl<'a> Gate<'a> {
         against: Against<'_>,
         run_dir: &Path,
         settings: &GateSettings,
+        notes: &[String],
     ) -> anyhow::Result<Option<GateOutcome>> {
         if let (Against::Saved, Some(baseline)) = (against, &self.against)
             && !baseline.suites.contains_key(suite)
@@ -149,7 +151,10 @@ impl<'a> Gate<'a> {
             return Ok(Some(GateOutcome::NotInBaseline));
         }
         match self.compare(suite, runs, against, settings) {
-            Some(comparison) => Ok(Some(write(comparison, run_dir, settings)?)),
+            Some(mut comparison) => {
+                comparison.notes.extend_from_slice(notes);
+                Ok(Some(write(comparison, run_dir, settings)?))
+            }
             None => Ok(None),
         }
     }

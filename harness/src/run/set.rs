@@ -163,13 +163,9 @@ pub async fn run_set(
                 if let Some((confidence, _)) = &runs.sequential {
                     settings.confidence = *confidence;
                 }
-                let mut gated = gate.judge(&suite, judged, against, &runs.last_dir, &settings)?;
-                if let (Some((_, looks)), Some(GateOutcome::Compared { comparison, table })) =
-                    (&runs.sequential, &mut gated)
-                {
-                    comparison.notes.push(looks.clone());
-                    *table = crate::report::gate::render_markdown(comparison, &settings);
-                }
+                let looks: Vec<String> = runs.sequential.iter().map(|(_, l)| l.clone()).collect();
+                let gated =
+                    gate.judge(&suite, judged, against, &runs.last_dir, &settings, &looks)?;
                 match gated {
                     Some(GateOutcome::NotInBaseline) => say(&gate.not_in_baseline(&suite)),
                     Some(GateOutcome::Compared { comparison, table }) => {

@@ -485,6 +485,7 @@ pub async fn merge(
         Against::Saved,
         out,
         &gate.settings_for(plan.gate.as_deref()),
+        &[],
     )?;
     if options.print_summary {
         match &outcome {
