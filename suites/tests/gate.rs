@@ -250,7 +250,7 @@ async fn ab_names_the_slow_query_alone(a: &str, phase: &str) {
         repeat: 2,
         ..options(baselines.path(), phase, &[])
     };
-    ab.gate.until_decided = Some(std::time::Duration::from_secs(180));
+    ab.gate.until_decided = Some(std::time::Duration::from_secs(120));
     ab.gate.metrics = Some(vec![Metric::P50, Metric::P95, Metric::ErrorRate]);
     let outcome = run(&ab).await;
     assert_eq!(outcome.exit_code(), EXIT_THRESHOLD_FAILED, "{outcome:?}");
