@@ -154,13 +154,8 @@ impl Row {
     /// The resolution as the table says it: `+38 %`, `−38 %` (throughput),
     /// `2.0 points` (error rate).
     pub fn resolution_text(&self) -> Option<String> {
-        let resolution = self.resolution?;
-        Some(match self.metric {
-            Metric::ErrorRate => format!("{:.1} points", resolution * 100.0),
-            Metric::Throughput => format!("−{:.0} %", resolution * 100.0),
-            _ if resolution > 9.99 => format!("+{:.0}×", resolution + 1.0),
-            _ => format!("+{:.0} %", resolution * 100.0),
-        })
+        self.resolution
+            .map(|resolution| resolution_text(self.metric, resolution))
     }
 
     /// A gated figure the comparison could not settle: not enough data,
@@ -495,6 +490,17 @@ fn decide(key: &str, metric: Metric, evidence: Evidence, settings: &GateSettings
         runs_needed,
         decided,
         per_run_variance: Some(per_run),
+    }
+}
+
+/// A resolution as tables say it: `+38 %`, `−38 %` (throughput), `2.0
+/// points` (error rate).
+pub fn resolution_text(metric: Metric, resolution: f64) -> String {
+    match metric {
+        Metric::ErrorRate => format!("{:.1} points", resolution * 100.0),
+        Metric::Throughput => format!("−{:.0} %", resolution * 100.0),
+        _ if resolution > 9.99 => format!("+{:.0}×", resolution + 1.0),
+        _ => format!("+{:.0} %", resolution * 100.0),
     }
 }
 

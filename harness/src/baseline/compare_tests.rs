@@ -275,15 +275,19 @@ fn only_the_gated_figures_are_judged() {
     assert_eq!(metrics, [Metric::P95, Metric::ErrorRate]);
 }
 
-#[test]
-fn a_busier_machine_makes_a_worse_figure_inconclusive() {
-    let machine = |cpu: f64| Fingerprint {
+/// A 2-core machine whose CPU probe takes `cpu` ms.
+fn machine(cpu: f64) -> Fingerprint {
+    Fingerprint {
         cores: 2,
         kernel: "6.1".into(),
         load_average: 0.1,
         cpu_probe_ms: cpu,
         loopback_probe_us: 30.0,
-    };
+    }
+}
+
+#[test]
+fn a_busier_machine_makes_a_worse_figure_inconclusive() {
     let mut then = run_of(20.0, 20, 1);
     then.machine = Some(machine(10.0));
     let mut now = run_of(60.0, 20, 2);
@@ -302,13 +306,6 @@ fn a_busier_machine_makes_a_worse_figure_inconclusive() {
 
 #[test]
 fn a_much_faster_machine_leaves_only_a_worse_verdict_standing() {
-    let machine = |cpu: f64| Fingerprint {
-        cores: 2,
-        kernel: "6.1".into(),
-        load_average: 0.1,
-        cpu_probe_ms: cpu,
-        loopback_probe_us: 30.0,
-    };
     let on = |mut run: RunFigures, cpu: f64| {
         run.machine = Some(machine(cpu));
         run

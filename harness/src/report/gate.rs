@@ -1,6 +1,8 @@
 //! The pull-request gate's table as Markdown (also readable in a terminal).
 
-use crate::baseline::compare::{Comparison, GateSettings, Metric, Row, Side, Verdict};
+use crate::baseline::compare::{
+    Comparison, GateSettings, Metric, Row, Side, Verdict, resolution_text,
+};
 use crate::baseline::plan::PlannedRow;
 
 /// The comparison as a Markdown table (also readable in a terminal).
@@ -235,30 +237,6 @@ pub fn render_plan(
     let _ = writeln!(out, "|---|---|---:|---:|---:|");
     let mut unreachable = Vec::new();
     for row in rows {
-        let planned = Row {
-            endpoint: row.endpoint.clone(),
-            metric: row.metric,
-            baseline: Side {
-                value: row.value,
-                low: None,
-                high: None,
-                runs: baseline_runs,
-                beyond: None,
-            },
-            current: Side {
-                value: row.value,
-                low: None,
-                high: None,
-                runs,
-                beyond: None,
-            },
-            verdict: Verdict::Same,
-            why: row.why.clone(),
-            resolution: row.resolution,
-            runs_needed: row.runs_needed,
-            decided: false,
-            per_run_variance: None,
-        };
         let needed = match (row.runs_needed, &row.why) {
             (Some(n), _) if n > runs => {
                 unreachable.push(format!("`{}` {}", row.endpoint, row.metric.label()));
@@ -274,7 +252,10 @@ pub fn render_plan(
             row.endpoint.replace('|', "\\|"),
             row.metric.label(),
             row.metric.format(row.value),
-            resolution(&planned),
+            row.resolution.map_or_else(
+                || "–".to_owned(),
+                |r| format!("≥ {}", resolution_text(row.metric, r))
+            ),
             needed
         );
     }
