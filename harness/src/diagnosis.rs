@@ -16,7 +16,7 @@ mod browser;
 mod failures;
 mod faults;
 mod histogram;
-mod machine;
+pub(crate) mod machine;
 
 use self::browser::browser_causes;
 use self::failures::explain_kind;
@@ -37,11 +37,15 @@ pub struct Context {
     pub cores: usize,
 }
 
-/// Attaches likely causes to every failing threshold.
+/// Attaches likely causes to every failing threshold that has none yet
+/// (a capacity search names the causes at its first failing step).
 pub fn diagnose(report: &mut RunReport, context: &Context) {
     let findings = Findings::gather(report, context);
     let mut results = std::mem::take(&mut report.thresholds);
-    for result in results.iter_mut().filter(|r| !r.passed) {
+    for result in results
+        .iter_mut()
+        .filter(|r| !r.passed && r.diagnosis.is_empty())
+    {
         result.diagnosis = findings.for_threshold(report, result);
     }
     report.thresholds = results;

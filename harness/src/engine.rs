@@ -179,6 +179,12 @@ pub async fn run_until(
 
     let n_endpoints = plan.endpoints.len();
     let mut aggregator = Aggregator::new(n_endpoints, workers);
+    // A shard hands its seconds to the merge; a capacity search judges
+    // each step on its own seconds.
+    if let crate::suite::plan::Executor::Steered { staircase, .. } = &plan.load.executor {
+        staircase.set_origin(global.started);
+        aggregator.keep_seconds();
+    }
     if plan.shard.is_some() {
         aggregator.keep_seconds();
     }

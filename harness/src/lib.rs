@@ -10,6 +10,7 @@ pub mod baseline;
 pub mod bench_budget;
 pub mod browser;
 pub mod builder;
+pub mod capacity;
 pub mod catalog;
 pub mod correctness;
 pub mod coverage;

@@ -443,6 +443,11 @@ impl Aggregator {
         self.kept.get_or_insert_with(Vec::new);
     }
 
+    /// The seconds kept so far, still kept.
+    pub fn kept(&self) -> &[kept::KeptSecond] {
+        self.kept.as_deref().unwrap_or_default()
+    }
+
     /// The seconds kept so far.
     pub fn take_kept(&mut self) -> Vec<kept::KeptSecond> {
         self.kept.as_mut().map(std::mem::take).unwrap_or_default()

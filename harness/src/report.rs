@@ -63,6 +63,10 @@ pub struct RunReport {
     /// was measured until then.
     #[serde(default)]
     pub interrupted: Option<Interruption>,
+    /// A capacity search's result: the rate, its interval, the steps and
+    /// what broke first.
+    #[serde(default)]
+    pub capacity: Option<crate::capacity::CapacityReport>,
 }
 
 /// How a run was cut short.
@@ -107,6 +111,7 @@ impl RunReport {
             correctness: None,
             coverage: None,
             interrupted: None,
+            capacity: None,
         }
     }
 }

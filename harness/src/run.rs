@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub print_summary: bool,
     /// This generator's share of a run split across several (`--shard I/N`).
     pub shard: Option<crate::suite::plan::ShardPlan>,
+    /// A capacity search, whether or not the suite has `[capacity]`.
+    pub capacity: bool,
 }
 
 impl RunOptions {
@@ -73,6 +75,7 @@ impl RunOptions {
             progress: false,
             print_summary: false,
             shard: None,
+            capacity: false,
         }
     }
 }
@@ -111,6 +114,7 @@ pub fn extra_metrics() -> BTreeSet<String> {
     names.extend(crate::integrity::METRICS.iter().map(|m| m.to_string()));
     names.extend(crate::correctness::METRICS.iter().map(|m| m.to_string()));
     names.extend(crate::coverage::metric_names());
+    names.insert(crate::suite::plan::CAPACITY_RATE.to_owned());
     names
 }
 
@@ -133,6 +137,7 @@ pub fn plan_options(domain: &dyn Domain, options: &RunOptions) -> PlanOptions {
         custom_tasks: Vec::new(),
         shard: options.shard,
         judging_only: false,
+        capacity: options.capacity,
     }
 }
 

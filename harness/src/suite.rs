@@ -64,6 +64,52 @@ pub struct SuiteFile {
     /// Real browsers beside the HTTP load, timing the pages people wait for.
     #[serde(default, rename = "browser")]
     pub browsers: Vec<BrowserSpec>,
+    /// A capacity search instead of the load's own shape: the highest
+    /// arrival rate at which every threshold holds.
+    pub capacity: Option<CapacitySpec>,
+}
+
+/// `[capacity]`: the search's settings, each defaulted in `defaults.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CapacitySpec {
+    /// The first step's rate (iterations a second).
+    pub start: Option<f64>,
+    /// Each step's rate over the one before until one fails (> 1).
+    pub growth: Option<f64>,
+    /// How close the highest step that held and the lowest that failed
+    /// must come: `"10%"`.
+    pub resolution: Option<Percent>,
+    pub max_rate: Option<f64>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub step: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub settle: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub max_time: Option<Duration>,
+    pub pre_allocated_users: Option<u32>,
+    pub max_users: Option<u32>,
+    pub confidence: Option<Percent>,
+}
+
+/// A percentage as written, `"10%"`, read as a fraction (0.10).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percent(pub f64);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Percent, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n > 0.0 && *n < 100.0)
+            .map(|n| Percent(n / 100.0))
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "`{text}` is not a percentage between 0 and 100 such as \"10%\""
+                ))
+            })
+    }
 }
 
 /// `[[browser]]`: a few users in headless Chromium, each logging in through

@@ -396,3 +396,52 @@ async fn a_slow_front_end_fails_lcp_in_the_browser_not_the_server() {
         "the front end without the switch should pass: {broken:#?}"
     );
 }
+
+/// A known capacity: PgBouncer's pool of 4 held 200 ms by every request of
+/// the one route caps it at 20 a second. The search finds it within ±15 %,
+/// states an interval around it, and names the pool at the first step
+/// that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capacity_search_finds_a_pools_known_capacity_and_names_the_pool() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let report = run("capacity_pool", &["slow-query=rekap-rab:200ms"]).await;
+    let capacity = report.capacity.as_ref().expect("a capacity search");
+    let known = 4.0 / 0.200;
+    let rate = capacity.rate.expect("a step held");
+    assert!(
+        (rate - known).abs() <= 0.15 * known,
+        "capacity {rate:.1}/s, known {known:.1}/s: {}",
+        capacity.line()
+    );
+    let (low, high) = (
+        capacity.low.expect("a step held clearly"),
+        capacity.high.expect("a step broke"),
+    );
+    assert!(low <= rate && rate < high, "{}", capacity.line());
+    let broken = capacity.first_broken.as_ref().expect("a step failed");
+    let causes = broken.causes.join("\n");
+    assert!(
+        causes.contains("waiting for a server connection on a pool of 4"),
+        "the cause at {:.1}/s does not name the pool:\n{causes}",
+        broken.rate
+    );
+    // Never far past the first broken step: nothing at or above it after it.
+    let steps: Vec<f64> = capacity.steps.iter().map(|s| s.rate).collect();
+    let first_failed = capacity
+        .steps
+        .iter()
+        .position(|s| !s.passed)
+        .expect("a failed step");
+    assert!(
+        steps[first_failed + 1..]
+            .iter()
+            .all(|r| *r < steps[first_failed]),
+        "{steps:?}"
+    );
+    assert!(
+        report.passed,
+        "`capacity.rate` > 5 holds: {:#?}",
+        failed_thresholds(&report)
+    );
+    eprintln!("{}\n{causes}", capacity.line());
+}

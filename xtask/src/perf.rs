@@ -13,6 +13,9 @@
 //! run into a baseline; `cargo xtask perf compare RUN_A RUN_B` judges one
 //! finished run against another.
 //!
+//! `--capacity` searches the highest arrival rate at which every threshold
+//! holds (a suite's `[capacity]` does the same without the flag).
+//!
 //! `--shard I/N` runs one generator's share of a suite (not judged) and
 //! `cargo xtask perf merge DIR... --output DIR` merges the shards' folders
 //! into one run judged on the whole.
@@ -94,6 +97,11 @@ pub struct Args {
     /// seconds); the orchestrator sets it for every shard alike.
     #[arg(long, value_name = "TIME", env = "AHSP_PERF_START_AT", value_parser = parse_start_at, requires = "shard")]
     start_at: Option<u64>,
+    /// Search the highest arrival rate at which every threshold holds
+    /// (open model, steps judged with intervals), with the suite's
+    /// `[capacity]` settings or the defaults; report what breaks first.
+    #[arg(long, conflicts_with_all = ["ab", "shard", "baseline", "save_baseline"])]
+    capacity: bool,
 }
 
 /// Baselines and the gate: of a run, and of a merged one.
@@ -389,6 +397,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 shard,
                 start_at_unix_ms: args.start_at,
             }),
+            capacity: args.capacity,
         },
         gate: args.gate.options(
             args.keep_runs as usize,

@@ -3,7 +3,7 @@
 /// The process that used all the CPU it could: the target or PostgreSQL
 /// every core (`cores` × 100 %, at 85 % of it), PgBouncer or Redis their one
 /// thread. Waiting for CPU looks like waiting for the stack from outside.
-pub(super) fn cpu_saturated(cpu_max: impl Fn(&str) -> Option<f64>, cores: usize) -> Option<String> {
+pub(crate) fn cpu_saturated(cpu_max: impl Fn(&str) -> Option<f64>, cores: usize) -> Option<String> {
     let cores = cores.max(1);
     [("app", cores), ("postgres", cores), ("pgbouncer", 1), ("redis", 1)]
         .into_iter()

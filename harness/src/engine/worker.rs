@@ -182,32 +182,67 @@ impl Spawner {
                 pre_allocated_users,
                 max_users,
             } => {
-                let pre = schedule::share(*pre_allocated_users, worker, workers).max(1);
-                let max = schedule::share(*max_users, worker, workers).max(pre);
-                state.target.set(max);
-                let stages = Rc::new(stages.clone());
-                let open = || VuMode::Open {
-                    stages: stages.clone(),
-                };
-                for _ in 0..pre {
-                    self.spawn_vu(handles, open());
-                }
-                loop {
-                    let elapsed = global.started.elapsed();
-                    if elapsed >= duration
-                        || global.stopping()
-                        || handles.iter().all(|h| h.is_finished())
-                    {
-                        break;
-                    }
-                    // Late iterations mean every user is busy: add one, up to the maximum.
-                    if state.late.get() && state.active.get() < max {
-                        state.late.set(false);
-                        self.spawn_vu(handles, open());
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                let schedule = OpenSchedule::Stages(Rc::new(stages.clone()));
+                self.drive_open(
+                    handles,
+                    schedule,
+                    *pre_allocated_users,
+                    *max_users,
+                    duration,
+                )
+                .await;
             }
+            Executor::Steered {
+                staircase,
+                pre_allocated_users,
+                max_users,
+                ..
+            } => {
+                let schedule = OpenSchedule::Steered(staircase.clone());
+                self.drive_open(
+                    handles,
+                    schedule,
+                    *pre_allocated_users,
+                    *max_users,
+                    duration,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// An open model's users: the pre-allocated ones, and one more each time
+    /// an iteration comes late because every user was busy, up to the maximum.
+    async fn drive_open(
+        &self,
+        handles: &mut Vec<JoinHandle<()>>,
+        schedule: OpenSchedule,
+        pre_allocated_users: u32,
+        max_users: u32,
+        duration: Duration,
+    ) {
+        let (global, state) = (&self.global, &self.state);
+        let (worker, workers) = (self.worker, global.workers);
+        let pre = schedule::share(pre_allocated_users, worker, workers).max(1);
+        let max = schedule::share(max_users, worker, workers).max(pre);
+        state.target.set(max);
+        let open = || VuMode::Open {
+            schedule: schedule.clone(),
+        };
+        for _ in 0..pre {
+            self.spawn_vu(handles, open());
+        }
+        loop {
+            let elapsed = global.started.elapsed();
+            if elapsed >= duration || global.stopping() || handles.iter().all(|h| h.is_finished()) {
+                break;
+            }
+            // Late iterations mean every user is busy: add one, up to the maximum.
+            if state.late.get() && state.active.get() < max {
+                state.late.set(false);
+                self.spawn_vu(handles, open());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -312,12 +347,25 @@ impl WorkerState {
 }
 
 enum VuMode {
-    Closed {
-        iterations: Option<u32>,
-    },
-    Open {
-        stages: Rc<Vec<crate::suite::plan::RateStage>>,
-    },
+    Closed { iterations: Option<u32> },
+    Open { schedule: OpenSchedule },
+}
+
+/// When an open model's iterations are due: a fixed schedule, or one a
+/// capacity search steers while the run runs.
+#[derive(Clone)]
+enum OpenSchedule {
+    Stages(Rc<Vec<crate::suite::plan::RateStage>>),
+    Steered(crate::suite::plan::Staircase),
+}
+
+impl OpenSchedule {
+    async fn due(&self, index: u64) -> Option<Duration> {
+        match self {
+            OpenSchedule::Stages(stages) => schedule::iteration_time(stages, index),
+            OpenSchedule::Steered(staircase) => staircase.due(index).await,
+        }
+    }
 }
 
 impl VuMode {
@@ -344,9 +392,9 @@ async fn vu_main(
             return;
         }
         let mut scheduled = None;
-        if let VuMode::Open { stages } = &mode {
+        if let VuMode::Open { schedule } = &mode {
             let index = global.next_iteration.fetch_add(1, Ordering::Relaxed);
-            let Some(due) = schedule::iteration_time(stages, index) else {
+            let Some(due) = schedule.due(index).await else {
                 return;
             };
             let due = global.started + due;

@@ -5,6 +5,7 @@
 //! saw (PgBouncer's waiting clients, Redis's hit ratio, CPU and memory).
 
 mod browser;
+mod capacity;
 mod charts;
 
 use std::fmt::Write as _;
@@ -38,6 +39,7 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
     let sections = [
         heading(report),
         thresholds(report),
+        capacity::section(report),
         endpoints(summary),
         browser.unwrap_or_default(),
         failures(summary),

@@ -34,12 +34,23 @@ pub(super) async fn judge(
         log_signatures,
         interrupts,
         faults,
+        capacity,
     } = measured;
     notes.extend(faults.iter().map(FaultWindow::line));
     output.summary.faults = faults;
     notes.extend(output.summary.recoveries().iter().map(|r| r.line()));
+    let diagnosis_context = crate::diagnosis::Context {
+        pool_size: Some(infra.pgbouncer.default_pool_size.get()),
+        query_wait_timeout: Some(infra.pgbouncer.query_wait_timeout.as_secs_f64()),
+        postgres_unsynced: !infra.postgres.fsync,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let capacity = capacity_report(plan, capacity, &probes, &diagnosis_context);
     let extra = &mut output.summary.extra;
     extra.extend(probes.values.iter().map(|(k, v)| (k.clone(), *v)));
+    if let Some(rate) = capacity.as_ref().and_then(|c| c.rate) {
+        extra.insert(crate::suite::plan::CAPACITY_RATE.to_owned(), rate);
+    }
     if output.aborted {
         notes.push("the run was aborted early by an abort-on-fail threshold".to_owned());
     }
@@ -98,6 +109,14 @@ pub(super) async fn judge(
             ));
             Vec::new()
         }
+        // A capacity search judged every threshold step by step; the run
+        // holds when a rate held, and judges what is said of that rate.
+        None if capacity.is_some() => {
+            let mut thresholds = capacity_thresholds(plan, &output.summary);
+            thresholds.extend(capacity.as_ref().map(capacity_found));
+            thresholds.push(tasks_ran(&output.summary));
+            thresholds
+        }
         None => {
             let mut thresholds = verdict::evaluate(&output.summary, &plan.thresholds);
             thresholds.push(tasks_ran(&output.summary));
@@ -106,6 +125,10 @@ pub(super) async fn judge(
         }
     };
     let mut report = RunReport::new(output.summary, thresholds);
+    if let Some(capacity) = &capacity {
+        notes.push(capacity.line());
+    }
+    report.capacity = capacity;
     report.notes = notes;
     report.probes = Some(probes);
     report.effective_config = effective_config;
@@ -120,15 +143,7 @@ pub(super) async fn judge(
             graceful_stop_skipped: interrupts > 1,
         });
     }
-    crate::diagnosis::diagnose(
-        &mut report,
-        &crate::diagnosis::Context {
-            pool_size: Some(infra.pgbouncer.default_pool_size.get()),
-            query_wait_timeout: Some(infra.pgbouncer.query_wait_timeout.as_secs_f64()),
-            postgres_unsynced: !infra.postgres.fsync,
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        },
-    );
+    crate::diagnosis::diagnose(&mut report, &diagnosis_context);
     if let Some(stack) = stack {
         report.infra = Some(InfraReport {
             provider: stack.provider().to_string(),
@@ -171,6 +186,67 @@ pub(super) fn tasks_ran(summary: &RunSummary) -> ThresholdResult {
         },
         abort_on_fail: false,
         diagnosis: Vec::new(),
+    }
+}
+
+/// A capacity search's result from its steps, the cause at its first
+/// failing step from the probes in that step's window.
+fn capacity_report(
+    plan: &Plan,
+    searched: Option<crate::capacity::Searched>,
+    probes: &crate::probe::ProbeReport,
+    context: &crate::diagnosis::Context,
+) -> Option<crate::capacity::CapacityReport> {
+    let (capacity, searched) = plan.capacity.as_ref().zip(searched)?;
+    let stack = crate::capacity::cause::Stack {
+        pool_size: context.pool_size,
+        cores: context.cores,
+        max_users: plan.load.executor.max_users(),
+    };
+    Some(crate::capacity::report(
+        capacity,
+        &plan.thresholds,
+        searched,
+        |step| crate::capacity::cause::causes(&probes.samples, step, stack),
+    ))
+}
+
+/// What a capacity run judges on the whole: what the suite says of the
+/// capacity (`capacity.rate`); every other threshold was judged step by step.
+fn capacity_thresholds(plan: &Plan, summary: &RunSummary) -> Vec<ThresholdResult> {
+    let thresholds: Vec<_> = plan
+        .thresholds
+        .iter()
+        .filter(|t| t.selector.metric.as_str() == crate::suite::plan::CAPACITY_RATE)
+        .cloned()
+        .collect();
+    verdict::evaluate(summary, &thresholds)
+}
+
+/// A capacity search fails when no step held: the suite's thresholds fail
+/// even at the lowest rate it tried. Its diagnosis is the first failing
+/// step's causes.
+fn capacity_found(capacity: &crate::capacity::CapacityReport) -> ThresholdResult {
+    let broken = capacity.first_broken.as_ref();
+    ThresholdResult {
+        source: "capacity: a step held".to_owned(),
+        metric: crate::suite::plan::CAPACITY_RATE.to_owned(),
+        passed: capacity.rate.is_some(),
+        observed: capacity.rate,
+        observed_text: capacity.rate.map_or("none".to_owned(), |r| {
+            format!("{} iterations/s", crate::capacity::number(r))
+        }),
+        detail: match (capacity.rate, broken) {
+            (None, Some(broken)) => format!(
+                "every step failed, down to {} iterations/s: {}",
+                crate::capacity::number(broken.rate),
+                broken.thresholds.join("; ")
+            ),
+            (None, None) => format!("no step was judged ({})", capacity.ended.text()),
+            (Some(_), _) => capacity.line(),
+        },
+        abort_on_fail: false,
+        diagnosis: broken.map(|b| b.causes.clone()).unwrap_or_default(),
     }
 }
 

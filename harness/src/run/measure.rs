@@ -31,6 +31,8 @@ pub(super) struct Measured {
     pub interrupts: u32,
     /// Each fault's window, as it happened.
     pub faults: Vec<FaultWindow>,
+    /// A capacity search's steps, judged as they ended.
+    pub capacity: Option<crate::capacity::Searched>,
 }
 
 /// Where the run writes, and the secrets every line it writes is masked of
@@ -123,8 +125,12 @@ pub(super) async fn measure(
             _ => None,
         }
     };
+    // A capacity search steers the load once a second instead of judging
+    // abort-on-fail thresholds on the whole run.
+    let searched = plan.capacity.as_ref().map(|_| Default::default());
+    let each_second = each_second(plan, searched.as_ref());
     let load = async {
-        let engine = engine::run_until(input, Some(live_sender), abort_check(plan), stop.clone());
+        let engine = engine::run_until(input, Some(live_sender), each_second, stop.clone());
         tokio::pin!(engine);
         let result = loop {
             tokio::select! {
@@ -166,7 +172,36 @@ pub(super) async fn measure(
         log_signatures: crate::probe::logs::scan(&log_files),
         interrupts: interrupts.count(),
         faults,
+        capacity: searched.map(
+            |searched: std::sync::Arc<std::sync::Mutex<crate::capacity::Searched>>| {
+                std::mem::take(&mut *searched.lock().expect("not poisoned"))
+            },
+        ),
     })
+}
+
+/// What the engine calls once a second: a capacity search's controller
+/// (into `searched`), or the abort-on-fail thresholds.
+fn each_second(
+    plan: &Plan,
+    searched: Option<&std::sync::Arc<std::sync::Mutex<crate::capacity::Searched>>>,
+) -> Option<engine::AbortCheck> {
+    match (&plan.capacity, searched) {
+        (Some(capacity), Some(searched)) => {
+            let mut controller = crate::capacity::Controller::start(
+                capacity,
+                &plan.thresholds,
+                &plan.endpoints,
+                std::sync::Arc::clone(searched),
+            );
+            Some(Box::new(
+                move |aggregator: &crate::metrics::Aggregator, elapsed| {
+                    controller.second(aggregator, elapsed)
+                },
+            ))
+        }
+        _ => abort_check(plan),
+    }
 }
 
 /// The first interrupt stops the load gracefully, the second at once.

@@ -22,6 +22,7 @@ pub struct Defaults {
     pub target: TargetDefaults,
     pub load: LoadDefaults,
     pub truth: TruthDefaults,
+    pub capacity: CapacityDefaults,
     /// Thresholds every suite has unless it names the same key.
     pub thresholds: indexmap::IndexMap<String, String>,
 }
@@ -75,6 +76,25 @@ pub struct LoadDefaults {
     pub iterations_max_duration: Duration,
     pub pre_allocated_users_cap: u32,
     pub max_users_per_pre_allocated: u32,
+}
+
+/// A capacity search's settings (`[capacity]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CapacityDefaults {
+    pub start: f64,
+    pub growth: f64,
+    pub resolution: super::Percent,
+    pub max_rate: f64,
+    #[serde(with = "humantime_serde")]
+    pub step: Duration,
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_time: Duration,
+    pub pre_allocated_users: u32,
+    pub max_users: u32,
+    pub confidence: super::Percent,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -11,11 +11,13 @@
 mod auth;
 mod benchmarks;
 mod browser;
+mod capacity;
 mod checker;
 mod data;
 mod faults;
 mod load;
 mod shard;
+mod staircase;
 mod tags;
 mod target;
 mod task;
@@ -35,9 +37,11 @@ use crate::metrics::summary::{EndpointMeta, TaskSelection};
 
 pub use self::auth::{AuthPlan, PoolUser, UserPool};
 pub use self::browser::{BrowserPagePlan, BrowserPlan, PageExtract};
+pub use self::capacity::{CAPACITY_RATE, CapacityPlan};
 pub use self::faults::{FaultAction, FaultPlan, FaultSubject};
 pub use self::load::{Executor, LoadPlan, RateStage, UserStage};
 pub use self::shard::{Shard, ShardPlan};
+pub use self::staircase::{Stair, Staircase};
 pub use self::target::{TargetPlan, is_loopback};
 pub use self::task::{
     BodyPlan, ExpectPlan, ExtractHow, ExtractPlan, HttpTask, Method, TaskKind, TaskPlan, TruthPlan,
@@ -72,6 +76,9 @@ pub struct PlanOptions {
     /// Planning a finished run again only to judge it (`perf merge`): the
     /// user pool's file or variable is not read.
     pub judging_only: bool,
+    /// A capacity search with the defaults when the file has no `[capacity]`
+    /// (`perf --capacity`).
+    pub capacity: bool,
 }
 
 /// A task written in Rust, as the builder declares it: what the plan needs
@@ -135,6 +142,8 @@ pub struct Plan {
     pub only_profiles: Vec<String>,
     /// The figures the baseline gate judges (`[suite] gate`); `None`: all.
     pub gate: Option<Vec<crate::baseline::Metric>>,
+    /// A capacity search instead of the load's own shape (`[capacity]`).
+    pub capacity: Option<CapacityPlan>,
 }
 
 impl Plan {
@@ -236,7 +245,7 @@ fn plan(
     let auth = file.auth.as_ref().and_then(|spec| {
         auth::check_auth(&mut checker, spec, &mut endpoints, !options.judging_only)
     });
-    let load = load::check_load(
+    let mut load = load::check_load(
         &mut checker,
         &file.load,
         profile.map(|p| &p.load),
@@ -250,6 +259,14 @@ fn plan(
         &tags.known,
         &mut selection,
         options,
+    );
+    let capacity = capacity::check_capacity(
+        &mut checker,
+        &file,
+        options.capacity,
+        load.as_mut(),
+        &thresholds,
+        defaults,
     );
     let bench_budgets = benchmarks::check_benchmarks(&mut checker, &file.benchmarks);
     let browsers = if options.judging_only {
@@ -291,6 +308,12 @@ fn plan(
         .hint = Some("name the figures to gate, e.g. `gate = [\"p50\", \"p95\", \"error-rate\"]`, or leave the key out to gate them all".into());
     }
     if let Some(shard) = &options.shard {
+        if capacity.is_some() {
+            checker.general(format!(
+                "shard {}: a capacity search steers one generator's rate step by step, and is not split across shards",
+                shard.shard
+            ));
+        }
         if !matches!(target, TargetPlan::Url { .. }) {
             checker.general(format!(
                 "shard {}: a sharded run drives one application that is already running; give the target as a URL",
@@ -343,6 +366,7 @@ fn plan(
         selection,
         only_profiles: file.suite.only_profiles.clone(),
         gate: file.suite.gate.as_ref().map(|gate| gate.get_ref().clone()),
+        capacity,
     })
 }
 

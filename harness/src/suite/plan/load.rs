@@ -44,6 +44,14 @@ pub enum Executor {
         pre_allocated_users: u32,
         max_users: u32,
     },
+    /// Open model, its rate steered while the run runs: a capacity search
+    /// appends each step once it has judged the one before.
+    Steered {
+        staircase: super::staircase::Staircase,
+        pre_allocated_users: u32,
+        max_users: u32,
+        max_duration: Duration,
+    },
 }
 
 impl Executor {
@@ -53,6 +61,7 @@ impl Executor {
             Executor::Users { stages } => stages.iter().map(|s| s.duration).sum(),
             Executor::Iterations { max_duration, .. } => *max_duration,
             Executor::ArrivalRate { stages, .. } => stages.iter().map(|s| s.duration).sum(),
+            Executor::Steered { max_duration, .. } => *max_duration,
         }
     }
 
@@ -63,7 +72,9 @@ impl Executor {
                 stages.iter().map(|s| s.from.max(s.to)).max().unwrap_or(0)
             }
             Executor::Iterations { users, .. } => *users,
-            Executor::ArrivalRate { max_users, .. } => *max_users,
+            Executor::ArrivalRate { max_users, .. } | Executor::Steered { max_users, .. } => {
+                *max_users
+            }
         }
     }
 }

@@ -109,6 +109,9 @@ impl Shard {
                 *pre_allocated_users = pre_allocated_users.div_ceil(self.count).max(1);
                 *max_users = max_users.div_ceil(self.count).max(1);
             }
+            // A capacity search steers one generator's rate: planning
+            // refuses to shard it.
+            Executor::Steered { .. } => {}
         }
     }
 
