@@ -328,6 +328,10 @@ pub struct AuthSpec {
     /// The endpoint name of the login POST.
     #[serde(default = "default_login_name")]
     pub name: String,
+    /// Every iteration logs in afresh (a login storm, as the history's
+    /// v17–v40 runs), instead of once per user.
+    #[serde(default)]
+    pub every_iteration: bool,
 }
 
 fn default_login_name() -> String {

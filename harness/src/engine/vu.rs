@@ -189,6 +189,11 @@ impl VirtualUser {
         self.iteration += 1;
     }
 
+    /// The next iteration logs in again (`[auth] every-iteration`).
+    pub fn log_out(&mut self) {
+        self.logged_in = false;
+    }
+
     /// Runs one HTTP task; `scheduled` is when an open-model iteration was
     /// due (latency counts from then: coordinated omission corrected).
     pub(crate) async fn run_http_task(

@@ -450,6 +450,9 @@ async fn end_iteration(
 ) {
     shared.recorder.borrow_mut().counters().iterations += 1;
     vu.next_iteration();
+    if plan.auth.as_ref().is_some_and(|auth| auth.every_iteration) {
+        vu.log_out();
+    }
     if matches!(mode, VuMode::Closed { .. }) && !state.stopping.get() {
         let pause = vu::think_time(vu, plan.load.think_time.min, plan.load.think_time.max);
         if !pause.is_zero() {

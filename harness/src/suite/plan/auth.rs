@@ -46,6 +46,8 @@ pub struct AuthPlan {
     /// Endpoints of the login form (GET) and the login itself (POST).
     pub form_endpoint: usize,
     pub login_endpoint: usize,
+    /// Each iteration logs in afresh (`every-iteration = true`).
+    pub every_iteration: bool,
 }
 
 /// The login flow, with its user pool read and its two endpoints (the
@@ -133,6 +135,7 @@ pub(super) fn check_auth(
     );
     let login_endpoint = endpoint_for(endpoints, &spec.name, "POST", &[AUTH_TAG.to_owned()]);
     Some(AuthPlan {
+        every_iteration: spec.every_iteration,
         login_url,
         user_field: spec.fields.user.clone(),
         password_field: spec.fields.password.clone(),
