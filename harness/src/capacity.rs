@@ -241,12 +241,13 @@ impl Controller {
             .filter(|s| (from..end.as_secs()).contains(&s.second))
             .map(|s| s.unpack())
             .collect();
-        let judged = step::judge(
+        let mut judged = step::judge(
             &seconds,
             &self.endpoints,
             &self.thresholds,
             self.plan.confidence,
         );
+        step::kept_up(&mut judged, rate, seconds.len());
         let mut failures: std::collections::BTreeMap<String, u64> = Default::default();
         for second in &seconds {
             for stats in &second.endpoints {

@@ -219,6 +219,45 @@ pub fn judge(
     }
 }
 
+/// The kept-up row's source.
+pub const KEPT_UP_SOURCE: &str = "iterations completed: within 10% of the offered rate";
+
+/// Whether the target kept up with the offered rate over the judged
+/// `seconds`: an overloaded step completes iterations at the target's
+/// capacity, not at the rate offered, while its queue grows; a step too
+/// short for that queue to push a latency over its limit is caught here.
+/// Fails the step when over 10 % of the iterations due (and at least 3)
+/// did not complete.
+pub fn kept_up(judged: &mut Judged, offered: f64, seconds: usize) {
+    if seconds == 0 {
+        return;
+    }
+    let due = offered * seconds as f64;
+    let completed = judged.counters.iterations as f64;
+    let kept_up = due - completed <= (0.1 * due).max(3.0);
+    judged.thresholds.push(StepThreshold {
+        source: KEPT_UP_SOURCE.to_owned(),
+        observed: Some(completed / seconds as f64),
+        observed_text: format!(
+            "{:.1}/s of {:.1}/s offered",
+            completed / seconds as f64,
+            offered
+        ),
+        low: None,
+        high: None,
+        passed: kept_up,
+        verdict: if kept_up {
+            Verdict::Holds
+        } else {
+            Verdict::Breaks
+        },
+    });
+    if !kept_up {
+        judged.passed = false;
+        judged.verdict = Verdict::Breaks;
+    }
+}
+
 /// The row that says whether the step carried its rate.
 fn dropped_row(counters: &Counters, (low, high): (Option<f64>, Option<f64>)) -> StepThreshold {
     let dropped = dropped_rate(counters);
@@ -328,11 +367,39 @@ mod tests {
         for second in &mut seconds {
             second.counters.dropped_iterations = 10;
         }
-        let judged = judge(&seconds, &endpoints, &plans, 0.9);
+        let mut judged = judge(&seconds, &endpoints, &plans, 0.9);
         assert_eq!(judged.verdict, Verdict::Breaks);
         assert!(!judged.passed);
-        let row = judged.thresholds.last().unwrap();
+        kept_up(&mut judged, 20.0, 6);
+        let row = &judged.thresholds[judged.thresholds.len() - 2];
         assert_eq!(row.source, DROPPED_SOURCE);
         assert_eq!(row.observed_text, "33.33%");
+    }
+
+    #[test]
+    fn a_step_that_completes_less_than_it_was_offered_breaks() {
+        let (plans, endpoints) = thresholds("\"http.duration\" = \"p(95) < 100ms\"");
+        // 20 a second completed, fast: it holds at 21 offered, not at 25.
+        let seconds = seconds(6, 20, |_, _| 10);
+        let mut near = judge(&seconds, &endpoints, &plans, 0.9);
+        kept_up(&mut near, 21.0, 6);
+        assert_eq!(near.verdict, Verdict::Holds);
+        let mut over = judge(&seconds, &endpoints, &plans, 0.9);
+        kept_up(&mut over, 25.0, 6);
+        assert_eq!(over.verdict, Verdict::Breaks);
+        assert!(!over.passed);
+        assert_eq!(
+            over.thresholds.last().unwrap().observed_text,
+            "20.0/s of 25.0/s offered"
+        );
+        // A few iterations short at a low rate are counting, not a queue.
+        let slow = seconds_at(6, 1);
+        let mut low = judge(&slow, &endpoints, &plans, 0.9);
+        kept_up(&mut low, 1.5, 6);
+        assert!(low.passed);
+    }
+
+    fn seconds_at(n: usize, per_second: usize) -> Vec<Interval> {
+        seconds(n, per_second, |_, _| 10)
     }
 }
