@@ -88,14 +88,8 @@ pub fn judge(
     let n = seconds.len();
     let summary_of = |interval: &Interval| {
         let header = RunHeader {
-            suite: String::new(),
-            profile: String::new(),
-            target: String::new(),
-            started_at: String::new(),
-            warm_up_seconds: 0.0,
             measured_seconds: n as f64,
-            max_users: 0,
-            selection: Default::default(),
+            ..RunHeader::default()
         };
         RunSummary::build(
             header,

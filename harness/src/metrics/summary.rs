@@ -608,7 +608,7 @@ impl RunSummary {
 }
 
 /// What a summary says about its run besides the measurements.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunHeader {
     pub suite: String,
     pub profile: String,

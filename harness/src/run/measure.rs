@@ -232,14 +232,9 @@ fn abort_check(plan: &Plan) -> Option<engine::AbortCheck> {
             return false;
         }
         let header = RunHeader {
-            suite: String::new(),
-            profile: String::new(),
-            target: String::new(),
-            started_at: String::new(),
             warm_up_seconds: warm_up.as_secs_f64(),
             measured_seconds: (elapsed - warm_up).as_secs_f64(),
-            max_users: 0,
-            selection: Default::default(),
+            ..RunHeader::default()
         };
         let summary = RunSummary::build(
             header,
