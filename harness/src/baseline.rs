@@ -27,7 +27,7 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
 pub use self::compare::{Comparison, GateSettings, Metric, Pairing, Row, Verdict, compare};
-pub use self::figures::{EndpointFigures, RunFigures, Source, endpoint_key};
+pub use self::figures::{CapacityFigures, EndpointFigures, RunFigures, Source, endpoint_key};
 pub use self::locust::import_locust;
 pub use self::machine::Fingerprint;
 

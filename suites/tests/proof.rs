@@ -5,8 +5,9 @@
 
 use std::path::PathBuf;
 
+use harness::baseline::{Metric, Verdict};
 use harness::report::RunReport;
-use harness::run::{RunOptions, run_suite};
+use harness::run::{RunOptions, SetOptions, run_set, run_suite};
 use suites::ahsp::Ahsp;
 
 /// Load tests side by side would measure each other.
@@ -24,11 +25,14 @@ fn options(switches: &[&str]) -> RunOptions {
     }
 }
 
-async fn run(suite: &str, switches: &[&str]) -> RunReport {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn suite_path(suite: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("proof")
-        .join(format!("{suite}.toml"));
-    let run = run_suite(&domain(), &path, &options(switches))
+        .join(format!("{suite}.toml"))
+}
+
+async fn run(suite: &str, switches: &[&str]) -> RunReport {
+    let run = run_suite(&domain(), &suite_path(suite), &options(switches))
         .await
         .unwrap_or_else(|e| panic!("{suite} {switches:?}: {e:#}"));
     eprintln!("{}", harness::report::terminal::render(&run.report));
@@ -397,16 +401,68 @@ async fn a_slow_front_end_fails_lcp_in_the_browser_not_the_server() {
     );
 }
 
-/// A known capacity: PgBouncer's pool of 4 held 200 ms by every request of
-/// the one route caps it at 20 a second. The search finds it within ±15 %,
-/// states an interval around it, and names the pool at the first step
-/// that failed.
+/// Two known capacities and the gate between them, as `perf --ab` runs
+/// them: PgBouncer's pool of 4, held 200 ms by every request of the one
+/// route, caps it at 4 / 0.2 s = 20 a second (arm A); held 350 ms, at
+/// 11.4 (arm B, 43 % less). Each search finds its capacity within ±15 %,
+/// states an interval around it and names the pool at the first step that
+/// failed; the gate fails B on its capacity alone, though each run's own
+/// thresholds hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_capacity_search_finds_a_pools_known_capacity_and_names_the_pool() {
+async fn capacity_searches_find_a_pools_known_capacities_and_the_gate_fails_the_loss() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let report = run("capacity_pool", &["slow-query=rekap-rab:200ms"]).await;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/perf/proof/capacity-ab");
+    let _ = std::fs::remove_dir_all(&root);
+    let baselines = tempfile::tempdir().unwrap();
+    let arm = |hold: &str| {
+        format!("reference+slow-query=rekap-rab:{hold}")
+            .parse()
+            .unwrap()
+    };
+    let options = SetOptions {
+        ab: Some((arm("200ms"), arm("350ms"))),
+        ..SetOptions::new(RunOptions::quiet(root.clone()), baselines.path().to_owned())
+    };
+    let outcome = run_set(&domain(), &[suite_path("capacity_pool")], &options)
+        .await
+        .unwrap_or_else(|e| panic!("capacity_pool --ab: {e:#}"));
+    assert!(outcome.broken.is_empty(), "{:?}", outcome.broken);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|dir| dir.join("result.json").exists())
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs.len(), 2, "one search an arm: {dirs:?}");
+    for (dir, hold) in dirs.iter().zip([0.200, 0.350]) {
+        let json = std::fs::read_to_string(dir.join("result.json")).unwrap();
+        let report: RunReport = serde_json::from_str(&json).unwrap();
+        eprintln!("{}", harness::report::terminal::render(&report));
+        check_known_capacity(&report, 4.0 / hold);
+    }
+    let (_, comparison) = &outcome.comparisons[0];
+    eprintln!(
+        "{}",
+        harness::report::gate::render_markdown(comparison, &options.gate.settings)
+    );
+    assert_eq!(
+        comparison.rows.len(),
+        1,
+        "the capacity alone: {comparison:#?}"
+    );
+    let row = &comparison.rows[0];
+    assert_eq!(row.metric, Metric::Capacity);
+    assert_eq!(row.verdict, Verdict::Worse, "{row:#?}");
+    assert_eq!(outcome.regressed, ["proof-capacity-pool (capacity)"]);
+    assert!(outcome.failed.is_empty(), "each run's thresholds hold");
+}
+
+/// A pool proof's search: within ±15 % of `known`, an interval around it,
+/// the pool named at the first step that failed, nothing at or above that
+/// step run after it, and `capacity.rate > 5` held.
+#[track_caller]
+fn check_known_capacity(report: &RunReport, known: f64) {
     let capacity = report.capacity.as_ref().expect("a capacity search");
-    let known = 4.0 / 0.200;
     let rate = capacity.rate.expect("a step held");
     assert!(
         (rate - known).abs() <= 0.15 * known,
@@ -425,7 +481,6 @@ async fn a_capacity_search_finds_a_pools_known_capacity_and_names_the_pool() {
         "the cause at {:.1}/s does not name the pool:\n{causes}",
         broken.rate
     );
-    // Never far past the first broken step: nothing at or above it after it.
     let steps: Vec<f64> = capacity.steps.iter().map(|s| s.rate).collect();
     let first_failed = capacity
         .steps
@@ -441,9 +496,9 @@ async fn a_capacity_search_finds_a_pools_known_capacity_and_names_the_pool() {
     assert!(
         report.passed,
         "`capacity.rate` > 5 holds: {:#?}",
-        failed_thresholds(&report)
+        failed_thresholds(report)
     );
-    eprintln!("{}\n{causes}", capacity.line());
+    eprintln!("known {known:.1}/s: {}\n{causes}", capacity.line());
 }
 
 /// A capacity the CPU sets: every iteration logs in, and with `noisy` each

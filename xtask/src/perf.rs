@@ -100,7 +100,8 @@ pub struct Args {
     /// Search the highest arrival rate at which every threshold holds
     /// (open model, steps judged with intervals), with the suite's
     /// `[capacity]` settings or the defaults; report what breaks first.
-    #[arg(long, conflicts_with_all = ["ab", "shard", "baseline", "save_baseline"])]
+    /// With `--ab` or a baseline the gate compares the capacities found.
+    #[arg(long, conflicts_with = "shard")]
     capacity: bool,
 }
 

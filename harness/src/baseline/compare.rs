@@ -10,6 +10,10 @@
 //!   side (`--repeat`, a baseline that keeps its last runs, `--ab`) the
 //!   comparison is a two-sample t test on the runs' figures (log scale for
 //!   throughput), its variance never below what the runs say of themselves.
+//! - **Capacity** (a capacity search's rate, the suite's figure): each
+//!   run's rate known only within the steps around it, then the same t
+//!   test on the runs' rates (log scale). Capacity searches are compared
+//!   with capacity searches only, and on their capacity alone.
 //! - With one run on each side the spread between runs is unknown: it is
 //!   assumed (`GateSettings::assumed_run_spread`) and the table says so.
 //!
@@ -23,8 +27,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::evidence::{Evidence, MIN_BEYOND, QUANTILES, Sides, per_run_evidence, pooled_evidence};
-use super::figures::{EndpointFigures, RunFigures};
+use super::evidence::{
+    Evidence, MIN_BEYOND, QUANTILES, Sides, capacity_evidence, per_run_evidence, pooled_evidence,
+};
+use super::figures::{CapacityFigures, EndpointFigures, RunFigures};
 use super::machine::{Fingerprint, MachineMargin};
 pub use super::statistics::Metric;
 use super::statistics::z_for;
@@ -299,6 +305,14 @@ pub fn compare(
             faster = true;
         }
     }
+    if baseline
+        .iter()
+        .chain(current)
+        .any(|run| run.capacity.is_some())
+    {
+        compare_capacity(&mut comparison, baseline, current, settings, faster);
+        return comparison;
+    }
     let Some(first) = baseline.first() else {
         comparison
             .notes
@@ -326,18 +340,11 @@ pub fn compare(
             if !settings.metrics.contains(&metric) {
                 continue;
             }
-            let mut row = compare_metric(key, metric, &sides, settings);
-            // A slower machine excuses a WORSE; a much faster one could mask
-            // it, so then only a WORSE stands.
-            let excused = match row.verdict {
-                Verdict::Worse => !comparison.machine.is_empty() && !faster,
-                Verdict::NotEnoughData => false,
-                _ => faster,
-            };
-            if excused {
-                row.verdict = Verdict::MachineDiffers;
+            if metric == Metric::Capacity {
+                continue;
             }
-            comparison.rows.push(row);
+            let row = compare_metric(key, metric, &sides, settings);
+            comparison.push(row, faster);
         }
     }
     if let Some(last) = current.last() {
@@ -349,6 +356,74 @@ pub fn compare(
             .collect();
     }
     comparison
+}
+
+impl Comparison {
+    /// Adds a judged row. A slower machine excuses a WORSE; a much faster
+    /// one (`faster`) could mask it, so then only a WORSE stands.
+    fn push(&mut self, mut row: Row, faster: bool) {
+        let excused = match row.verdict {
+            Verdict::Worse => !self.machine.is_empty() && !faster,
+            Verdict::NotEnoughData => false,
+            _ => faster,
+        };
+        if excused {
+            row.verdict = Verdict::MachineDiffers;
+        }
+        self.rows.push(row);
+    }
+}
+
+/// Every run's capacity search, or `None` when some run is not one.
+fn searched(runs: &[RunFigures]) -> Option<Vec<&CapacityFigures>> {
+    runs.iter().map(|run| run.capacity.as_ref()).collect()
+}
+
+/// The row of the suite's capacity: capacity searches are compared on
+/// what they found alone (their endpoints' requests mix every step's rate),
+/// and only with capacity searches.
+fn compare_capacity(
+    comparison: &mut Comparison,
+    baseline: &[RunFigures],
+    current: &[RunFigures],
+    settings: &GateSettings,
+    faster: bool,
+) {
+    let (Some(then), Some(now)) = (searched(baseline), searched(current)) else {
+        comparison.notes.push(
+            "one side is a capacity search (--capacity, [capacity]) and the other is not: \
+             their figures are not comparable"
+                .to_owned(),
+        );
+        return;
+    };
+    if then.is_empty() || now.is_empty() || !settings.metrics.contains(&Metric::Capacity) {
+        return;
+    }
+    let key = "capacity";
+    let rough = |runs: &[&CapacityFigures]| Side {
+        value: runs.iter().filter_map(|run| run.rate).sum::<f64>() / runs.len() as f64,
+        low: None,
+        high: None,
+        runs: runs.len(),
+        beyond: None,
+    };
+    let row = match capacity_evidence(&then, &now, settings) {
+        Ok(evidence) => decide(key, Metric::Capacity, evidence, settings),
+        Err(why) => Row {
+            endpoint: key.to_owned(),
+            metric: Metric::Capacity,
+            baseline: rough(&then),
+            current: rough(&now),
+            verdict: Verdict::NotEnoughData,
+            why: Some(why),
+            resolution: None,
+            runs_needed: None,
+            decided: false,
+            per_run_variance: None,
+        },
+    };
+    comparison.push(row, faster);
 }
 
 fn quickest(runs: &[RunFigures]) -> Option<&Fingerprint> {
@@ -437,16 +512,17 @@ fn decide(key: &str, metric: Metric, evidence: Evidence, settings: &GateSettings
     let large = delta.abs() > settings.relative * baseline.value.abs() && delta.abs() > floor;
     let margin = critical * variance.sqrt();
     let sure = difference.abs() > margin;
-    // Higher latency and error rate are worse; lower throughput is.
-    let worse_direction = match metric {
-        Metric::Throughput => delta < 0.0,
-        _ => delta > 0.0,
+    // Higher latency and error rate are worse; lower throughput and capacity are.
+    let worse_direction = if metric.lower_is_worse() {
+        delta < 0.0
+    } else {
+        delta > 0.0
     };
     // Whether the worst the interval allows stays within the threshold (or
     // within the floor).
     let threshold = threshold_of(metric, baseline.value, settings);
     let proven_within = match metric {
-        Metric::Throughput => difference - margin > -threshold,
+        Metric::Throughput | Metric::Capacity => difference - margin > -threshold,
         Metric::ErrorRate => difference + margin < threshold,
         _ => {
             difference + margin < threshold
@@ -498,7 +574,7 @@ fn decide(key: &str, metric: Metric, evidence: Evidence, settings: &GateSettings
 pub fn resolution_text(metric: Metric, resolution: f64) -> String {
     match metric {
         Metric::ErrorRate => format!("{:.1} points", resolution * 100.0),
-        Metric::Throughput => format!("−{:.0} %", resolution * 100.0),
+        Metric::Throughput | Metric::Capacity => format!("−{:.0} %", resolution * 100.0),
         _ if resolution > 9.99 => format!("+{:.0}×", resolution + 1.0),
         _ => format!("+{:.0} %", resolution * 100.0),
     }
@@ -510,7 +586,7 @@ fn floor_of(metric: Metric, settings: &GateSettings) -> f64 {
     match metric {
         Metric::P50 | Metric::P95 | Metric::P99 => settings.latency_floor_ms,
         Metric::ErrorRate => settings.error_rate_floor_points / 100.0,
-        Metric::Throughput => 0.0,
+        Metric::Throughput | Metric::Capacity => 0.0,
     }
 }
 
@@ -518,7 +594,7 @@ fn floor_of(metric: Metric, settings: &GateSettings) -> f64 {
 /// error rates, never below the floor).
 fn threshold_of(metric: Metric, baseline: f64, settings: &GateSettings) -> f64 {
     match metric {
-        Metric::Throughput => -(1.0 - settings.relative).ln(),
+        Metric::Throughput | Metric::Capacity => -(1.0 - settings.relative).ln(),
         Metric::ErrorRate => (settings.relative * baseline).max(floor_of(metric, settings)),
         _ => (1.0 + settings.relative).ln(),
     }
@@ -541,7 +617,7 @@ pub(crate) fn reach(
     let detectable = (critical + z_for(settings.power)) * variance.sqrt();
     let resolution = match metric {
         Metric::ErrorRate => detectable.max(threshold),
-        Metric::Throughput => (1.0 - (-detectable).exp()).max(settings.relative),
+        Metric::Throughput | Metric::Capacity => (1.0 - (-detectable).exp()).max(settings.relative),
         _ => (detectable.exp() - 1.0)
             .max(settings.relative)
             .max(floor_of(metric, settings) / baseline.max(f64::MIN_POSITIVE)),

@@ -1,7 +1,7 @@
 //! The comparison's own tests (a module of `compare`).
 
 use super::*;
-use crate::baseline::figures::{Distribution, Source};
+use crate::baseline::figures::{CapacityFigures, Distribution, Source};
 use rand::{Rng as _, SeedableRng as _};
 
 /// A run of `GET /a`: 30 seconds of `per_second` requests, latencies
@@ -20,6 +20,7 @@ pub(crate) fn run_of(ms: f64, per_second: usize, seed: u64) -> RunFigures {
         measured_seconds: 30.0,
         machine: None,
         endpoints: [("GET /a".to_owned(), figures)].into(),
+        capacity: None,
     }
 }
 
@@ -359,5 +360,86 @@ fn error_rates_compare_as_proportions() {
     assert_eq!(
         verdict(&then, &[failing(3, 3, 1)], Metric::ErrorRate),
         Verdict::Same
+    );
+}
+
+/// A capacity search that found `rate`, between the steps `rate` and
+/// `rate × 1.1` (the default resolution).
+fn searched(rate: f64) -> RunFigures {
+    RunFigures {
+        endpoints: Default::default(),
+        capacity: Some(CapacityFigures {
+            rate: Some(rate),
+            low: Some(rate),
+            high: Some(rate * 1.1),
+        }),
+        ..run_of(10.0, 1, 1)
+    }
+}
+
+#[test]
+fn a_capacity_30_percent_lower_is_worse_and_one_within_the_spread_is_the_same() {
+    // Two searches a side, as `--ab --repeat 2` makes them, as far apart
+    // as the pool proof's (19.0–19.9/s).
+    let then = [searched(20.0), searched(19.3)];
+    let lower = [searched(13.9), searched(13.3)];
+    let lost = row(&then, &lower, Metric::Capacity);
+    assert_eq!(lost.endpoint, "capacity");
+    assert_eq!(lost.verdict, Verdict::Worse, "{lost:#?}");
+    assert!(lost.resolution_text().unwrap().starts_with('−'));
+    let alike = [searched(19.6), searched(19.0)];
+    assert_eq!(verdict(&then, &alike, Metric::Capacity), Verdict::Same);
+    let higher = [searched(26.0), searched(27.0)];
+    assert_eq!(verdict(&then, &higher, Metric::Capacity), Verdict::Better);
+    // As far apart as two searches of the example Django app (147 and
+    // 174/s): two runs a side cannot tell a 30 % loss at 99 %, and say so.
+    let then = [searched(147.0), searched(174.0)];
+    let wide = row(&then, &[searched(107.0), searched(118.0)], Metric::Capacity);
+    assert_eq!(wide.verdict, Verdict::Unclear, "{wide:#?}");
+    assert!(wide.runs_needed.is_some_and(|runs| runs > 2), "{wide:#?}");
+}
+
+#[test]
+fn a_capacity_search_is_compared_on_its_capacity_alone_and_only_with_searches() {
+    let then = [searched(20.0)];
+    let c = compare(
+        "b",
+        "s",
+        &then,
+        &[searched(19.0)],
+        &GateSettings::default(),
+        Pairing::Saved,
+    );
+    assert_eq!(c.rows.len(), 1, "{:#?}", c.rows);
+    assert_eq!(c.rows[0].metric, Metric::Capacity);
+    // One run a side: the spread between runs assumed, and said.
+    assert!(c.spread.contains("assumed"), "{}", c.spread);
+    // An ordinary run against a search: nothing compared, and said why.
+    let c = compare(
+        "b",
+        "s",
+        &then,
+        &[run_of(10.0, 20, 2)],
+        &GateSettings::default(),
+        Pairing::Saved,
+    );
+    assert!(c.rows.is_empty());
+    assert!(
+        c.notes.iter().any(|n| n.contains("capacity search")),
+        "{:?}",
+        c.notes
+    );
+    // A search where nothing held cannot be judged on its rate.
+    let nothing = RunFigures {
+        capacity: Some(CapacityFigures {
+            rate: None,
+            low: None,
+            high: Some(5.0),
+        }),
+        ..searched(1.0)
+    };
+    assert_eq!(
+        verdict(&then, &[nothing], Metric::Capacity),
+        Verdict::NotEnoughData
     );
 }

@@ -3,7 +3,7 @@
 //! the pooled runs (`pooled`) or from each run's own estimate (`statistics`).
 
 use super::compare::{GateSettings, Side};
-use super::figures::{Distribution, EndpointFigures, Second};
+use super::figures::{CapacityFigures, Distribution, EndpointFigures, Second};
 use super::pooled::{Spread, pooled};
 use super::statistics::{Estimate, Metric, estimate, t_for, z_for};
 
@@ -181,11 +181,58 @@ pub(super) fn per_run_evidence(
         let scaled = estimates.iter().map(|e| metric.to_scale(e.value)).collect();
         Ok(Runs { estimates, scaled })
     };
-    let (a, b) = match (judge(then), judge(now)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(why), _) => return Err(format!("baseline: {why}")),
-        (_, Err(why)) => return Err(format!("this run: {why}")),
+    match (judge(then), judge(now)) {
+        (Ok(a), Ok(b)) => Ok(runs_evidence(metric, &a, &b, settings)),
+        (Err(why), _) => Err(format!("baseline: {why}")),
+        (_, Err(why)) => Err(format!("this run: {why}")),
+    }
+}
+
+/// A capacity search's rate on each side: each run's rate known within the
+/// steps around it (the true capacity anywhere between the highest step
+/// that held and the lowest that failed, so a uniform spread on the log
+/// scale between them), then the same t test on the runs' rates.
+pub(super) fn capacity_evidence(
+    then: &[&CapacityFigures],
+    now: &[&CapacityFigures],
+    settings: &GateSettings,
+) -> Result<Evidence, String> {
+    let judge = |runs: &[&CapacityFigures]| -> Result<Runs, String> {
+        let estimates = runs
+            .iter()
+            .enumerate()
+            .map(|(index, run)| {
+                let rate = run
+                    .rate
+                    .ok_or_else(|| format!("no step held in run {}", index + 1))?;
+                let low = run.low.unwrap_or(rate).min(rate);
+                let high = run.high.unwrap_or(rate).max(rate);
+                Ok(Estimate {
+                    value: rate,
+                    low,
+                    high,
+                    standard_error: (high / low).ln() / 12f64.sqrt(),
+                    beyond: None,
+                    design_effect: 1.0,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let scaled = estimates.iter().map(|e| e.value.ln()).collect();
+        Ok(Runs { estimates, scaled })
     };
+    match (judge(then), judge(now)) {
+        (Ok(a), Ok(b)) => Ok(runs_evidence(Metric::Capacity, &a, &b, settings)),
+        (Err(why), _) => Err(format!("baseline: {why}")),
+        (_, Err(why)) => Err(format!("this run: {why}")),
+    }
+}
+
+/// Each side's runs' figures on the judging scale, compared with a t test
+/// on the runs (the between-run variance pooled over both sides, never
+/// below what the runs say of themselves), or with one run a side with the
+/// spread between runs assumed.
+fn runs_evidence(metric: Metric, a: &Runs, b: &Runs, settings: &GateSettings) -> Evidence {
+    let z = z_for(settings.confidence);
     let (k_a, k_b) = (a.scaled.len() as f64, b.scaled.len() as f64);
     let df = (k_a - 1.0) + (k_b - 1.0);
     // Between-run variance on the judging scale: pooled over the sides'
@@ -204,7 +251,7 @@ pub(super) fn per_run_evidence(
         Some(pooled) => pooled / runs.scaled.len() as f64,
         None => runs.within() + assumed,
     };
-    let variance = side_variance(&a) + side_variance(&b);
+    let variance = side_variance(a) + side_variance(b);
     let side = |runs: &Runs| {
         let mean = runs.mean();
         let half = critical * side_variance(runs).sqrt();
@@ -220,12 +267,12 @@ pub(super) fn per_run_evidence(
             beyond: runs.beyond(),
         }
     };
-    Ok(Evidence {
-        baseline: side(&a),
-        current: side(&b),
+    Evidence {
+        baseline: side(a),
+        current: side(b),
         difference: b.mean() - a.mean(),
         variance,
         critical,
         per_run: 2.0 * variance / (1.0 / k_a + 1.0 / k_b),
-    })
+    }
 }

@@ -33,8 +33,25 @@ pub struct RunFigures {
     pub measured_seconds: f64,
     /// The machine the run was measured on; `None` when unknown (Locust).
     pub machine: Option<Fingerprint>,
-    /// Keyed by `METHOD name`.
+    /// Keyed by `METHOD name`. Empty for a capacity search, whose
+    /// requests mix every step's rate.
     pub endpoints: BTreeMap<String, EndpointFigures>,
+    /// A capacity search's result (`--capacity`, `[capacity]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityFigures>,
+}
+
+/// What a capacity search found, as the gate keeps it: the rate and the
+/// steps around it, in iterations a second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityFigures {
+    /// The highest step that held below the lowest that failed; `None`
+    /// when no step held.
+    pub rate: Option<f64>,
+    /// The highest step every threshold's interval held at.
+    pub low: Option<f64>,
+    /// The lowest step that failed; `None` when the highest rate allowed held.
+    pub high: Option<f64>,
 }
 
 /// One endpoint in one run.
@@ -157,6 +174,20 @@ impl RunFigures {
             measured_seconds: summary.measured_seconds,
             machine,
             endpoints,
+            capacity: None,
+        }
+    }
+
+    /// A capacity search's figures: what it found, and no endpoints (their
+    /// requests mix every step's rate, so no latency of theirs is comparable).
+    pub fn with_capacity(self, capacity: Option<CapacityFigures>) -> RunFigures {
+        match capacity {
+            Some(capacity) => RunFigures {
+                endpoints: BTreeMap::new(),
+                capacity: Some(capacity),
+                ..self
+            },
+            None => self,
         }
     }
 }

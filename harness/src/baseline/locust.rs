@@ -113,6 +113,7 @@ pub fn import_locust(stats_csv: &Path, suite: &str, name: &str) -> anyhow::Resul
                 measured_seconds,
                 machine: None,
                 endpoints,
+                capacity: None,
             }],
         },
     );

@@ -36,15 +36,19 @@ pub enum Metric {
     P99,
     ErrorRate,
     Throughput,
+    /// A capacity search's result (`--capacity`, `[capacity]`): the suite's,
+    /// not an endpoint's.
+    Capacity,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 5] = [
+    pub const ALL: [Metric; 6] = [
         Metric::P50,
         Metric::P95,
         Metric::P99,
         Metric::ErrorRate,
         Metric::Throughput,
+        Metric::Capacity,
     ];
 
     /// The figure's name in suites and on the command line.
@@ -55,6 +59,7 @@ impl Metric {
             Metric::P99 => "p99",
             Metric::ErrorRate => "error-rate",
             Metric::Throughput => "throughput",
+            Metric::Capacity => "capacity",
         }
     }
 
@@ -65,6 +70,7 @@ impl Metric {
             Metric::P99 => "p99",
             Metric::ErrorRate => "error rate",
             Metric::Throughput => "throughput",
+            Metric::Capacity => "capacity",
         }
     }
 
@@ -73,6 +79,7 @@ impl Metric {
             Metric::P50 | Metric::P95 | Metric::P99 => format!("{value:.1} ms"),
             Metric::ErrorRate => format!("{:.2} %", value * 100.0),
             Metric::Throughput => format!("{value:.1} req/s"),
+            Metric::Capacity => format!("{value:.1}/s"),
         }
     }
 
@@ -81,8 +88,13 @@ impl Metric {
             Metric::P50 => Some(0.50),
             Metric::P95 => Some(0.95),
             Metric::P99 => Some(0.99),
-            Metric::ErrorRate | Metric::Throughput => None,
+            Metric::ErrorRate | Metric::Throughput | Metric::Capacity => None,
         }
+    }
+
+    /// Whether a lower figure is the worse one (throughput, capacity).
+    pub fn lower_is_worse(self) -> bool {
+        matches!(self, Metric::Throughput | Metric::Capacity)
     }
 
     /// Whether the figure is compared as a ratio (on a log scale).
@@ -103,7 +115,8 @@ impl Metric {
 impl std::str::FromStr for Metric {
     type Err = String;
 
-    /// As suites and `--gate` name them: `p50`, `p95`, `p99`, `error-rate`, `throughput`.
+    /// As suites and `--gate` name them: `p50`, `p95`, `p99`, `error-rate`, `throughput`,
+    /// `capacity`.
     fn from_str(text: &str) -> Result<Metric, String> {
         Metric::ALL
             .into_iter()
@@ -156,6 +169,9 @@ pub fn estimate(
         return Err("no requests".to_owned());
     }
     match (metric, &figures.latency) {
+        (Metric::Capacity, _) => {
+            Err("capacity is the suite's figure, not an endpoint's".to_owned())
+        }
         (Metric::ErrorRate, latency) => {
             let design_effect = match latency {
                 Distribution::Recorded { seconds, .. } => {
@@ -197,6 +213,7 @@ pub fn estimate(
 pub fn point(figures: &EndpointFigures, metric: Metric, measured_seconds: f64) -> f64 {
     match (metric.quantile(), &figures.latency) {
         (None, _) if metric == Metric::ErrorRate => figures.error_rate(),
+        (None, _) if metric == Metric::Capacity => f64::NAN,
         (None, _) => figures.requests as f64 / measured_seconds.max(f64::MIN_POSITIVE),
         (Some(q), Distribution::Recorded { histogram, .. }) => {
             histogram.0.value_at_quantile(q) as f64 / 1000.0

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use super::gate::{Against, FIGURES_FILE, Gate, GateOptions, GateOutcome};
 use super::outcome::SetOutcome;
 use super::{Domain, RunError, RunOptions, SuiteRun, run_suite};
-use crate::baseline::{Comparison, Fingerprint, RunFigures};
+use crate::baseline::{CapacityFigures, Comparison, Fingerprint, RunFigures};
 
 /// Choices for a set of suites.
 #[derive(Debug, Clone)]
@@ -233,6 +233,26 @@ pub async fn run_set(
     Ok(outcome)
 }
 
+/// The name a suite's runs are judged and saved under: a capacity search
+/// of a suite apart from its ordinary runs (`SUITE (capacity)`), as the two
+/// are never compared.
+fn baseline_key(report: &crate::report::RunReport) -> String {
+    let suite = &report.summary.suite;
+    match report.capacity {
+        Some(_) => format!("{suite} (capacity)"),
+        None => suite.clone(),
+    }
+}
+
+/// What the gate keeps of a capacity search.
+fn capacity_figures(capacity: &crate::capacity::CapacityReport) -> CapacityFigures {
+    CapacityFigures {
+        rate: capacity.rate,
+        low: capacity.low,
+        high: capacity.high,
+    }
+}
+
 fn ab_note(options: &SetOptions) -> Option<String> {
     options
         .ab
@@ -310,10 +330,11 @@ async fn run_repeated(
                 (Some(before), Some(after)) => Some(before.busier(after)),
                 (one, other) => one.or(other),
             };
-            let figures = RunFigures::from_run(&run.report.summary, machine);
+            let figures = RunFigures::from_run(&run.report.summary, machine)
+                .with_capacity(run.report.capacity.as_ref().map(capacity_figures));
             write_figures(&run, &figures)?;
             say(&format!("reports: {}\n", run.dir.display()));
-            runs.suite = run.report.summary.suite.clone();
+            runs.suite = baseline_key(&run.report);
             runs.failed |= !run.report.passed;
             runs.last_dir = run.dir.clone();
             runs.gate = run.gate.clone();
