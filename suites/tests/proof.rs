@@ -474,13 +474,7 @@ fn check_known_capacity(report: &RunReport, known: f64) {
         capacity.high.expect("a step broke"),
     );
     assert!(low <= rate && rate < high, "{}", capacity.line());
-    let broken = capacity.first_broken.as_ref().expect("a step failed");
-    let causes = broken.causes.join("\n");
-    assert!(
-        causes.contains("waiting for a server connection on a pool of 4"),
-        "the cause at {:.1}/s does not name the pool:\n{causes}",
-        broken.rate
-    );
+    let causes = first_causes_name(capacity, "waiting for a server connection on a pool of 4");
     let steps: Vec<f64> = capacity.steps.iter().map(|s| s.rate).collect();
     let first_failed = capacity
         .steps
@@ -499,6 +493,19 @@ fn check_known_capacity(report: &RunReport, known: f64) {
         failed_thresholds(report)
     );
     eprintln!("known {known:.1}/s: {}\n{causes}", capacity.line());
+}
+
+/// The causes named at the first step that failed, which must mention `what`.
+#[track_caller]
+fn first_causes_name(capacity: &harness::capacity::CapacityReport, what: &str) -> String {
+    let broken = capacity.first_broken.as_ref().expect("a step failed");
+    let causes = broken.causes.join("\n");
+    assert!(
+        causes.contains(what),
+        "the cause at {:.1}/s does not mention {what:?}:\n{causes}",
+        broken.rate
+    );
+    causes
 }
 
 /// A capacity the CPU sets: every iteration logs in, and with `noisy` each
@@ -549,11 +556,5 @@ async fn a_capacity_search_finds_the_cpus_known_capacity_and_names_the_cpu() {
         counters.login_attempts,
         counters.iterations
     );
-    let broken = capacity.first_broken.as_ref().expect("a step failed");
-    let causes = broken.causes.join("\n");
-    assert!(
-        causes.contains("CPU"),
-        "the cause at {:.1}/s does not name the CPU:\n{causes}",
-        broken.rate
-    );
+    first_causes_name(capacity, "CPU");
 }

@@ -147,6 +147,22 @@ pub struct Row {
 }
 
 impl Row {
+    /// A figure too little data could judge either way, and why.
+    fn not_enough(key: &str, metric: Metric, baseline: Side, current: Side, why: String) -> Row {
+        Row {
+            endpoint: key.to_owned(),
+            metric,
+            baseline,
+            current,
+            verdict: Verdict::NotEnoughData,
+            why: Some(why),
+            resolution: None,
+            runs_needed: None,
+            decided: false,
+            per_run_variance: None,
+        }
+    }
+
     pub fn change_text(&self) -> String {
         let delta = self.current.value - self.baseline.value;
         let relative = if self.baseline.value.abs() > f64::EPSILON {
@@ -337,10 +353,8 @@ pub fn compare(
         };
         let sides = Sides::of(&then, &now, settings);
         for metric in Metric::ALL {
-            if !settings.metrics.contains(&metric) {
-                continue;
-            }
-            if metric == Metric::Capacity {
+            // Capacity is the suite's figure, not an endpoint's.
+            if metric == Metric::Capacity || !settings.metrics.contains(&metric) {
                 continue;
             }
             let row = compare_metric(key, metric, &sides, settings);
@@ -410,18 +424,7 @@ fn compare_capacity(
     };
     let row = match capacity_evidence(&then, &now, settings) {
         Ok(evidence) => decide(key, Metric::Capacity, evidence, settings),
-        Err(why) => Row {
-            endpoint: key.to_owned(),
-            metric: Metric::Capacity,
-            baseline: rough(&then),
-            current: rough(&now),
-            verdict: Verdict::NotEnoughData,
-            why: Some(why),
-            resolution: None,
-            runs_needed: None,
-            decided: false,
-            per_run_variance: None,
-        },
+        Err(why) => Row::not_enough(key, Metric::Capacity, rough(&then), rough(&now), why),
     };
     comparison.push(row, faster);
 }
@@ -467,16 +470,8 @@ fn compare_metric(key: &str, metric: Metric, sides: &Sides<'_>, settings: &GateS
             .filter(|per_run| *per_run > 0.0)
             .map(|per_run| (MIN_BEYOND / per_run).ceil() as usize);
         Row {
-            endpoint: key.to_owned(),
-            metric,
-            baseline,
-            current,
-            verdict: Verdict::NotEnoughData,
-            why: Some(why),
-            resolution: None,
             runs_needed,
-            decided: false,
-            per_run_variance: None,
+            ..Row::not_enough(key, metric, baseline, current, why)
         }
     };
     let evidence = match (metric.quantile(), &sides.pooled) {
@@ -513,10 +508,9 @@ fn decide(key: &str, metric: Metric, evidence: Evidence, settings: &GateSettings
     let margin = critical * variance.sqrt();
     let sure = difference.abs() > margin;
     // Higher latency and error rate are worse; lower throughput and capacity are.
-    let worse_direction = if metric.lower_is_worse() {
-        delta < 0.0
-    } else {
-        delta > 0.0
+    let worse_direction = match metric {
+        Metric::Throughput | Metric::Capacity => delta < 0.0,
+        _ => delta > 0.0,
     };
     // Whether the worst the interval allows stays within the threshold (or
     // within the floor).

@@ -181,8 +181,14 @@ pub(super) fn per_run_evidence(
         let scaled = estimates.iter().map(|e| metric.to_scale(e.value)).collect();
         Ok(Runs { estimates, scaled })
     };
-    match (judge(then), judge(now)) {
-        (Ok(a), Ok(b)) => Ok(runs_evidence(metric, &a, &b, settings)),
+    let (a, b) = both(judge(then), judge(now))?;
+    Ok(runs_evidence(metric, &a, &b, settings))
+}
+
+/// Both sides' runs, or why one side cannot be judged.
+fn both(then: Result<Runs, String>, now: Result<Runs, String>) -> Result<(Runs, Runs), String> {
+    match (then, now) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
         (Err(why), _) => Err(format!("baseline: {why}")),
         (_, Err(why)) => Err(format!("this run: {why}")),
     }
@@ -220,11 +226,8 @@ pub(super) fn capacity_evidence(
         let scaled = estimates.iter().map(|e| e.value.ln()).collect();
         Ok(Runs { estimates, scaled })
     };
-    match (judge(then), judge(now)) {
-        (Ok(a), Ok(b)) => Ok(runs_evidence(Metric::Capacity, &a, &b, settings)),
-        (Err(why), _) => Err(format!("baseline: {why}")),
-        (_, Err(why)) => Err(format!("this run: {why}")),
-    }
+    let (a, b) = both(judge(then), judge(now))?;
+    Ok(runs_evidence(Metric::Capacity, &a, &b, settings))
 }
 
 /// Each side's runs' figures on the judging scale, compared with a t test

@@ -92,11 +92,6 @@ impl Metric {
         }
     }
 
-    /// Whether a lower figure is the worse one (throughput, capacity).
-    pub fn lower_is_worse(self) -> bool {
-        matches!(self, Metric::Throughput | Metric::Capacity)
-    }
-
     /// Whether the figure is compared as a ratio (on a log scale).
     pub fn is_ratio(self) -> bool {
         self != Metric::ErrorRate
