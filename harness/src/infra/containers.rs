@@ -8,9 +8,12 @@ use std::collections::HashMap;
 use anyhow::Context as _;
 use testcontainers::bollard::Docker;
 use testcontainers::bollard::models::{HostConfig, NetworkCreateRequest, PortBinding};
+use testcontainers::bollard::query_parameters::RemoveContainerOptionsBuilder;
 use testcontainers::core::{IntoContainerPort as _, WaitFor};
 use testcontainers::runners::AsyncRunner as _;
-use testcontainers::{ContainerAsync, CopyTargetOptions, GenericImage, ImageExt as _};
+use testcontainers::{
+    ContainerAsync, ContainerRequest, CopyTargetOptions, GenericImage, ImageExt as _,
+};
 
 use super::images::split_image;
 use super::ownership::{LABEL_SERVICE, RunGuard};
@@ -143,13 +146,8 @@ pub async fn start(
     }
     let name_of = |service: ServiceName| format!("ahsp-perf-{run_id}-{service}");
     // Host ports are chosen here rather than by Docker, so that a restarted
-    // container comes back on the same one.
-    let mut host_ports = HashMap::new();
-    for service in images {
-        host_ports.insert(service, free_port()?);
-    }
-    let request = |service: ServiceName, port: u16| {
-        let host_port = host_ports[&service];
+    // container comes back on the same one (see `start_published`).
+    let request = |service: ServiceName, port: u16, host_port: u16| {
         let (name, tag) = split_image(&resolved[&service]);
         let mut labels = labels.clone();
         labels.insert(LABEL_SERVICE.to_owned(), service.as_str().to_owned());
@@ -166,16 +164,18 @@ pub async fn start(
             })
     };
 
-    let postgres = request(ServiceName::Postgres, POSTGRES_PORT)
-        .with_env_var("POSTGRES_USER", USER)
-        .with_env_var("POSTGRES_PASSWORD", PASSWORD)
-        .with_env_var("POSTGRES_DB", DATABASE)
-        .with_env_var("POSTGRES_HOST_AUTH_METHOD", "scram-sha-256")
-        .with_env_var(
-            "POSTGRES_INITDB_ARGS",
-            "--auth-host=scram-sha-256 --no-sync",
-        )
-        .with_cmd(std::iter::once("postgres".to_owned()).chain(config.postgres.server_args()));
+    let postgres = |host_port| {
+        request(ServiceName::Postgres, POSTGRES_PORT, host_port)
+            .with_env_var("POSTGRES_USER", USER)
+            .with_env_var("POSTGRES_PASSWORD", PASSWORD)
+            .with_env_var("POSTGRES_DB", DATABASE)
+            .with_env_var("POSTGRES_HOST_AUTH_METHOD", "scram-sha-256")
+            .with_env_var(
+                "POSTGRES_INITDB_ARGS",
+                "--auth-host=scram-sha-256 --no-sync",
+            )
+            .with_cmd(std::iter::once("postgres".to_owned()).chain(config.postgres.server_args()))
+    };
 
     let ini = config.pgbouncer.ini(&PgBouncerTopology {
         listen_addr: "0.0.0.0",
@@ -185,36 +185,34 @@ pub async fn start(
         auth_file: "/etc/pgbouncer/userlist.txt",
         unix_socket_dir: "",
     });
-    let pgbouncer = request(ServiceName::Pgbouncer, PGBOUNCER_PORT)
-        .with_copy_to(
-            CopyTargetOptions::new("/etc/pgbouncer/pgbouncer.ini").with_mode(0o644),
-            ini.into_bytes(),
+    let pgbouncer = |host_port| {
+        request(ServiceName::Pgbouncer, PGBOUNCER_PORT, host_port)
+            .with_copy_to(
+                CopyTargetOptions::new("/etc/pgbouncer/pgbouncer.ini").with_mode(0o644),
+                ini.clone().into_bytes(),
+            )
+            .with_copy_to(
+                CopyTargetOptions::new("/etc/pgbouncer/userlist.txt").with_mode(0o644),
+                PgBouncerSettings::userlist().into_bytes(),
+            )
+            .with_cmd(["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"])
+    };
+    let redis = |host_port| {
+        request(ServiceName::Redis, REDIS_PORT, host_port).with_cmd(
+            std::iter::once("redis-server".to_owned())
+                .chain(config.redis.server_args("0.0.0.0", REDIS_PORT)),
         )
-        .with_copy_to(
-            CopyTargetOptions::new("/etc/pgbouncer/userlist.txt").with_mode(0o644),
-            PgBouncerSettings::userlist().into_bytes(),
-        )
-        .with_cmd(["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]);
-
-    let redis = request(ServiceName::Redis, REDIS_PORT).with_cmd(
-        std::iter::once("redis-server".to_owned())
-            .chain(config.redis.server_args("0.0.0.0", REDIS_PORT)),
-    );
+    };
 
     let (postgres, pgbouncer, redis) = tokio::try_join!(
-        async {
-            postgres
-                .start()
-                .await
-                .context("starting the postgres container")
-        },
-        async {
+        start_published(&docker, name_of(ServiceName::Postgres), free_port, postgres),
+        start_published(
+            &docker,
+            name_of(ServiceName::Pgbouncer),
+            free_port,
             pgbouncer
-                .start()
-                .await
-                .context("starting the pgbouncer container")
-        },
-        async { redis.start().await.context("starting the redis container") },
+        ),
+        start_published(&docker, name_of(ServiceName::Redis), free_port, redis),
     )
     .map_err(|error| {
         error.context(format!(
@@ -321,8 +319,97 @@ async fn log_tails(containers: &[ContainerAsync<GenericImage>]) -> String {
     text
 }
 
+/// How many host ports a container is offered before its start fails.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Starts the container `name` with its port published on a free loopback
+/// port. The port is free when chosen, not when Docker binds it: another run
+/// (or anything else on the machine) can take it in between, and Docker then
+/// refuses with "port is already allocated". Such a start is retried on a
+/// fresh port after the container it created is removed (testcontainers
+/// leaves a created container behind when its start fails, and its name
+/// would clash; it is removed when the start fails for good as well).
+async fn start_published(
+    docker: &Docker,
+    name: String,
+    mut ports: impl FnMut() -> anyhow::Result<u16>,
+    request: impl Fn(u16) -> ContainerRequest<GenericImage>,
+) -> anyhow::Result<ContainerAsync<GenericImage>> {
+    let mut attempt = 1;
+    loop {
+        let error = match request(ports()?).start().await {
+            Ok(container) => return Ok(container),
+            Err(error) => anyhow::Error::new(error),
+        };
+        let message = format!("{error:#}");
+        // Docker's words when another container holds the port, and the
+        // kernel's when any other process does.
+        let taken = message.contains("port is already allocated")
+            || message.contains("address already in use");
+        let options = RemoveContainerOptionsBuilder::new().force(true).build();
+        let removed = docker.remove_container(&name, Some(options)).await;
+        if !taken || attempt == PORT_ATTEMPTS {
+            // Whether a container was created before the failure or not.
+            drop(removed);
+            return Err(error.context(format!("starting container {name}")));
+        }
+        removed.with_context(|| format!("removing {name}, whose host port was taken"))?;
+        attempt += 1;
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two containers offered the same host port: the second is refused by
+    /// Docker, and comes up on the next port offered, under its own name.
+    #[tokio::test]
+    async fn a_container_whose_host_port_was_taken_starts_on_another() -> anyhow::Result<()> {
+        let docker = Docker::connect_with_defaults()?;
+        let image = InfraConfig::default()
+            .images
+            .resolve(&docker, ServiceName::Redis)
+            .await;
+        let (name, tag) = split_image(&image);
+        let suffix = std::process::id();
+        let request = |label: &'static str| {
+            move |host_port: u16| {
+                GenericImage::new(name, tag)
+                    .with_exposed_port(REDIS_PORT.tcp())
+                    .with_wait_for(WaitFor::Nothing)
+                    .with_container_name(format!("ahsp-perf-port-test-{suffix}-{label}"))
+                    .with_cmd(["redis-server", "--port", "6379"])
+                    .with_host_config_modifier(move |host: &mut HostConfig| {
+                        publish_on_loopback(host, REDIS_PORT, host_port)
+                    })
+            }
+        };
+        let first_port = free_port()?;
+        let first = start_published(
+            &docker,
+            format!("ahsp-perf-port-test-{suffix}-first"),
+            || Ok(first_port),
+            request("first"),
+        )
+        .await?;
+        let mut offered = vec![first_port, free_port()?].into_iter();
+        let second = start_published(
+            &docker,
+            format!("ahsp-perf-port-test-{suffix}-second"),
+            || offered.next().context("no port left to offer"),
+            request("second"),
+        )
+        .await?;
+        assert_eq!(first.get_host_port_ipv4(REDIS_PORT).await?, first_port);
+        assert_ne!(second.get_host_port_ipv4(REDIS_PORT).await?, first_port);
+        assert_eq!(offered.next(), None, "the second port was never offered");
+        Ok(())
+    }
 }
