@@ -234,8 +234,8 @@ impl Measured {
             args.rounds
         );
         println!(
-            "  {:<10} {:>12} {:>20} {:>10} {:>14}",
-            "generator", "requests", "CPU-s/10k (median)", "p99 ms", "peak RSS"
+            "  {:<10} {:>12} {:>20} {:>10} {:>14} {:>14}",
+            "generator", "requests", "CPU-s/10k (median)", "p99 ms", "peak RSS", "of it, anon"
         );
         print_row("ahsp-perf", &self.engine);
         if let Some(n) = args.shards {
@@ -303,8 +303,17 @@ fn print_row(name: &str, costs: &[Cost]) {
     let requests: u64 = costs.iter().map(|c| c.requests).sum();
     let per_10k = median(costs.iter().map(Cost::cpu_per_10k).collect());
     let p99 = median(costs.iter().map(|c| c.p99_ms).collect());
-    let peak = costs.iter().map(|c| c.peak_rss_mb).fold(0.0, f64::max);
-    println!("  {name:<10} {requests:>12} {per_10k:>20.3} {p99:>10.2} {peak:>11.1} MB");
+    let peak = costs
+        .iter()
+        .map(|c| c.memory.peak_rss_mb)
+        .fold(0.0, f64::max);
+    let anon = costs
+        .iter()
+        .map(|c| c.memory.peak_anon_mb)
+        .fold(0.0, f64::max);
+    println!(
+        "  {name:<10} {requests:>12} {per_10k:>20.3} {p99:>10.2} {peak:>11.1} MB {anon:>11.1} MB"
+    );
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -321,7 +330,7 @@ struct Cost {
     requests: u64,
     cpu_seconds: f64,
     p99_ms: f64,
-    peak_rss_mb: f64,
+    memory: MemoryPeaks,
 }
 
 impl Cost {
@@ -336,15 +345,39 @@ fn cpu_seconds(who: UsageWho) -> anyhow::Result<f64> {
     Ok(seconds(usage.user_time()) + seconds(usage.system_time()))
 }
 
-/// A process's peak resident set (`VmHWM`), in MB. Not `ru_maxrss`: Linux
-/// carries that across `exec` from the parent's memory (cargo's, or this
-/// process's when it spawns wrk), which would report the parent's peak.
-fn peak_rss_mb(pid: &str) -> Option<f64> {
+/// A process's memory, in MB: its peak resident set (`VmHWM`), and the
+/// anonymous part of its resident set now (`RssAnon`: what it allocated,
+/// without the pages of its own code and libraries, which for the 20 MB of
+/// code of this binary are most of the rest). Not `ru_maxrss`: Linux carries
+/// that across `exec` from the parent's memory (cargo's, or this process's
+/// when it spawns wrk), which would report the parent's peak.
+fn memory_mb(pid: &str) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kilobytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kilobytes / 1024.0)
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kilobytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kilobytes / 1024.0)
+    };
+    Some((field("VmHWM:")?, field("RssAnon:")?))
 }
+
+/// The highest readings of [`memory_mb`] taken every 100 ms.
+#[derive(Default)]
+struct MemoryPeaks {
+    peak_rss_mb: f64,
+    peak_anon_mb: f64,
+}
+
+impl MemoryPeaks {
+    fn sample(&mut self, pid: &str) {
+        if let Some((rss, anon)) = memory_mb(pid) {
+            self.peak_rss_mb = self.peak_rss_mb.max(rss);
+            self.peak_anon_mb = self.peak_anon_mb.max(anon);
+        }
+    }
+}
+
+const MEMORY_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// The minimal server, in a process of its own on core 1, killed on drop.
 struct MinimalServer {
@@ -438,8 +471,19 @@ async fn measure_engine(
     }
     let mut requests = 0;
     let mut p99_ms = f64::NAN;
-    while let Some(output) = runs.join_next().await {
-        let output = output??;
+    let mut memory = MemoryPeaks::default();
+    let mut sampling = tokio::time::interval(MEMORY_SAMPLE_EVERY);
+    loop {
+        let output = tokio::select! {
+            output = runs.join_next() => match output {
+                Some(output) => output??,
+                None => break,
+            },
+            _ = sampling.tick() => {
+                memory.sample("self");
+                continue;
+            }
+        };
         anyhow::ensure!(
             output.summary.total.failures == 0,
             "the engine saw failures: {:?}",
@@ -459,7 +503,7 @@ async fn measure_engine(
         requests,
         cpu_seconds: after - before,
         p99_ms,
-        peak_rss_mb: peak_rss_mb("self").unwrap_or(f64::NAN),
+        memory,
     })
 }
 
@@ -484,18 +528,14 @@ async fn measure_wrk(url: &str, connections: u32, duration: Duration) -> anyhow:
     // taskset execs wrk in place: the pid is wrk's. Its VmHWM only grows,
     // so the last reading before it exits is its peak.
     let pid = child.id().map(|p| p.to_string()).unwrap_or_default();
-    let mut peak = 0.0f64;
+    let mut memory = MemoryPeaks::default();
     let output = {
         let wait = child.wait_with_output();
         tokio::pin!(wait);
         loop {
             tokio::select! {
                 output = &mut wait => break output?,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                    if let Some(mb) = peak_rss_mb(&pid) {
-                        peak = peak.max(mb);
-                    }
-                }
+                _ = tokio::time::sleep(MEMORY_SAMPLE_EVERY) => memory.sample(&pid),
             }
         }
     };
@@ -510,7 +550,7 @@ async fn measure_wrk(url: &str, connections: u32, duration: Duration) -> anyhow:
         requests: wrk_requests(&text)?,
         cpu_seconds: after - before,
         p99_ms: wrk_p99_ms(&text).unwrap_or(f64::NAN),
-        peak_rss_mb: peak,
+        memory,
     })
 }
 

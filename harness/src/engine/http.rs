@@ -4,13 +4,15 @@
 //! followed — a login's 302 must be seen — and cookies are the engine's.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
 use crate::metrics::FailureKind;
@@ -90,15 +92,31 @@ pub struct TransportError {
 }
 
 /// A virtual user's HTTP client: its connection and its cookies.
+///
+/// The connection is driven by the user's own task while a request is in
+/// flight, not by a task of its own: no second task to wake and no channel
+/// hop per request. One timer per user bounds every request. It is moved
+/// only when it fires before the request it guards is due, about once per
+/// timeout, instead of entering and leaving the timer wheel per request.
 #[derive(Debug)]
 pub struct Client {
     origin: std::sync::Arc<Origin>,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    connection: Option<Connection>,
     cookies: cookie_store::CookieStore,
     timeout: Duration,
+    /// Fires no later than the request in flight is due (see `Client`).
+    timer: Timer,
     /// Reused buffers: the cookie header and the request URL.
     cookie_header: String,
     url: url::Url,
+}
+
+/// One HTTP/1.1 connection: the handle requests are sent on, and the
+/// connection itself, polled by whoever waits on a request.
+#[derive(Debug)]
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    io: http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>,
 }
 
 impl Client {
@@ -106,9 +124,10 @@ impl Client {
         let url = origin.base.clone();
         Client {
             origin,
-            sender: None,
+            connection: None,
             cookies: cookie_store::CookieStore::default(),
             timeout,
+            timer: Timer::new(),
             cookie_header: String::new(),
             url,
         }
@@ -129,26 +148,36 @@ impl Client {
     /// Forgets every cookie (a logged-out user) and the connection.
     pub fn reset(&mut self) {
         self.cookies.clear();
-        self.sender = None;
+        self.connection = None;
     }
 
-    async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, TransportError> {
-        if self.sender.as_ref().is_some_and(|s| !s.is_closed()) {
-            return Ok(self.sender.as_mut().expect("checked"));
+    /// The connection to send on: the kept one if it is still open (polled
+    /// once, since nobody polls it between requests, to learn whether the
+    /// server closed it meanwhile), else a new one.
+    async fn connect<'a>(
+        origin: &Origin,
+        slot: &'a mut Option<Connection>,
+    ) -> Result<&'a mut Connection, TransportError> {
+        if let Some(connection) = slot {
+            let ended = std::future::poll_fn(|cx| {
+                Poll::Ready(connection.io.poll_without_shutdown(cx).is_ready())
+            })
+            .await;
+            if ended || connection.sender.is_closed() {
+                *slot = None;
+            }
         }
-        let stream = tokio::net::TcpStream::connect(self.origin.address)
-            .await
-            .map_err(|e| classify_io(&e, "connect"))?;
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| classify_hyper(&e))?;
-        tokio::task::spawn_local(async move {
-            // Ends when the server closes the connection or the sender is dropped.
-            let _ = connection.await;
-        });
-        self.sender = Some(sender);
-        Ok(self.sender.as_mut().expect("just set"))
+        if slot.is_none() {
+            let stream = tokio::net::TcpStream::connect(origin.address)
+                .await
+                .map_err(|e| classify_io(&e, "connect"))?;
+            let _ = stream.set_nodelay(true);
+            let (sender, io) = http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| classify_hyper(&e))?;
+            *slot = Some(Connection { sender, io });
+        }
+        Ok(slot.as_mut().expect("connected"))
     }
 
     /// Sends a request and reads the whole response. `keep_body` false
@@ -161,26 +190,17 @@ impl Client {
         body: Bytes,
         keep_body: bool,
     ) -> Result<Response, TransportError> {
-        let timeout = self.timeout;
-        match tokio::time::timeout(
-            timeout,
-            self.exchange(method, path_and_query, headers, body, keep_body),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => {
-                // The connection may be mid-response: never reuse it.
-                self.sender = None;
-                Err(TransportError {
-                    kind: FailureKind::Timeout,
-                    message: format!(
-                        "no complete response within {}",
-                        humantime::format_duration(timeout)
-                    ),
-                })
-            }
+        let now = tokio::time::Instant::now();
+        let due = now + self.timeout;
+        self.timer.arm(now, due);
+        let result = self
+            .exchange(method, path_and_query, headers, body, keep_body, due)
+            .await;
+        if result.is_err() {
+            // The connection may be mid-response: never reuse it.
+            self.connection = None;
         }
+        result
     }
 
     async fn exchange(
@@ -190,6 +210,7 @@ impl Client {
         headers: &[(http::HeaderName, HeaderValue)],
         body: Bytes,
         keep_body: bool,
+        due: tokio::time::Instant,
     ) -> Result<Response, TransportError> {
         // The jar and the URL it matches cookies by are touched only when
         // there are cookies to send or to keep: a client without any (an
@@ -221,25 +242,30 @@ impl Client {
             kind: FailureKind::Transport,
             message: format!("invalid request {path_and_query}: {e}"),
         })?;
-        let sender = self.connect().await?;
-        if let Err(error) = sender.ready().await {
-            self.sender = None;
-            return Err(classify_hyper(&error));
-        }
-        let response = match self
-            .sender
-            .as_mut()
-            .expect("connected")
-            .send_request(request)
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                self.sender = None;
-                return Err(classify_hyper(&error));
-            }
+        let timeout = self.timeout;
+        let (origin, slot, timer) = (&self.origin, &mut self.connection, &mut self.timer);
+        let within_time = async {
+            let Connection { sender, io } = Self::connect(origin, slot).await?;
+            let exchange = async {
+                sender.ready().await?;
+                let response = sender.send_request(request).await?;
+                let (parts, mut incoming) = response.into_parts();
+                // Error answers are kept too: their text explains the failure.
+                if keep_body || !parts.status.is_success() {
+                    let bytes = incoming.collect().await?.to_bytes();
+                    return Ok((parts, bytes.len() as u64, bytes));
+                }
+                let mut body_len = 0u64;
+                while let Some(frame) = incoming.frame().await {
+                    if let Some(data) = frame?.data_ref() {
+                        body_len += data.len() as u64;
+                    }
+                }
+                Ok((parts, body_len, Bytes::new()))
+            };
+            drive(exchange, io).await.map_err(|e| classify_hyper(&e))
         };
-        let (parts, mut incoming) = response.into_parts();
+        let (parts, body_len, body) = expire(within_time, timer, due, timeout).await?;
         let mut set_cookies = parts.headers.get_all(SET_COOKIE).iter().peekable();
         if set_cookies.peek().is_some() {
             if !has_cookies {
@@ -251,32 +277,6 @@ impl Client {
                 }
             }
         }
-        let mut body_len = 0u64;
-        // Error answers are kept too: their text explains the failure.
-        let body = if keep_body || !parts.status.is_success() {
-            let collected = incoming.collect().await.map_err(|e| {
-                self.sender = None;
-                classify_hyper(&e)
-            })?;
-            let bytes = collected.to_bytes();
-            body_len = bytes.len() as u64;
-            bytes
-        } else {
-            while let Some(frame) = incoming.frame().await {
-                match frame {
-                    Ok(frame) => {
-                        if let Some(data) = frame.data_ref() {
-                            body_len += data.len() as u64;
-                        }
-                    }
-                    Err(error) => {
-                        self.sender = None;
-                        return Err(classify_hyper(&error));
-                    }
-                }
-            }
-            Bytes::new()
-        };
         Ok(Response {
             status: parts.status,
             headers: parts.headers,
@@ -284,6 +284,106 @@ impl Client {
             body_len,
         })
     }
+}
+
+/// Polls `exchange` and, beside it, the connection it runs on (which writes
+/// the request and reads the response), until the exchange ends. A
+/// connection that ends first (closed by the server) is not polled again;
+/// the exchange then fails on its own.
+async fn drive<T>(
+    exchange: impl Future<Output = Result<T, hyper::Error>>,
+    io: &mut http1::Connection<TokioIo<tokio::net::TcpStream>, Full<Bytes>>,
+) -> Result<T, hyper::Error> {
+    let mut exchange = std::pin::pin!(exchange);
+    let mut io_ended = false;
+    std::future::poll_fn(|cx| {
+        if !io_ended {
+            match io.poll_without_shutdown(cx) {
+                Poll::Ready(Err(error)) => {
+                    // The exchange fails too; its own error says it better,
+                    // unless it never learns (a request not yet written).
+                    if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+                        return Poll::Ready(result);
+                    }
+                    return Poll::Ready(Err(error));
+                }
+                Poll::Ready(Ok(())) => io_ended = true,
+                Poll::Pending => {}
+            }
+        }
+        exchange.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// One timer per user, shared by its requests one after another.
+#[derive(Debug)]
+struct Timer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// When `sleep` fires; never later than the request in flight is due.
+    set_for: tokio::time::Instant,
+}
+
+impl Timer {
+    fn new() -> Timer {
+        let now = tokio::time::Instant::now();
+        Timer {
+            sleep: Box::pin(tokio::time::sleep_until(now)),
+            set_for: now,
+        }
+    }
+
+    /// Readies the timer for a request due at `due`. One set for an earlier
+    /// request's deadline still fires first, which is early enough; only a
+    /// timer already past is moved.
+    fn arm(&mut self, now: tokio::time::Instant, due: tokio::time::Instant) {
+        if self.set_for <= now {
+            self.set(due);
+        }
+    }
+
+    fn set(&mut self, due: tokio::time::Instant) {
+        self.sleep.as_mut().reset(due);
+        self.set_for = due;
+    }
+
+    /// Whether the request due at `due` is late; otherwise the timer is
+    /// registered to wake the task no later than `due`.
+    fn poll_late(&mut self, cx: &mut std::task::Context<'_>, due: tokio::time::Instant) -> bool {
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            if self.set_for >= due {
+                return true;
+            }
+            self.set(due);
+        }
+        false
+    }
+}
+
+/// `work`, unless the request due at `due` is late first.
+async fn expire<T>(
+    work: impl Future<Output = Result<T, TransportError>>,
+    timer: &mut Timer,
+    due: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<T, TransportError> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = work.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        if timer.poll_late(cx, due) {
+            return Poll::Ready(Err(TransportError {
+                kind: FailureKind::Timeout,
+                message: format!(
+                    "no complete response within {}",
+                    humantime::format_duration(timeout)
+                ),
+            }));
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 impl Client {
@@ -358,6 +458,62 @@ pub fn snippet(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A server on loopback that answers the first request on each
+    /// connection at once and never answers any after it.
+    async fn answers_once() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 4096];
+                    let _ = stream.read(&mut buffer).await;
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    // Reads the next request and holds it unanswered.
+                    let _ = stream.read(&mut buffer).await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                });
+            }
+        });
+        format!("http://{address}/")
+    }
+
+    async fn get(client: &mut Client) -> Result<Response, TransportError> {
+        client
+            .send(http::Method::GET, "/", &[], Bytes::new(), false)
+            .await
+    }
+
+    /// The timer set for the first request fires before the second is due:
+    /// the second must still get its whole timeout, and then fail as a
+    /// timeout, on a connection that is not reused.
+    #[tokio::test]
+    async fn each_request_gets_its_whole_timeout_from_one_timer() {
+        let origin = std::sync::Arc::new(Origin::resolve(&answers_once().await).await.unwrap());
+        let timeout = Duration::from_millis(300);
+        let mut client = Client::new(origin, timeout);
+        assert_eq!(get(&mut client).await.unwrap().body_len, 2);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let started = std::time::Instant::now();
+        let error = get(&mut client).await.unwrap_err();
+        assert!(matches!(error.kind, FailureKind::Timeout), "{error:?}");
+        assert!(
+            started.elapsed() >= timeout,
+            "cut off after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            client.connection.is_none(),
+            "a timed-out connection was kept"
+        );
+        // A new connection, answered at once, is not cut off by the old timer.
+        assert_eq!(get(&mut client).await.unwrap().body_len, 2);
+    }
 
     #[test]
     fn snippets_are_one_short_line() {
