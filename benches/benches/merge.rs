@@ -71,6 +71,7 @@ fn shard(index: u32) -> ShardResult {
         include_tags: Vec::new(),
         exclude_tags: Vec::new(),
         target: "http://127.0.0.1:8000".to_owned(),
+        start_at_unix_ms: Some(1_796_212_800_000),
         started_at: "2026-12-02T12:00:00Z".to_owned(),
         started_unix_ms: 1_796_212_800_000 + u64::from(index) * 37,
         warm_up_seconds: 0.0,

@@ -385,6 +385,7 @@ fn shard_result(
         include_tags: include,
         exclude_tags: exclude,
         target: summary.target.clone(),
+        start_at_unix_ms: plan.shard.and_then(|shard| shard.start_at_unix_ms),
         started_at: summary.started_at.clone(),
         started_unix_ms: measured.output.started_unix_ms,
         warm_up_seconds: summary.warm_up_seconds,

@@ -188,9 +188,13 @@ enum PerfCommand {
         /// Where the merged run's reports go.
         #[arg(long, value_name = "DIR", alias = "out")]
         output: PathBuf,
-        /// Merge even when shards are missing (the report names them).
+        /// Merge even when shards are missing, or their folders have no
+        /// shard.json (the report names them).
         #[arg(long)]
         allow_partial: bool,
+        /// Merge shards told another target or start instant (the report says MIXED).
+        #[arg(long)]
+        allow_mixed: bool,
         /// The suite file the shards ran, when it is not where they recorded it.
         #[arg(long, value_name = "FILE")]
         suite: Option<PathBuf>,
@@ -308,12 +312,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             shards,
             output,
             allow_partial,
+            allow_mixed,
             suite,
             gate,
         }) => {
             let options = harness::run::shard::MergeOptions {
                 suite,
                 allow_partial,
+                allow_mixed,
                 print_summary: true,
                 gate: gate.options(KEEP_RUNS, None),
             };

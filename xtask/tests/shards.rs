@@ -371,6 +371,21 @@ expect = {{ status = [200], text = "Dashboard" }}
         let notes = result(&part)["notes"].to_string();
         assert!(notes.contains("PARTIAL"), "{notes}");
     }
+    // A shard killed before its end leaves a folder without shard.json:
+    // merged around with --allow-partial, which names the folder.
+    let killed = work.path().join("killed-shard");
+    std::fs::create_dir_all(&killed).unwrap();
+    let part = work.path().join("part-killed");
+    let output = xtask(&state)
+        .args(["perf", "merge", shard_dirs[0].to_str().unwrap()])
+        .args([killed.to_str().unwrap(), "--allow-partial"])
+        .args(["--output", part.to_str().unwrap()])
+        .output()
+        .unwrap();
+    checked(output, 0, "a killed shard's folder is a missing shard");
+    let notes = result(&part)["notes"].to_string();
+    assert!(notes.contains("killed-shard has no shard.json"), "{notes}");
+    assert!(notes.contains("without shard(s) 1/2"), "{notes}");
     // A set with a shard missing is refused without --allow-partial.
     let output = xtask(&state)
         .args(["perf", "merge", shard_dirs[0].to_str().unwrap()])

@@ -49,6 +49,11 @@ pub struct ShardResult {
     pub include_tags: Vec<String>,
     pub exclude_tags: Vec<String>,
     pub target: String,
+    /// The instant every shard was told to start at (`--start-at`); `None`
+    /// when it started at once. Part of the run's identity, with the plan
+    /// and the target: shards told other instants are of other runs.
+    #[serde(default)]
+    pub start_at_unix_ms: Option<u64>,
     pub started_at: String,
     /// When its load began (what the merge aligns seconds by).
     pub started_unix_ms: u64,
@@ -140,12 +145,40 @@ impl ShardResult {
     }
 }
 
+/// Shards with the folders they were read from.
+pub type ShardSet = Vec<(PathBuf, ShardResult)>;
+
+/// The shards in `dirs`, read. A folder without `shard.json` (a shard that
+/// failed or was killed before its end) is a missing shard: refused, or
+/// with `allow_partial` left out and named.
+pub fn read_set(dirs: &[PathBuf], allow_partial: bool) -> anyhow::Result<(ShardSet, Vec<String>)> {
+    let mut shards = Vec::new();
+    let mut notes = Vec::new();
+    for dir in dirs {
+        if !dir.join(SHARD_FILE).exists() && dir.is_dir() && allow_partial {
+            notes.push(format!(
+                "PARTIAL: {} has no {SHARD_FILE} (its shard failed or was stopped before its end), left out",
+                dir.display()
+            ));
+            continue;
+        }
+        shards.push((dir.clone(), ShardResult::read(dir)?));
+    }
+    anyhow::ensure!(
+        !shards.is_empty() || dirs.is_empty(),
+        "none of the folders given has a {SHARD_FILE}"
+    );
+    Ok((shards, notes))
+}
+
 /// The set of shards to merge, checked: one run (same plan, harness
-/// version and shard count), no shard twice, none missing unless
-/// `allow_partial` (then the missing ones are named).
+/// version, shard count, target and agreed start, the last two only noted
+/// with `allow_mixed`), no shard twice, none missing unless `allow_partial`
+/// (then the missing ones are named).
 pub fn check_set(
     shards: &[(PathBuf, ShardResult)],
     allow_partial: bool,
+    allow_mixed: bool,
 ) -> anyhow::Result<Vec<String>> {
     let (first_dir, first) = shards.first().context("no shard folder given")?;
     let mut notes = Vec::new();
@@ -181,6 +214,33 @@ pub fn check_set(
                 &shard.shard.count.to_string(),
                 &first.shard.count.to_string(),
             ));
+        }
+        let instant = |at: Option<u64>| match at {
+            Some(ms) => format!("start at {ms} ms past the epoch"),
+            None => "start at once".to_owned(),
+        };
+        let identity = [
+            ("target", shard.target.clone(), first.target.clone()),
+            (
+                "agreed start",
+                instant(shard.start_at_unix_ms),
+                instant(first.start_at_unix_ms),
+            ),
+        ];
+        for (what, mine, theirs) in identity {
+            if mine == theirs {
+                continue;
+            }
+            anyhow::ensure!(
+                allow_mixed,
+                "{} (--allow-mixed merges them anyway)",
+                differs(what, &mine, &theirs)
+            );
+            let note =
+                format!("MIXED: shards of more than one run merged: {what} {theirs} and {mine}");
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
         }
         if let Some(other) = seen.insert(shard.shard.index, dir) {
             anyhow::bail!(
@@ -359,6 +419,8 @@ pub struct MergeOptions {
     pub suite: Option<PathBuf>,
     /// Merge even when shards are missing (the report names them).
     pub allow_partial: bool,
+    /// Merge shards told another target or start instant (the report says so).
+    pub allow_mixed: bool,
     pub print_summary: bool,
     /// The baseline the merged run is judged against or saved into.
     pub gate: GateOptions,
@@ -372,11 +434,9 @@ pub async fn merge(
     out: &Path,
     options: &MergeOptions,
 ) -> anyhow::Result<Merged> {
-    let shards: Vec<(PathBuf, ShardResult)> = dirs
-        .iter()
-        .map(|dir| Ok((dir.clone(), ShardResult::read(dir)?)))
-        .collect::<anyhow::Result<_>>()?;
-    let mut notes = check_set(&shards, options.allow_partial)?;
+    let (shards, unread) = read_set(dirs, options.allow_partial)?;
+    let mut notes = check_set(&shards, options.allow_partial, options.allow_mixed)?;
+    notes.extend(unread);
     let mut shards: Vec<ShardResult> = shards.into_iter().map(|(_, s)| s).collect();
     shards.sort_by_key(|s| s.shard.index);
     let first = &shards[0];
@@ -508,4 +568,103 @@ pub async fn merge(
         },
         gate: outcome,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(index: u32, target: &str, start_at: Option<u64>) -> ShardResult {
+        ShardResult {
+            schema: SCHEMA.to_owned(),
+            harness_version: "0.1.0".to_owned(),
+            shard: Shard { index, count: 2 },
+            plan_id: "0".repeat(64),
+            suite: "sharded".to_owned(),
+            profile: "base".to_owned(),
+            suite_path: "deploy/sharded.toml".to_owned(),
+            include_tags: Vec::new(),
+            exclude_tags: Vec::new(),
+            target: target.to_owned(),
+            start_at_unix_ms: start_at,
+            started_at: String::new(),
+            started_unix_ms: start_at.unwrap_or(1),
+            warm_up_seconds: 0.0,
+            measured_seconds: 1.0,
+            max_users: 1,
+            selection: TaskSelection::default(),
+            endpoints: Vec::new(),
+            seconds: Vec::new(),
+            probes: None,
+            notes: Vec::new(),
+            integrity_before: Vec::new(),
+            writes: Vec::new(),
+        }
+    }
+
+    fn set(shards: Vec<ShardResult>) -> Vec<(PathBuf, ShardResult)> {
+        shards
+            .into_iter()
+            .map(|s| (PathBuf::from(format!("shards/{}", s.shard.index)), s))
+            .collect()
+    }
+
+    #[test]
+    fn shards_of_one_target_and_instant_merge_without_a_note() {
+        let shards = set(vec![
+            shard(0, "http://app:8000/", Some(5_000)),
+            shard(1, "http://app:8000/", Some(5_000)),
+        ]);
+        assert_eq!(
+            check_set(&shards, false, false).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn shards_told_another_target_or_instant_are_refused_unless_allowed() {
+        for other in [
+            shard(1, "http://staging:8000/", Some(5_000)),
+            shard(1, "http://app:8000/", Some(65_000)),
+            shard(1, "http://app:8000/", None),
+        ] {
+            let shards = set(vec![shard(0, "http://app:8000/", Some(5_000)), other]);
+            let error = check_set(&shards, false, false).unwrap_err().to_string();
+            assert!(error.contains("not shards of one run"), "{error}");
+            assert!(error.contains("--allow-mixed"), "{error}");
+            let notes = check_set(&shards, false, true).unwrap();
+            assert_eq!(notes.len(), 1, "{notes:?}");
+            assert!(notes[0].starts_with("MIXED"), "{notes:?}");
+        }
+    }
+
+    /// A shard killed before its end leaves a folder without `shard.json`:
+    /// a missing shard, merged around only when partial merges are allowed.
+    #[test]
+    fn a_folder_without_its_shard_file_is_a_missing_shard() {
+        let work = tempfile::tempdir().unwrap();
+        let (done, failed) = (work.path().join("0"), work.path().join("1"));
+        std::fs::create_dir_all(&done).unwrap();
+        std::fs::create_dir_all(&failed).unwrap();
+        shard(0, "http://app:8000/", None).write(&done).unwrap();
+        let dirs = [done.clone(), failed.clone()];
+
+        let error = read_set(&dirs, false).unwrap_err().to_string();
+        assert!(error.contains("has no shard.json"), "{error}");
+
+        let (shards, notes) = read_set(&dirs, true).unwrap();
+        assert_eq!(shards.len(), 1);
+        assert!(
+            notes[0].starts_with("PARTIAL") && notes[0].contains(&failed.display().to_string()),
+            "{notes:?}"
+        );
+        let notes = check_set(&shards, true, false).unwrap();
+        assert!(notes[0].contains("without shard(s) 1/2"), "{notes:?}");
+
+        // A folder that does not exist is a mistake, not a failed shard.
+        let error = read_set(&[done, work.path().join("typo")], true).unwrap_err();
+        assert!(error.to_string().contains("typo"), "{error}");
+        // Nothing to merge at all is refused even when partial merges are.
+        assert!(read_set(std::slice::from_ref(&failed), true).is_err());
+    }
 }
