@@ -119,10 +119,14 @@ impl ShardResult {
         }
     }
 
+    /// Writes `shard.json` whole or not at all (a temporary file renamed):
+    /// a merge that waits for it on a shared volume never reads half of it.
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
         let path = dir.join(SHARD_FILE);
-        std::fs::write(&path, serde_json::to_vec(self)?)
-            .with_context(|| format!("writing {}", path.display()))
+        let partial = dir.join(format!("{SHARD_FILE}.partial"));
+        std::fs::write(&partial, serde_json::to_vec(self)?)
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))
     }
 
     pub fn read(dir: &Path) -> anyhow::Result<ShardResult> {
