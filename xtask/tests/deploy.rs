@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaim, PodSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PersistentVolumeClaim, PodSpec};
 
 const SHARDS: i32 = 4;
 
@@ -37,6 +37,17 @@ fn of_kind<T: serde::de::DeserializeOwned>(
         .filter(|d| d["kind"].as_str() == Some(kind))
         .map(|d| serde_yaml_ng::from_value(d.clone()).unwrap_or_else(|e| panic!("a {kind}: {e}")))
         .collect()
+}
+
+/// The container's environment variable `name`.
+fn env_var(container: &Container, name: &str) -> EnvVar {
+    container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+        .clone()
 }
 
 fn pod(job: &Job) -> &PodSpec {
@@ -115,17 +126,7 @@ fn the_indexed_job_runs_one_shard_per_index_from_one_instant_into_one_volume() {
         after("--shard"),
         format!("$(JOB_COMPLETION_INDEX)/{SHARDS}")
     );
-    let env = |name: &str| {
-        container
-            .env
-            .iter()
-            .flatten()
-            .find(|e| e.name == name)
-            .unwrap_or_else(|| panic!("no {name}"))
-            .value_from
-            .clone()
-            .unwrap()
-    };
+    let env = |name: &str| env_var(container, name).value_from.unwrap();
     let index = env("JOB_COMPLETION_INDEX").field_ref.unwrap().field_path;
     assert_eq!(
         index,
@@ -184,15 +185,7 @@ fn the_merge_job_reads_every_shard_folder_of_the_shared_volume() {
         "{command}"
     );
     // It waits for the shards by itself, as long as their deadline at most.
-    let env = |name: &str| {
-        container
-            .env
-            .iter()
-            .flatten()
-            .find(|e| e.name == name)
-            .unwrap_or_else(|| panic!("no {name}"))
-            .clone()
-    };
+    let env = |name: &str| env_var(container, name);
     let shards_spec = shards[0].spec.as_ref().unwrap();
     assert_eq!(
         env("SHARDS").value,

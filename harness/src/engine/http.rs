@@ -95,9 +95,10 @@ pub struct TransportError {
 ///
 /// The connection is driven by the user's own task while a request is in
 /// flight, not by a task of its own: no second task to wake per request
-/// (hyper's dispatch channel between the two is crossed within one task). One timer per user bounds every request. It is moved
-/// only when it fires before the request it guards is due, about once per
-/// timeout, instead of entering and leaving the timer wheel per request.
+/// (hyper's dispatch channel between the two is crossed within one task).
+/// One timer per user bounds every request. It is moved only when it fires
+/// before the request it guards is due, about once per timeout, instead of
+/// entering and leaving the timer wheel per request.
 #[derive(Debug)]
 pub struct Client {
     origin: std::sync::Arc<Origin>,

@@ -187,6 +187,10 @@ pub fn check_set(
     let (first_dir, first) = shards.first().context("no shard folder given")?;
     let mut notes = Vec::new();
     let mut seen: BTreeMap<u32, &Path> = BTreeMap::new();
+    let instant = |at: Option<u64>| match at {
+        Some(ms) => format!("start at {ms} ms past the epoch"),
+        None => "start at once".to_owned(),
+    };
     for (dir, shard) in shards {
         let differs = |what: &str, mine: &str, theirs: &str| {
             anyhow::anyhow!(
@@ -219,10 +223,6 @@ pub fn check_set(
                 &first.shard.count.to_string(),
             ));
         }
-        let instant = |at: Option<u64>| match at {
-            Some(ms) => format!("start at {ms} ms past the epoch"),
-            None => "start at once".to_owned(),
-        };
         let identity = [
             ("target", shard.target.clone(), first.target.clone()),
             (
