@@ -10,7 +10,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use harness::metrics::kept::KeptSecond;
 use harness::metrics::summary::{EndpointMeta, TaskSelection};
 use harness::metrics::{Gauges, Interval, Phase};
-use harness::run::shard::{ShardResult, merge_summary};
+use harness::run::merge::merge_summary;
+use harness::run::shard::ShardResult;
 use harness::suite::plan::Shard;
 
 const SHARDS: u32 = 16;
@@ -65,6 +66,8 @@ fn shard(index: u32) -> ShardResult {
             count: SHARDS,
         },
         plan_id: "bench".to_owned(),
+        run_id: Some("bench".to_owned()),
+        start: harness::run::shard::StartedBy::Barrier,
         suite: "bench".to_owned(),
         profile: "base".to_owned(),
         suite_path: "bench.toml".to_owned(),
@@ -72,6 +75,8 @@ fn shard(index: u32) -> ShardResult {
         exclude_tags: Vec::new(),
         target: "http://127.0.0.1:8000".to_owned(),
         start_at_unix_ms: Some(1_796_212_800_000),
+        late_ms: u64::from(index) * 37,
+        aborted: false,
         started_at: "2026-12-02T12:00:00Z".to_owned(),
         started_unix_ms: 1_796_212_800_000 + u64::from(index) * 37,
         warm_up_seconds: 0.0,

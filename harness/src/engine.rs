@@ -154,10 +154,19 @@ pub async fn run_until(
     let origin = Arc::new(Origin::resolve(input.base_url.expose_secret()).await?);
     let workers = plan.load.workers.max(1) as usize;
     // Shards start together at an instant on the wall clock.
-    if let Some(at) = plan.shard.and_then(|shard| shard.start_at_unix_ms) {
+    let start_at = plan.shard.and_then(|shard| shard.start_at_unix_ms);
+    if let Some(at) = start_at {
         wait_until(at, &stop).await;
     }
     let started_unix_ms = unix_ms(SystemTime::now());
+    if let Some(at) = start_at
+        && started_unix_ms > at + 1000
+    {
+        tracing::warn!(
+            "this shard's load begins {} ms after the agreed instant: it is late, and the merge refuses it unless told --allow-late",
+            started_unix_ms - at
+        );
+    }
     let global = Arc::new(Global {
         plan: plan.clone(),
         custom_tasks: input.custom_tasks,

@@ -11,6 +11,7 @@ pub mod junit;
 pub mod locust;
 pub mod markdown;
 pub mod progress;
+pub mod shards;
 pub mod terminal;
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,9 @@ pub struct RunReport {
     /// what broke first.
     #[serde(default)]
     pub capacity: Option<crate::capacity::CapacityReport>,
+    /// A merged run's shards, one row each (empty for one generator's run).
+    #[serde(default)]
+    pub shards: Vec<shards::ShardRow>,
 }
 
 /// How a run was cut short.
@@ -112,6 +116,7 @@ impl RunReport {
             coverage: None,
             interrupted: None,
             capacity: None,
+            shards: Vec::new(),
         }
     }
 }

@@ -8,11 +8,13 @@
 //! through [`Domain`]; binaries only parse arguments and map a
 //! [`SetOutcome`] to an exit code.
 
+pub mod barrier;
 pub mod domain;
 mod faults;
 pub mod gate;
 mod judge;
 mod measure;
+pub mod merge;
 pub mod outcome;
 mod prepare;
 pub mod set;
@@ -45,6 +47,8 @@ pub struct RunOptions {
     pub include_tags: Vec<String>,
     pub exclude_tags: Vec<String>,
     pub target_url: Option<crate::secret::SecretUrl>,
+    /// Hosts the load may go to besides the suite's `allow-hosts`.
+    pub allow_hosts: Vec<String>,
     /// A command that starts the application, instead of the file's target.
     pub target_command: Vec<String>,
     pub infra: Option<ProviderChoice>,
@@ -55,6 +59,11 @@ pub struct RunOptions {
     pub print_summary: bool,
     /// This generator's share of a run split across several (`--shard I/N`).
     pub shard: Option<crate::suite::plan::ShardPlan>,
+    /// Shards that start together through a folder they share
+    /// (`--barrier DIR`), instead of at `--start-at`.
+    pub barrier: Option<barrier::BarrierOptions>,
+    /// What the shards of one run share (`--run-id`), kept in `shard.json`.
+    pub run_id: Option<String>,
     /// A capacity search, whether or not the suite has `[capacity]`.
     pub capacity: bool,
 }
@@ -68,6 +77,7 @@ impl RunOptions {
             include_tags: Vec::new(),
             exclude_tags: Vec::new(),
             target_url: None,
+            allow_hosts: Vec::new(),
             target_command: Vec::new(),
             infra: None,
             switches: Vec::new(),
@@ -75,6 +85,8 @@ impl RunOptions {
             progress: false,
             print_summary: false,
             shard: None,
+            barrier: None,
+            run_id: None,
             capacity: false,
         }
     }
@@ -130,6 +142,7 @@ pub fn plan_options(domain: &dyn Domain, options: &RunOptions) -> PlanOptions {
         include_tags: options.include_tags.clone(),
         exclude_tags: options.exclude_tags.clone(),
         target_url: options.target_url.clone(),
+        allow_hosts: options.allow_hosts.clone(),
         target_command: options.target_command.clone(),
         catalog_variables: domain.catalog_variables(),
         extra_metrics: extra_metrics(),
@@ -173,6 +186,9 @@ pub async fn run_plan(
     if !plan.browsers.is_empty() {
         // Before a stack is started and seeded for nothing.
         crate::browser::driver::preflight()?;
+    }
+    if let (Some(barrier), Some(shard)) = (&options.barrier, plan.shard) {
+        barrier::refuse_rejoin(barrier, shard.shard)?;
     }
     let dir = run_dir(&options.output_root, &plan.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -324,11 +340,51 @@ async fn prepare_measure_judge(
     // (and so stopped) on any early return.
     let prepare::Prepared {
         target,
-        input,
+        mut input,
         before,
     } = prepare::prepare(domain, plan, dir, stack, infra, redactor, custom_tasks).await?;
     for user in &input.users {
         redactor.secret(user.password.expose());
+    }
+    // Ready: a shard with a barrier waits for the others here, and every
+    // shard starts at the instant they agree on.
+    let agreed;
+    let plan = match (&options.barrier, plan.shard) {
+        (Some(barrier), Some(shard)) => {
+            let me = barrier::Ready::now(
+                shard.shard,
+                &shard_plan_id(plan, options)?,
+                input.base_url.to_string().trim_end_matches('/'),
+                options.run_id.as_deref(),
+            );
+            let joined = barrier::join(barrier, me, interrupts).await?;
+            if options.progress {
+                eprintln!(
+                    "shard {}: every shard ready after {:.1} s (the last was {}), starting together",
+                    shard.shard,
+                    joined.waited.as_secs_f64(),
+                    joined.last
+                );
+            }
+            agreed = Plan {
+                shard: Some(crate::suite::plan::ShardPlan {
+                    start_at_unix_ms: Some(joined.start_at_unix_ms),
+                    ..shard
+                }),
+                ..plan.clone()
+            };
+            input.plan = std::sync::Arc::new(agreed.clone());
+            &agreed
+        }
+        _ => plan,
+    };
+    if let Some(shard) = plan.shard {
+        shard::Begun {
+            shard: shard.shard,
+            run_id: options.run_id.clone(),
+            start_at_unix_ms: shard.start_at_unix_ms,
+        }
+        .write(dir)?;
     }
     let target_log = target.log.clone();
     let mut measured = measure::measure(
@@ -366,16 +422,21 @@ fn shard_result(
         .path
         .as_ref()
         .context("a sharded run needs a suite file (the merge plans it again)")?;
-    let source =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let summary = &measured.output.summary;
     let include = options.include_tags.clone();
     let exclude = options.exclude_tags.clone();
+    let start_at_unix_ms = plan.shard.and_then(|shard| shard.start_at_unix_ms);
+    let started_unix_ms = measured.output.started_unix_ms;
     Ok(shard::ShardResult {
         schema: shard::SCHEMA.to_owned(),
-        harness_version: env!("CARGO_PKG_VERSION").to_owned(),
+        harness_version: shard::build().to_owned(),
         shard,
-        plan_id: shard::plan_id(&source, &plan.profile, &include, &exclude),
+        plan_id: shard_plan_id(plan, options)?,
+        run_id: options.run_id.clone(),
+        start: options
+            .barrier
+            .as_ref()
+            .map_or(shard::StartedBy::Clock, |_| shard::StartedBy::Barrier),
         suite: plan.name.clone(),
         profile: plan.profile.clone(),
         suite_path: std::path::absolute(path)
@@ -385,9 +446,11 @@ fn shard_result(
         include_tags: include,
         exclude_tags: exclude,
         target: summary.target.clone(),
-        start_at_unix_ms: plan.shard.and_then(|shard| shard.start_at_unix_ms),
+        start_at_unix_ms,
+        late_ms: start_at_unix_ms.map_or(0, |at| started_unix_ms.saturating_sub(at)),
+        aborted: measured.output.aborted,
         started_at: summary.started_at.clone(),
-        started_unix_ms: measured.output.started_unix_ms,
+        started_unix_ms,
         warm_up_seconds: summary.warm_up_seconds,
         measured_seconds: summary.measured_seconds,
         max_users: summary.max_users,
@@ -403,6 +466,23 @@ fn shard_result(
             .collect(),
         writes: measured.output.writes.clone(),
     })
+}
+
+/// What the shards of one run share: the suite file's text, the profile
+/// and the tag selection, hashed.
+fn shard_plan_id(plan: &Plan, options: &RunOptions) -> anyhow::Result<String> {
+    let path = plan
+        .path
+        .as_ref()
+        .context("a sharded run needs a suite file (the merge plans it again)")?;
+    let source =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(shard::plan_id(
+        &source,
+        &plan.profile,
+        &options.include_tags,
+        &options.exclude_tags,
+    ))
 }
 
 /// The suite's infrastructure settings, the environment and the command line over them.

@@ -60,6 +60,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    harness::run::shard::set_build(env!("AHSP_PERF_BUILD"));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use harness::baseline::{GateSettings, KEEP_RUNS, Metric};
 use harness::infra::ProviderChoice;
+use harness::run::barrier::BarrierOptions;
 use harness::run::gate::GateOptions;
 use harness::run::outcome::{EXIT_HARNESS_ERROR, comparison_exit_code};
 use harness::run::set::Arm;
@@ -49,6 +50,10 @@ pub struct Args {
     /// (a password in it is masked wherever it is shown or written).
     #[arg(long, value_parser = |url: &str| Ok::<_, String>(SecretUrl::new(url)))]
     target: Option<SecretUrl>,
+    /// A host the load may go to besides loopback and the suite's
+    /// `allow-hosts` (repeatable): for a --target the suite does not name.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
     /// Start the application with this command (one string, split as a
     /// shell would) and run against it, as `[target] command` does; it runs
     /// in the current directory and must answer on 127.0.0.1.
@@ -97,6 +102,26 @@ pub struct Args {
     /// seconds); the orchestrator sets it for every shard alike.
     #[arg(long, value_name = "TIME", env = "AHSP_PERF_START_AT", value_parser = parse_start_at, requires = "shard")]
     start_at: Option<u64>,
+    /// Start together with the other shards through this folder, which
+    /// they all share: each says when it is ready and waits for all N,
+    /// then all start at one instant; a shard that waits past
+    /// --barrier-timeout fails the run for every shard.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "AHSP_PERF_BARRIER",
+        requires = "shard",
+        conflicts_with = "start_at"
+    )]
+    barrier: Option<PathBuf>,
+    /// How long a shard waits at the barrier for the others.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration, requires = "barrier")]
+    barrier_timeout: Duration,
+    /// The run's name, the same for every shard of it (a CI run's id, a
+    /// Kubernetes run's folder): recorded in shard.json, and the merge
+    /// refuses shards of different runs.
+    #[arg(long, value_name = "ID", env = "AHSP_PERF_RUN_ID", requires = "shard")]
+    run_id: Option<String>,
     /// Search the highest arrival rate at which every threshold holds
     /// (open model, steps judged with intervals), with the suite's
     /// `[capacity]` settings or the defaults; report what breaks first.
@@ -192,9 +217,15 @@ enum PerfCommand {
         /// shard.json (the report names them).
         #[arg(long)]
         allow_partial: bool,
-        /// Merge shards told another target or start instant (the report says MIXED).
+        /// Merge shards told another target, start instant or run id (the report says MIXED).
         #[arg(long)]
         allow_mixed: bool,
+        /// How late after the agreed instant a shard's load may begin.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+        start_tolerance: Duration,
+        /// Merge shards that began later than --start-tolerance (the report says LATE).
+        #[arg(long)]
+        allow_late: bool,
         /// The suite file the shards ran, when it is not where they recorded it.
         #[arg(long, value_name = "FILE")]
         suite: Option<PathBuf>,
@@ -313,17 +344,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             output,
             allow_partial,
             allow_mixed,
+            start_tolerance,
+            allow_late,
             suite,
             gate,
         }) => {
-            let options = harness::run::shard::MergeOptions {
+            let options = harness::run::merge::MergeOptions {
                 suite,
                 allow_partial,
                 allow_mixed,
+                start_tolerance,
+                allow_late,
                 print_summary: true,
                 gate: gate.options(KEEP_RUNS, None),
             };
-            match harness::run::shard::merge(&reference(), &shards, &output, &options).await {
+            match harness::run::merge::merge(&reference(), &shards, &output, &options).await {
                 Ok(merged) => {
                     eprintln!("\nmerged run: {}", merged.run.dir.display());
                     std::process::exit(merged.exit_code())
@@ -392,6 +427,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             include_tags: args.tags,
             exclude_tags: args.exclude_tags,
             target_url: args.target,
+            allow_hosts: args.allow_hosts,
             target_command: target_command(args.target_command.as_deref())?,
             infra: args.infra,
             switches: args.switches,
@@ -404,6 +440,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 shard,
                 start_at_unix_ms: args.start_at,
             }),
+            barrier: args.barrier.map(|dir| BarrierOptions {
+                dir,
+                timeout: args.barrier_timeout,
+            }),
+            run_id: args.run_id,
             capacity: args.capacity,
         },
         gate: args.gate.options(

@@ -132,10 +132,11 @@ fn the_indexed_job_runs_one_shard_per_index_from_one_instant_into_one_volume() {
         index,
         "metadata.annotations['batch.kubernetes.io/job-completion-index']"
     );
-    // One instant for all: a config map's value, the same in every pod.
+    // One run name for all: a config map's value, the same in every pod,
+    // read by `--run-id` from the environment.
     assert_eq!(
-        env("AHSP_PERF_START_AT").config_map_key_ref.unwrap().key,
-        "start-at"
+        env("AHSP_PERF_RUN_ID").config_map_key_ref.unwrap().key,
+        "run"
     );
     assert_eq!(
         env("PERF_USERS").secret_key_ref.unwrap().name,
@@ -143,13 +144,23 @@ fn the_indexed_job_runs_one_shard_per_index_from_one_instant_into_one_volume() {
     );
     // Results on the shared volume, one folder per shard.
     let results = mount_of(pod, container, Some(claim_name), None);
-    // A folder per run (its start instant), so a rerun on the volume never
-    // meets an earlier run's shards.
+    // A folder per run (its name), so a rerun on the volume never meets an
+    // earlier run's shards; the barrier in it.
     assert_eq!(
         after("--output"),
-        format!("{results}/$(AHSP_PERF_START_AT)/shard-$(JOB_COMPLETION_INDEX)")
+        format!("{results}/$(AHSP_PERF_RUN_ID)/shard-$(JOB_COMPLETION_INDEX)")
     );
-    // No retry: a retried shard would start after the shared instant.
+    assert_eq!(
+        after("--barrier"),
+        format!("{results}/$(AHSP_PERF_RUN_ID)/barrier")
+    );
+    // The shards wait for each other within the Job's deadline.
+    let waits = humantime::parse_duration(&after("--barrier-timeout")).unwrap();
+    assert!(
+        (waits.as_secs() as i64) < spec.active_deadline_seconds.unwrap(),
+        "{waits:?}"
+    );
+    // No retry: a retried shard would start after the others began.
     assert_eq!(spec.backoff_limit_per_index, Some(0));
     let suite = mount_of(pod, container, None, Some("ahsp-perf-suite"));
     assert_eq!(args[1], format!("{suite}/sharded.toml"));
@@ -177,7 +188,7 @@ fn the_merge_job_reads_every_shard_folder_of_the_shared_volume() {
     let suite = mount_of(pod, container, None, Some("ahsp-perf-suite"));
     let command = container.args.clone().unwrap().join(" ");
     assert!(
-        command.contains(&format!("run=\"{results}/$AHSP_PERF_START_AT\"")),
+        command.contains(&format!("run=\"{results}/$AHSP_PERF_RUN_ID\"")),
         "{command}"
     );
     assert!(
@@ -199,14 +210,19 @@ fn the_merge_job_reads_every_shard_folder_of_the_shared_volume() {
         merge.spec.as_ref().unwrap().active_deadline_seconds > shards_spec.active_deadline_seconds,
         "the merge outlives the shards' deadline"
     );
+    // It stops waiting when the shards failed together at the barrier.
+    assert!(
+        command.contains("\"$run\"/barrier/failed-*.json"),
+        "{command}"
+    );
     assert_eq!(
-        env("AHSP_PERF_START_AT")
+        env("AHSP_PERF_RUN_ID")
             .value_from
             .unwrap()
             .config_map_key_ref
             .unwrap()
             .name,
-        "ahsp-perf-start"
+        "ahsp-perf-run"
     );
 }
 
@@ -378,6 +394,14 @@ fn the_ci_matrix_runs_each_shard_from_one_instant_and_merges_them_all() {
         "{run}"
     );
     assert!(run.contains("--output target/shard"), "{run}");
+    // The target comes from the workflow's input, its host allowed on the
+    // command line, not by editing the suite.
+    assert!(run.contains("--allow-host \"$host\""), "{run}");
+    let shard_env = steps
+        .iter()
+        .find_map(|s| s["env"]["AHSP_PERF_RUN_ID"].as_str())
+        .unwrap();
+    assert!(shard_env.contains("github.run_attempt"), "{shard_env}");
     let start = steps
         .iter()
         .find_map(|s| s["env"]["AHSP_PERF_START_AT"].as_str())

@@ -38,6 +38,7 @@ pub fn render_in(report: &RunReport, dir: Option<&std::path::Path>) -> String {
         .map(|browser| browser::section(report, browser, dir));
     let sections = [
         heading(report),
+        super::shards::html_section(&report.shards, esc),
         thresholds(report),
         capacity::section(report),
         endpoints(summary),

@@ -53,6 +53,9 @@ pub fn render(report: &RunReport) -> String {
     if let Some(hang) = summary.hang_note() {
         let _ = writeln!(out, "> **Hung:** {}.\n", escape(&hang));
     }
+    if !report.shards.is_empty() {
+        let _ = writeln!(out, "{}", super::shards::markdown_table(&report.shards));
+    }
     let _ = writeln!(
         out,
         "| | threshold | observed | detail |\n|---|---|---|---|"

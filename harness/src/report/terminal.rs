@@ -49,6 +49,9 @@ fn heading(report: &RunReport, out: &mut String) {
     for note in &report.notes {
         let _ = writeln!(out, "  note: {note}");
     }
+    for line in super::shards::text_table(&report.shards) {
+        let _ = writeln!(out, "  {line}");
+    }
 }
 
 /// Each threshold ✓/✗ with its observed value and likely causes.

@@ -1,11 +1,9 @@
 //! Scale-out: a shard's result (`shard.json`, written by `--shard I/N`
-//! beside its reports) and the merge of a set of them into one run, judged
-//! on the whole. The merge is exact: each second's HDR histograms, counts,
-//! failures and counters are added, the seconds aligned by the wall clock
-//! the shards started at, so a threshold is judged on what one generator
-//! at the total load would have recorded. Nothing coordinates the shards
-//! while they run; the orchestrator (a Kubernetes Indexed Job, a CI
-//! matrix) starts them and the merge reads their folders.
+//! beside its reports), and the checks that a set of them is one run, whole
+//! or named as partial. The shards are started together by the
+//! orchestrator (a Kubernetes Indexed Job, a CI matrix) at an agreed
+//! instant (`--start-at`) or through a barrier (`super::barrier`); the
+//! merge (`super::merge`) reads their folders.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,18 +12,12 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::gate::{Against, Gate, GateOptions, GateOutcome};
-use super::outcome::Merged;
-use super::{Domain, RunOptions, SuiteRun, plan_options, write_reports};
-use crate::baseline::RunFigures;
 use crate::engine::vu::AckedWrite;
 use crate::integrity::Snapshot;
 use crate::metrics::kept::KeptSecond;
-use crate::metrics::summary::{EndpointMeta, RunHeader, TaskSelection};
-use crate::metrics::{Aggregator, Gauges, Interval, Phase, RunSummary};
+use crate::metrics::summary::{EndpointMeta, TaskSelection};
 use crate::probe::ProbeReport;
-use crate::report::RunReport;
-use crate::suite::plan::{Plan, PlanOptions, Shard};
+use crate::suite::plan::Shard;
 
 /// A shard's result, in its run folder.
 pub const SHARD_FILE: &str = "shard.json";
@@ -40,6 +32,13 @@ pub struct ShardResult {
     /// The same for every shard of one run: the suite's text, profile and
     /// tag selection, hashed.
     pub plan_id: String,
+    /// What the orchestrator calls the run (`--run-id`): shards of other
+    /// runs are refused.
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// How it was started together with the others.
+    #[serde(default)]
+    pub start: StartedBy,
     pub suite: String,
     pub profile: String,
     /// The suite file the shards ran; the merge plans it again, and only
@@ -54,6 +53,13 @@ pub struct ShardResult {
     /// and the target: shards told other instants are of other runs.
     #[serde(default)]
     pub start_at_unix_ms: Option<u64>,
+    /// How long after the agreed instant its load began (0 on time or
+    /// without one): the merge refuses a shard late beyond its tolerance.
+    #[serde(default)]
+    pub late_ms: u64,
+    /// Whether an abort-on-fail threshold ended its load early.
+    #[serde(default)]
+    pub aborted: bool,
     pub started_at: String,
     /// When its load began (what the merge aligns seconds by).
     pub started_unix_ms: u64,
@@ -73,6 +79,33 @@ pub struct ShardResult {
     /// Every write the target acknowledged to this shard.
     #[serde(default)]
     pub writes: Vec<AckedWrite>,
+}
+
+static BUILD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names the binary's build (its version and commit), which `shard.json`
+/// records: shards of different builds are not one run. Set once, by the
+/// binary, at its start.
+pub fn set_build(build: &str) {
+    let _ = BUILD.set(build.to_owned());
+}
+
+/// The build [`set_build`] named; the library's version without one.
+pub fn build() -> &'static str {
+    BUILD
+        .get()
+        .map_or(env!("CARGO_PKG_VERSION"), String::as_str)
+}
+
+/// How a shard knew when to start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartedBy {
+    /// At once, or at `--start-at` on its own clock.
+    #[default]
+    Clock,
+    /// At the instant the shards agreed through `--barrier`.
+    Barrier,
 }
 
 /// What a run's options and suite say about the plan, hashed: shards of
@@ -152,18 +185,69 @@ impl ShardResult {
 /// Shards with the folders they were read from.
 pub type ShardSet = Vec<(PathBuf, ShardResult)>;
 
+/// Written in a shard's folder as its load begins, so that a shard killed
+/// before its end still says which it was.
+pub const BEGUN_FILE: &str = "shard.begun.json";
+
+/// What a shard's folder says before its result is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Begun {
+    pub shard: Shard,
+    pub run_id: Option<String>,
+    pub start_at_unix_ms: Option<u64>,
+}
+
+impl Begun {
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        let path = dir.join(BEGUN_FILE);
+        std::fs::write(&path, serde_json::to_vec(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn read(dir: &Path) -> Option<Begun> {
+        serde_json::from_slice(&std::fs::read(dir.join(BEGUN_FILE)).ok()?).ok()
+    }
+}
+
+/// A folder given to the merge whose shard did not finish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    pub dir: PathBuf,
+    /// Which shard it was, when it got as far as beginning its load.
+    pub begun: Option<Begun>,
+}
+
+impl Unfinished {
+    pub fn note(&self) -> String {
+        match &self.begun {
+            Some(begun) => format!(
+                "PARTIAL: shard {} in {} began its load but wrote no {SHARD_FILE} (it failed or was stopped before its end), left out",
+                begun.shard,
+                self.dir.display()
+            ),
+            None => format!(
+                "PARTIAL: {} has no {SHARD_FILE} (its shard failed or was stopped before its end), left out",
+                self.dir.display()
+            ),
+        }
+    }
+}
+
 /// The shards in `dirs`, read. A folder without `shard.json` (a shard that
 /// failed or was killed before its end) is a missing shard: refused, or
-/// with `allow_partial` left out and named.
-pub fn read_set(dirs: &[PathBuf], allow_partial: bool) -> anyhow::Result<(ShardSet, Vec<String>)> {
+/// with `allow_partial` left out and returned.
+pub fn read_set(
+    dirs: &[PathBuf],
+    allow_partial: bool,
+) -> anyhow::Result<(ShardSet, Vec<Unfinished>)> {
     let mut shards = Vec::new();
-    let mut notes = Vec::new();
+    let mut unfinished = Vec::new();
     for dir in dirs {
         if !dir.join(SHARD_FILE).exists() && dir.is_dir() && allow_partial {
-            notes.push(format!(
-                "PARTIAL: {} has no {SHARD_FILE} (its shard failed or was stopped before its end), left out",
-                dir.display()
-            ));
+            unfinished.push(Unfinished {
+                dir: dir.clone(),
+                begun: Begun::read(dir),
+            });
             continue;
         }
         shards.push((dir.clone(), ShardResult::read(dir)?));
@@ -172,12 +256,46 @@ pub fn read_set(dirs: &[PathBuf], allow_partial: bool) -> anyhow::Result<(ShardS
         !shards.is_empty() || dirs.is_empty(),
         "none of the folders given has a {SHARD_FILE}"
     );
-    Ok((shards, notes))
+    Ok((shards, unfinished))
+}
+
+/// The shards that began their load more than `tolerance` after the instant
+/// they were told: refused, or with `allow_late` merged and named.
+pub fn check_late(
+    shards: &[(PathBuf, ShardResult)],
+    tolerance: std::time::Duration,
+    allow_late: bool,
+) -> anyhow::Result<Vec<String>> {
+    let late: Vec<String> = shards
+        .iter()
+        .filter(|(_, shard)| shard.late_ms > tolerance.as_millis() as u64)
+        .map(|(dir, shard)| {
+            format!(
+                "shard {} ({}) began {} ms after the agreed instant",
+                shard.shard,
+                dir.display(),
+                shard.late_ms
+            )
+        })
+        .collect();
+    if late.is_empty() {
+        return Ok(Vec::new());
+    }
+    anyhow::ensure!(
+        allow_late,
+        "{}, more than the tolerance of {} ms: its load did not overlap the others' as planned (--allow-late merges it anyway, --start-tolerance widens the tolerance)",
+        late.join("; "),
+        tolerance.as_millis()
+    );
+    Ok(late
+        .into_iter()
+        .map(|late| format!("LATE: {late}"))
+        .collect())
 }
 
 /// The set of shards to merge, checked: one run (same plan, harness
-/// version, shard count, target and agreed start, the last two only noted
-/// with `allow_mixed`), no shard twice, none missing unless `allow_partial`
+/// build, shard count, run id, target and agreed start, the last three
+/// only noted with `allow_mixed`), no shard twice, none missing unless `allow_partial`
 /// (then the missing ones are named).
 pub fn check_set(
     shards: &[(PathBuf, ShardResult)],
@@ -223,7 +341,9 @@ pub fn check_set(
                 &first.shard.count.to_string(),
             ));
         }
+        let run_id = |id: &Option<String>| id.clone().unwrap_or_else(|| "(none)".to_owned());
         let identity = [
+            ("run id", run_id(&shard.run_id), run_id(&first.run_id)),
             ("target", shard.target.clone(), first.target.clone()),
             (
                 "agreed start",
@@ -275,305 +395,6 @@ pub fn check_set(
     Ok(notes)
 }
 
-/// The shards' seconds added on one clock: the summary one generator at
-/// the total load would have produced.
-pub fn merge_summary(shards: &[ShardResult], endpoints: &[EndpointMeta]) -> RunSummary {
-    let n = endpoints.len();
-    let t0 = shards
-        .iter()
-        .map(|s| s.started_unix_ms)
-        .min()
-        .unwrap_or_default();
-    // Each shard's offset on the shared clock, in whole seconds.
-    let offsets: Vec<u64> = shards
-        .iter()
-        .map(|s| ((s.started_unix_ms - t0) as f64 / 1000.0).round() as u64)
-        .collect();
-    let mut by_second: BTreeMap<u64, Vec<&KeptSecond>> = BTreeMap::new();
-    for (shard, offset) in shards.iter().zip(&offsets) {
-        for second in &shard.seconds {
-            by_second
-                .entry(second.second + offset)
-                .or_default()
-                .push(second);
-        }
-    }
-    let mut warm_up = Interval::new(Phase::WarmUp, n);
-    let mut measured = Interval::new(Phase::Measured, n);
-    // One second at a time, so memory holds one second's histograms.
-    let mut series = Aggregator::new(n, 1);
-    for (second, parts) in by_second {
-        let phase = if parts.iter().any(|p| p.phase == Phase::Measured) {
-            Phase::Measured
-        } else {
-            Phase::WarmUp
-        };
-        let mut whole = Interval::new(phase, n);
-        let mut gauges = Gauges::default();
-        for part in parts {
-            let interval = part.unpack();
-            match interval.phase {
-                Phase::WarmUp => warm_up.merge(&interval),
-                Phase::Measured => measured.merge(&interval),
-            }
-            whole.merge(&interval);
-            gauges.add(&part.gauges);
-        }
-        series.add(second as usize, gauges, &whole);
-    }
-    series.finish();
-    let first = &shards[0];
-    let measured_from = shards
-        .iter()
-        .zip(&offsets)
-        .map(|(s, o)| *o as f64 + s.warm_up_seconds)
-        .fold(f64::INFINITY, f64::min);
-    let measured_to = shards
-        .iter()
-        .zip(&offsets)
-        .map(|(s, o)| *o as f64 + s.warm_up_seconds + s.measured_seconds)
-        .fold(0.0, f64::max);
-    let header = RunHeader {
-        suite: first.suite.clone(),
-        profile: first.profile.clone(),
-        target: first.target.clone(),
-        started_at: shards
-            .iter()
-            .min_by_key(|s| s.started_unix_ms)
-            .map(|s| s.started_at.clone())
-            .unwrap_or_default(),
-        warm_up_seconds: measured_from.max(0.0),
-        measured_seconds: (measured_to - measured_from).max(0.0),
-        max_users: shards.iter().map(|s| s.max_users).sum(),
-        selection: first.selection.clone(),
-    };
-    RunSummary::build(
-        header,
-        endpoints,
-        &warm_up,
-        &measured,
-        series.series().to_vec(),
-    )
-}
-
-/// Every shard's acknowledged writes checked against shard 0's snapshot,
-/// in the database the suite names (`[infra.external]` or
-/// `DATABASE_URL`); `None` when no task writes.
-async fn check_writes(
-    plan: &Plan,
-    options: &RunOptions,
-    shards: &[ShardResult],
-) -> anyhow::Result<Option<crate::integrity::IntegrityReport>> {
-    let before: BTreeMap<&str, &Snapshot> = shards
-        .iter()
-        .flat_map(|s| s.integrity_before.iter())
-        .map(|(task, snapshot)| (task.as_str(), snapshot))
-        .collect();
-    let specs: Vec<(&str, &crate::suite::WriteSpec)> = plan
-        .tasks
-        .iter()
-        .filter_map(|task| match &task.kind {
-            crate::suite::plan::TaskKind::Http(http) => {
-                http.writes.as_ref().map(|spec| (task.name.as_str(), spec))
-            }
-            _ => None,
-        })
-        .collect();
-    if specs.is_empty() {
-        return Ok(None);
-    }
-    anyhow::ensure!(
-        !before.is_empty(),
-        "the suite's tasks write, but no shard took the snapshot before the load (shard 0, with the stack's URLs, does): the merge cannot check the writes"
-    );
-    let infra = super::infra_config(plan, options)?;
-    let url = infra.external.database_url.as_deref().context(
-        "checking the shards' writes needs the database: DATABASE_URL or [infra.external] database-url",
-    )?;
-    let db = crate::db::Db::connect(url, 2).await?;
-    // Each write's time on the shared clock.
-    let t0 = shards.iter().map(|s| s.started_unix_ms).min().unwrap_or(0);
-    let writes: Vec<AckedWrite> = shards
-        .iter()
-        .flat_map(|s| {
-            let offset = s.started_unix_ms - t0;
-            s.writes.iter().map(move |w| AckedWrite {
-                at_ms: w.at_ms + offset,
-                ..w.clone()
-            })
-        })
-        .collect();
-    let mut checked = crate::integrity::IntegrityReport::default();
-    for (task, spec) in specs {
-        let Some(snapshot) = before.get(task) else {
-            continue;
-        };
-        let acked: Vec<AckedWrite> = writes.iter().filter(|w| w.task == task).cloned().collect();
-        crate::integrity::check(&db, spec, snapshot, &acked, &mut checked).await?;
-    }
-    db.close().await;
-    Ok(Some(checked))
-}
-
-/// How to merge.
-#[derive(Debug, Clone)]
-pub struct MergeOptions {
-    /// The suite file the shards ran, when it is not where they recorded it
-    /// (another machine, another checkout).
-    pub suite: Option<PathBuf>,
-    /// Merge even when shards are missing (the report names them).
-    pub allow_partial: bool,
-    /// Merge shards told another target or start instant (the report says so).
-    pub allow_mixed: bool,
-    pub print_summary: bool,
-    /// The baseline the merged run is judged against or saved into.
-    pub gate: GateOptions,
-}
-
-/// `perf merge`: the shards in `dirs` merged into one run in `out`,
-/// judged and reported as a single run is.
-pub async fn merge(
-    domain: &dyn Domain,
-    dirs: &[PathBuf],
-    out: &Path,
-    options: &MergeOptions,
-) -> anyhow::Result<Merged> {
-    let (shards, unread) = read_set(dirs, options.allow_partial)?;
-    let mut notes = check_set(&shards, options.allow_partial, options.allow_mixed)?;
-    notes.extend(unread);
-    let mut shards: Vec<ShardResult> = shards.into_iter().map(|(_, s)| s).collect();
-    shards.sort_by_key(|s| s.shard.index);
-    let first = &shards[0];
-    let suite = options
-        .suite
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&first.suite_path));
-    let source = std::fs::read_to_string(&suite).with_context(|| {
-        format!(
-            "reading the shards' suite {} (give it with --suite)",
-            suite.display()
-        )
-    })?;
-    anyhow::ensure!(
-        plan_id(
-            &source,
-            &first.profile,
-            &first.include_tags,
-            &first.exclude_tags
-        ) == first.plan_id,
-        "{} is not the suite the shards ran (its text differs from theirs)",
-        suite.display()
-    );
-    let run_options = RunOptions {
-        profile: (first.profile != "base").then(|| first.profile.clone()),
-        include_tags: first.include_tags.clone(),
-        exclude_tags: first.exclude_tags.clone(),
-        target_url: Some(first.target.as_str().into()),
-        ..RunOptions::quiet(out.to_path_buf())
-    };
-    let plan = Plan::from_source(
-        &source,
-        &suite.display().to_string(),
-        &PlanOptions {
-            judging_only: true,
-            ..plan_options(domain, &run_options)
-        },
-    )
-    .map_err(|errors| anyhow::anyhow!("planning the shards' suite again:\n{errors}"))?;
-    anyhow::ensure!(
-        plan.endpoints == first.endpoints,
-        "the suite plans other endpoints than the shards recorded"
-    );
-    let mut summary = merge_summary(&shards, &plan.endpoints);
-    let spread = shards.iter().map(|s| s.started_unix_ms).max().unwrap_or(0)
-        - shards.iter().map(|s| s.started_unix_ms).min().unwrap_or(0);
-    notes.insert(
-        0,
-        format!(
-            "merged {} shard(s) of {} ({}), their loads started within {spread} ms of each other",
-            shards.len(),
-            first.shard.count,
-            shards
-                .iter()
-                .map(|s| s.shard.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    );
-    for shard in &shards {
-        for note in &shard.notes {
-            if !note.starts_with("shard ") && !notes.contains(note) {
-                notes.push(note.clone());
-            }
-        }
-    }
-    let integrity = check_writes(&plan, &run_options, &shards).await?;
-    if let Some(checked) = &integrity {
-        summary.extra.extend(checked.values());
-    }
-    let probes = shards.iter().find_map(|s| s.probes.clone());
-    if let Some(probes) = &probes {
-        summary
-            .extra
-            .extend(probes.values.iter().map(|(k, v)| (k.clone(), *v)));
-    }
-    let mut thresholds = crate::verdict::evaluate(&summary, &plan.thresholds);
-    thresholds.push(super::judge::tasks_ran(&summary));
-    thresholds.extend(super::judge::browsers_lasted(&summary));
-    let mut report = RunReport::new(summary, thresholds);
-    report.notes = notes;
-    report.probes = probes;
-    report.integrity = integrity;
-    crate::diagnosis::diagnose(
-        &mut report,
-        &crate::diagnosis::Context {
-            pool_size: Some(plan.infra.pgbouncer.default_pool_size.get()),
-            query_wait_timeout: Some(plan.infra.pgbouncer.query_wait_timeout.as_secs_f64()),
-            postgres_unsynced: !plan.infra.postgres.fsync,
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        },
-    );
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let redactor = crate::redact::Redactor::default();
-    write_reports(&report, &plan.name, out, options.print_summary, &redactor)?;
-    let figures = RunFigures::from_run(&report.summary, None);
-    std::fs::write(
-        out.join(super::gate::FIGURES_FILE),
-        serde_json::to_vec(&figures)?,
-    )?;
-    // The gate judges the merged whole, as it judges one run.
-    let gate = Gate::open(&options.gate)?;
-    let outcome = gate.judge(
-        &plan.name,
-        std::slice::from_ref(&figures),
-        Against::Saved,
-        out,
-        &gate.settings_for(plan.gate.as_deref()),
-        &[],
-    )?;
-    if options.print_summary {
-        match &outcome {
-            Some(GateOutcome::Compared { table, .. }) => eprintln!("{table}"),
-            Some(GateOutcome::NotInBaseline) => eprintln!("{}", gate.not_in_baseline(&plan.name)),
-            None => {}
-        }
-    }
-    if let Some(saved) = gate.save(vec![(plan.name.clone(), vec![figures])])?
-        && options.print_summary
-    {
-        eprintln!("{saved}");
-    }
-    Ok(Merged {
-        run: SuiteRun {
-            report,
-            dir: out.to_path_buf(),
-            target_log: None,
-            gate: plan.gate.clone(),
-        },
-        gate: outcome,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,6 +405,8 @@ mod tests {
             harness_version: "0.1.0".to_owned(),
             shard: Shard { index, count: 2 },
             plan_id: "0".repeat(64),
+            run_id: None,
+            start: StartedBy::Clock,
             suite: "sharded".to_owned(),
             profile: "base".to_owned(),
             suite_path: "deploy/sharded.toml".to_owned(),
@@ -591,6 +414,8 @@ mod tests {
             exclude_tags: Vec::new(),
             target: target.to_owned(),
             start_at_unix_ms: start_at,
+            late_ms: 0,
+            aborted: false,
             started_at: String::new(),
             started_unix_ms: start_at.unwrap_or(1),
             warm_up_seconds: 0.0,
@@ -656,11 +481,25 @@ mod tests {
         let error = read_set(&dirs, false).unwrap_err().to_string();
         assert!(error.contains("has no shard.json"), "{error}");
 
-        let (shards, notes) = read_set(&dirs, true).unwrap();
+        let (shards, unfinished) = read_set(&dirs, true).unwrap();
         assert_eq!(shards.len(), 1);
+        let note = unfinished[0].note();
         assert!(
-            notes[0].starts_with("PARTIAL") && notes[0].contains(&failed.display().to_string()),
-            "{notes:?}"
+            note.starts_with("PARTIAL") && note.contains(&failed.display().to_string()),
+            "{note}"
+        );
+        // A shard that began its load names itself.
+        Begun {
+            shard: Shard { index: 1, count: 2 },
+            run_id: None,
+            start_at_unix_ms: None,
+        }
+        .write(&failed)
+        .unwrap();
+        let (_, unfinished) = read_set(&dirs, true).unwrap();
+        assert!(
+            unfinished[0].note().contains("shard 1/2 in"),
+            "{unfinished:?}"
         );
         let notes = check_set(&shards, true, false).unwrap();
         assert!(notes[0].contains("without shard(s) 1/2"), "{notes:?}");
@@ -670,5 +509,44 @@ mod tests {
         assert!(error.to_string().contains("typo"), "{error}");
         // Nothing to merge at all is refused even when partial merges are.
         assert!(read_set(std::slice::from_ref(&failed), true).is_err());
+    }
+
+    #[test]
+    fn a_shard_late_beyond_the_tolerance_is_refused_unless_allowed() {
+        let mut late = shard(1, "http://app:8000/", Some(1_000));
+        late.late_ms = 2_300;
+        let mut on_time = shard(0, "http://app:8000/", Some(1_000));
+        on_time.late_ms = 40;
+        let shards = set(vec![on_time, late]);
+        let tolerance = std::time::Duration::from_secs(1);
+        let error = check_late(&shards, tolerance, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("shard 1/2") && error.contains("2300 ms"),
+            "{error}"
+        );
+        assert!(!error.contains("shard 0/2"), "{error}");
+        let notes = check_late(&shards, tolerance, true).unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("LATE: shard 1/2"), "{notes:?}");
+        assert!(
+            check_late(&shards, std::time::Duration::from_secs(3), false)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn shards_of_another_run_id_are_refused_unless_allowed() {
+        let mut other = shard(1, "http://app:8000/", None);
+        other.run_id = Some("run-2".to_owned());
+        let mut mine = shard(0, "http://app:8000/", None);
+        mine.run_id = Some("run-1".to_owned());
+        let shards = set(vec![mine, other]);
+        let error = check_set(&shards, false, false).unwrap_err().to_string();
+        assert!(error.contains("run id run-1 and run-2"), "{error}");
+        let notes = check_set(&shards, false, true).unwrap();
+        assert!(notes[0].starts_with("MIXED"), "{notes:?}");
     }
 }

@@ -57,6 +57,9 @@ pub struct PlanOptions {
     pub exclude_tags: Vec<String>,
     /// Overrides the file's target with a URL.
     pub target_url: Option<crate::secret::SecretUrl>,
+    /// Hosts the load may go to besides loopback and the file's
+    /// `allow-hosts` (`--allow-host`).
+    pub allow_hosts: Vec<String>,
     /// Overrides the file's target with a command that starts the
     /// application (program and arguments; empty: none).
     pub target_command: Vec<String>,
