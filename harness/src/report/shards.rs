@@ -22,6 +22,9 @@ pub struct ShardRow {
     pub start_offset_ms: Option<u64>,
     /// How long after the agreed instant its load began, in milliseconds.
     pub late_ms: Option<u64>,
+    /// Later than the merge's tolerance (`--start-tolerance`).
+    #[serde(default)]
+    pub late: bool,
     /// How the shards were started together: `barrier`, `clock` (an
     /// instant on each shard's own clock) or none.
     pub started_by: Option<String>,
@@ -36,8 +39,8 @@ impl ShardRow {
             return "MISSING".to_owned();
         }
         let mut words = Vec::new();
-        if let Some(late) = self.late_ms.filter(|late| *late > 0) {
-            words.push(format!("{late} ms late"));
+        if self.late {
+            words.push("LATE".to_owned());
         }
         if self.aborted {
             words.push("aborted".to_owned());
@@ -53,6 +56,11 @@ impl ShardRow {
         self.start_offset_ms
             .map_or_else(|| "-".to_owned(), |ms| format!("+{ms} ms"))
     }
+
+    fn after_instant(&self) -> String {
+        self.late_ms
+            .map_or_else(|| "-".to_owned(), |ms| format!("+{ms} ms"))
+    }
 }
 
 /// The rows as a plain-text table, a line each with a header; nothing for
@@ -62,16 +70,17 @@ pub fn text_table(rows: &[ShardRow]) -> Vec<String> {
         return Vec::new();
     }
     let mut lines = vec![format!(
-        "{:<7} {:>10} {:>9} {:>11}  {:<9} status",
-        "shard", "requests", "failures", "started", "by"
+        "{:<7} {:>10} {:>9} {:>11} {:>13}  {:<9} status",
+        "shard", "requests", "failures", "began", "after instant", "by"
     )];
     for row in rows {
         lines.push(format!(
-            "{:<7} {:>10} {:>9} {:>11}  {:<9} {}",
+            "{:<7} {:>10} {:>9} {:>11} {:>13}  {:<9} {}",
             row.shard,
             row.requests,
             row.failures,
             row.offset(),
+            row.after_instant(),
             row.started_by.as_deref().unwrap_or("-"),
             row.status()
         ));
@@ -85,15 +94,16 @@ pub fn markdown_table(rows: &[ShardRow]) -> String {
         return String::new();
     }
     let mut table = String::from(
-        "| shard | requests | failures | started | by | status |\n|---|---:|---:|---:|---|---|\n",
+        "| shard | requests | failures | began | after the instant | by | status |\n|---|---:|---:|---:|---:|---|---|\n",
     );
     for row in rows {
         table.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             row.shard,
             row.requests,
             row.failures,
             row.offset(),
+            row.after_instant(),
             row.started_by.as_deref().unwrap_or("-"),
             row.status()
         ));
@@ -107,15 +117,16 @@ pub fn html_section(rows: &[ShardRow], esc: impl Fn(&str) -> String) -> String {
         return String::new();
     }
     let mut body = String::from(
-        r#"<h2 id="shards">Shards</h2><table><tr><th>shard</th><th>requests</th><th>failures</th><th>started</th><th>by</th><th>status</th><th>folder</th></tr>"#,
+        r#"<h2 id="shards">Shards</h2><table><tr><th>shard</th><th>requests</th><th>failures</th><th>began</th><th>after the instant</th><th>by</th><th>status</th><th>folder</th></tr>"#,
     );
     for row in rows {
         body.push_str(&format!(
-            r#"<tr class="{cls}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr class="{cls}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
             esc(&row.shard),
             row.requests,
             row.failures,
             esc(&row.offset()),
+            esc(&row.after_instant()),
             esc(row.started_by.as_deref().unwrap_or("-")),
             esc(&row.status()),
             esc(&row.folder),
@@ -130,7 +141,7 @@ pub fn html_section(rows: &[ShardRow], esc: impl Fn(&str) -> String) -> String {
 mod tests {
     use super::*;
 
-    fn row(shard: &str, merged: bool, late: Option<u64>, aborted: bool) -> ShardRow {
+    fn row(shard: &str, merged: bool, late_ms: Option<u64>, aborted: bool) -> ShardRow {
         ShardRow {
             shard: shard.to_owned(),
             folder: format!("/results/run/{shard}"),
@@ -138,7 +149,8 @@ mod tests {
             requests: if merged { 1200 } else { 0 },
             failures: 3,
             start_offset_ms: merged.then_some(12),
-            late_ms: late,
+            late_ms,
+            late: late_ms.is_some_and(|ms| ms > 1000),
             started_by: Some("barrier".to_owned()),
             aborted,
         }
@@ -154,9 +166,10 @@ mod tests {
         let lines = text_table(&rows);
         assert_eq!(lines.len(), 4);
         assert!(lines[1].ends_with(" ok"), "{}", lines[1]);
-        assert!(lines[2].ends_with("2300 ms late, aborted"), "{}", lines[2]);
+        assert!(lines[2].ends_with("LATE, aborted"), "{}", lines[2]);
+        assert!(lines[2].contains("+2300 ms"), "{}", lines[2]);
         assert!(lines[3].ends_with("MISSING"), "{}", lines[3]);
-        assert!(markdown_table(&rows).contains("| 2/3 | 0 | 3 | - | barrier | MISSING |"));
+        assert!(markdown_table(&rows).contains("| 2/3 | 0 | 3 | - | - | barrier | MISSING |"));
         assert!(html_section(&rows, str::to_owned).contains("<td>+12 ms</td>"));
         assert!(text_table(&[]).is_empty());
     }

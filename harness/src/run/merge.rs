@@ -167,7 +167,11 @@ async fn check_writes(
 
 /// A row per shard for the report: those merged, then those that did not
 /// finish, then those of the count that no folder given holds.
-fn shard_rows(shards: &ShardSet, unfinished: &[Unfinished]) -> Vec<ShardRow> {
+fn shard_rows(
+    shards: &ShardSet,
+    unfinished: &[Unfinished],
+    tolerance: std::time::Duration,
+) -> Vec<ShardRow> {
     let Some(count) = shards.first().map(|(_, s)| s.shard.count) else {
         return Vec::new();
     };
@@ -194,6 +198,7 @@ fn shard_rows(shards: &ShardSet, unfinished: &[Unfinished]) -> Vec<ShardRow> {
                 failures,
                 start_offset_ms: Some(s.started_unix_ms - t0),
                 late_ms: s.start_at_unix_ms.map(|_| s.late_ms),
+                late: s.late_ms > tolerance.as_millis() as u64,
                 started_by: s.start_at_unix_ms.map(|_| {
                     match s.start {
                         StartedBy::Barrier => "barrier",
@@ -214,6 +219,7 @@ fn shard_rows(shards: &ShardSet, unfinished: &[Unfinished]) -> Vec<ShardRow> {
         failures: 0,
         start_offset_ms: None,
         late_ms: None,
+        late: false,
         started_by: None,
         aborted: false,
     };
@@ -270,7 +276,7 @@ pub async fn merge(
         options.allow_late,
     )?);
     notes.extend(unfinished.iter().map(Unfinished::note));
-    let rows = shard_rows(&shards, &unfinished);
+    let rows = shard_rows(&shards, &unfinished, options.start_tolerance);
     let mut shards: Vec<ShardResult> = shards.into_iter().map(|(_, s)| s).collect();
     shards.sort_by_key(|s| s.shard.index);
     let first = &shards[0];
