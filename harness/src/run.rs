@@ -12,6 +12,7 @@ pub mod barrier;
 pub mod domain;
 mod faults;
 pub mod gate;
+pub mod gather;
 mod judge;
 mod measure;
 pub mod merge;
@@ -379,10 +380,17 @@ async fn prepare_measure_judge(
         _ => plan,
     };
     if let Some(shard) = plan.shard {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let lasts = plan.load.executor.duration() + plan.load.graceful_stop + shard::RESULT_MARGIN;
         shard::Begun {
             shard: shard.shard,
             run_id: options.run_id.clone(),
             start_at_unix_ms: shard.start_at_unix_ms,
+            due_unix_ms: Some(
+                shard.start_at_unix_ms.unwrap_or(now).max(now) + lasts.as_millis() as u64,
+            ),
         }
         .write(dir)?;
     }

@@ -208,8 +208,19 @@ enum PerfCommand {
     /// Merge the folders of a sharded run's shards into one run, judged on the whole.
     Merge {
         /// Each shard's run folder (with its shard.json).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "find")]
         shards: Vec<PathBuf>,
+        /// Merge the shards' folders found under DIR (a run's folder on a
+        /// shared volume): each folder with a shard.json, or where a shard
+        /// began and wrote none.
+        #[arg(long, value_name = "DIR")]
+        find: Option<PathBuf>,
+        /// With --find: first wait, at most this long, until every shard
+        /// has written its shard.json or is past the time it was due (a
+        /// killed shard never writes one); stop at once when the shards
+        /// failed together at their barrier.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "find")]
+        wait: Option<Duration>,
         /// Where the merged run's reports go.
         #[arg(long, value_name = "DIR", alias = "out")]
         output: PathBuf,
@@ -340,7 +351,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             return Ok(());
         }
         Some(PerfCommand::Merge {
-            shards,
+            mut shards,
+            find,
+            wait,
             output,
             allow_partial,
             allow_mixed,
@@ -349,6 +362,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             suite,
             gate,
         }) => {
+            if let Some(root) = find {
+                let poll = Duration::from_secs(1);
+                match harness::run::gather::gather(&root, wait, poll).await {
+                    Ok(found) => shards.extend(found),
+                    Err(error) => {
+                        eprintln!("error: {error:#}");
+                        std::process::exit(EXIT_HARNESS_ERROR);
+                    }
+                }
+            }
             let options = harness::run::merge::MergeOptions {
                 suite,
                 allow_partial,

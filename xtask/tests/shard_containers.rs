@@ -200,16 +200,20 @@ fn folders(work: &Path, run: &str, count: u32) -> Vec<PathBuf> {
         .collect()
 }
 
-fn merge(work: &Path, folders: &[PathBuf], out: &str, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+fn merge_command(work: &Path, folders: &[PathBuf], out: &str, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
         .env("AHSP_PERF_STATE_DIR", work.join("state"))
         .args(["perf", "merge"])
         .args(folders)
         .args(["--suite", work.join("barrier.toml").to_str().unwrap()])
         .args(["--output", work.join(out).to_str().unwrap()])
-        .args(extra)
-        .output()
-        .unwrap()
+        .args(extra);
+    command
+}
+
+fn merge(work: &Path, folders: &[PathBuf], out: &str, extra: &[&str]) -> Output {
+    merge_command(work, folders, out, extra).output().unwrap()
 }
 
 fn text(output: &Output) -> String {
@@ -242,6 +246,7 @@ executor = "constant-users"
 users = 8
 duration = "8s"
 warm-up = "0s"
+graceful-stop = "1s"
 think-time = "20ms..40ms"
 
 [[task]]
@@ -262,6 +267,25 @@ expect = {{ status = [200] }}
     for index in 0..SHARDS - 1 {
         cluster.start_shard(work, "run-a", index, SHARDS);
     }
+    // The merge starts with them, as a Kubernetes Job beside the shards',
+    // and waits by itself for their results.
+    let run_a_root = work.join("runs/run-a");
+    let waiting_merge = merge_command(
+        work,
+        &[],
+        "merged-a",
+        &[
+            "--find",
+            run_a_root.to_str().unwrap(),
+            "--wait",
+            "3m",
+            "--allow-partial",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     std::thread::sleep(Duration::from_secs(3));
     cluster.start_shard(work, "run-a", SHARDS - 1, SHARDS);
     // Shard 2 is killed mid-run, once its load has begun.
@@ -328,7 +352,7 @@ expect = {{ status = [200] }}
     let run_a = folders(work, "run-a", SHARDS);
     let refused = merge(work, &run_a, "merged-a-refused", &[]);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-    let merged = merge(work, &run_a, "merged-a", &["--allow-partial"]);
+    let merged = waiting_merge.wait_with_output().unwrap();
     assert_eq!(merged.status.code(), Some(0), "{}", text(&merged));
     let result_dir = std::fs::read_dir(work.join("merged-a"))
         .unwrap()

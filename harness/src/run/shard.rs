@@ -195,7 +195,16 @@ pub struct Begun {
     pub shard: Shard,
     pub run_id: Option<String>,
     pub start_at_unix_ms: Option<u64>,
+    /// By when its `shard.json` is due (its load's planned end, the
+    /// graceful stop and a margin), in milliseconds since the epoch: a
+    /// merge that waits stops waiting for it then.
+    #[serde(default)]
+    pub due_unix_ms: Option<u64>,
 }
+
+/// From a shard's planned end to its `shard.json`: the probes' and logs'
+/// last reads, the target's stop, writing the result.
+pub const RESULT_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Begun {
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
@@ -204,7 +213,7 @@ impl Begun {
             .with_context(|| format!("writing {}", path.display()))
     }
 
-    fn read(dir: &Path) -> Option<Begun> {
+    pub fn read(dir: &Path) -> Option<Begun> {
         serde_json::from_slice(&std::fs::read(dir.join(BEGUN_FILE)).ok()?).ok()
     }
 }
@@ -493,6 +502,7 @@ mod tests {
             shard: Shard { index: 1, count: 2 },
             run_id: None,
             start_at_unix_ms: None,
+            due_unix_ms: None,
         }
         .write(&failed)
         .unwrap();
