@@ -206,43 +206,7 @@ enum PerfCommand {
         baseline_dir: Option<PathBuf>,
     },
     /// Merge the folders of a sharded run's shards into one run, judged on the whole.
-    Merge {
-        /// Each shard's run folder (with its shard.json).
-        #[arg(required_unless_present = "find")]
-        shards: Vec<PathBuf>,
-        /// Merge the shards' folders found under DIR (a run's folder on a
-        /// shared volume): each folder with a shard.json, or where a shard
-        /// began and wrote none.
-        #[arg(long, value_name = "DIR")]
-        find: Option<PathBuf>,
-        /// With --find: first wait, at most this long, until every shard
-        /// has written its shard.json or is past the time it was due (a
-        /// killed shard never writes one); stop at once when the shards
-        /// failed together at their barrier.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "find")]
-        wait: Option<Duration>,
-        /// Where the merged run's reports go.
-        #[arg(long, value_name = "DIR", alias = "out")]
-        output: PathBuf,
-        /// Merge even when shards are missing, or their folders have no
-        /// shard.json (the report names them).
-        #[arg(long)]
-        allow_partial: bool,
-        /// Merge shards told another target, start instant or run id (the report says MIXED).
-        #[arg(long)]
-        allow_mixed: bool,
-        /// How late after the agreed instant a shard's load may begin.
-        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
-        start_tolerance: Duration,
-        /// Merge shards that began later than --start-tolerance (the report says LATE).
-        #[arg(long)]
-        allow_late: bool,
-        /// The suite file the shards ran, when it is not where they recorded it.
-        #[arg(long, value_name = "FILE")]
-        suite: Option<PathBuf>,
-        #[command(flatten)]
-        gate: GateArgs,
-    },
+    Merge(MergeArgs),
     /// What a gate with N runs a side could detect, per figure, worked
     /// out from a saved baseline's runs of a suite.
     PlanGate {
@@ -263,6 +227,91 @@ enum PerfCommand {
         #[command(flatten)]
         settings: GateSettingsArgs,
     },
+}
+
+/// `perf merge`'s arguments.
+#[derive(Debug, clap::Args)]
+struct MergeArgs {
+    /// Each shard's run folder (with its shard.json).
+    #[arg(required_unless_present = "find")]
+    shards: Vec<PathBuf>,
+    /// Merge the shards' folders found under DIR (a run's folder on a
+    /// shared volume): each folder with a shard.json, or where a shard
+    /// began and wrote none.
+    #[arg(long, value_name = "DIR")]
+    find: Option<PathBuf>,
+    /// With --find: first wait, at most this long, until every shard
+    /// has written its shard.json or is past the time it was due (a
+    /// killed shard never writes one); stop at once when the shards
+    /// failed together at their barrier.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "find")]
+    wait: Option<Duration>,
+    /// Where the merged run's reports go.
+    #[arg(long, value_name = "DIR", alias = "out")]
+    output: PathBuf,
+    /// Merge even when shards are missing, or their folders have no
+    /// shard.json (the report names them).
+    #[arg(long)]
+    allow_partial: bool,
+    /// Merge shards told another target, start instant or run id (the report says MIXED).
+    #[arg(long)]
+    allow_mixed: bool,
+    /// How late after the agreed instant a shard's load may begin.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    start_tolerance: Duration,
+    /// Merge shards that began later than --start-tolerance (the report says LATE).
+    #[arg(long)]
+    allow_late: bool,
+    /// The suite file the shards ran, when it is not where they recorded it.
+    #[arg(long, value_name = "FILE")]
+    suite: Option<PathBuf>,
+    #[command(flatten)]
+    gate: GateArgs,
+}
+
+/// `perf merge`: the merged run's verdict, or the error; exits.
+async fn merge(args: MergeArgs) -> ! {
+    let MergeArgs {
+        mut shards,
+        find,
+        wait,
+        output,
+        allow_partial,
+        allow_mixed,
+        start_tolerance,
+        allow_late,
+        suite,
+        gate,
+    } = args;
+    if let Some(root) = find {
+        let poll = Duration::from_secs(1);
+        match harness::run::gather::gather(&root, wait, poll).await {
+            Ok(found) => shards.extend(found),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                std::process::exit(EXIT_HARNESS_ERROR);
+            }
+        }
+    }
+    let options = harness::run::merge::MergeOptions {
+        suite,
+        allow_partial,
+        allow_mixed,
+        start_tolerance,
+        allow_late,
+        print_summary: true,
+        gate: gate.options(KEEP_RUNS, None),
+    };
+    match harness::run::merge::merge(&reference(), &shards, &output, &options).await {
+        Ok(merged) => {
+            eprintln!("\nmerged run: {}", merged.run.dir.display());
+            std::process::exit(merged.exit_code())
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(EXIT_HARNESS_ERROR);
+        }
+    }
 }
 
 /// `perf plan-gate`: the table, or the error; exits.
@@ -350,48 +399,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        Some(PerfCommand::Merge {
-            mut shards,
-            find,
-            wait,
-            output,
-            allow_partial,
-            allow_mixed,
-            start_tolerance,
-            allow_late,
-            suite,
-            gate,
-        }) => {
-            if let Some(root) = find {
-                let poll = Duration::from_secs(1);
-                match harness::run::gather::gather(&root, wait, poll).await {
-                    Ok(found) => shards.extend(found),
-                    Err(error) => {
-                        eprintln!("error: {error:#}");
-                        std::process::exit(EXIT_HARNESS_ERROR);
-                    }
-                }
-            }
-            let options = harness::run::merge::MergeOptions {
-                suite,
-                allow_partial,
-                allow_mixed,
-                start_tolerance,
-                allow_late,
-                print_summary: true,
-                gate: gate.options(KEEP_RUNS, None),
-            };
-            match harness::run::merge::merge(&reference(), &shards, &output, &options).await {
-                Ok(merged) => {
-                    eprintln!("\nmerged run: {}", merged.run.dir.display());
-                    std::process::exit(merged.exit_code())
-                }
-                Err(error) => {
-                    eprintln!("error: {error:#}");
-                    std::process::exit(EXIT_HARNESS_ERROR);
-                }
-            }
-        }
+        Some(PerfCommand::Merge(args)) => merge(args).await,
         Some(PerfCommand::PlanGate { suite, runs, gate }) => plan_gate(&suite, runs, gate),
         Some(PerfCommand::Compare {
             run_a,
