@@ -15,6 +15,7 @@ pub mod containers;
 pub mod external;
 pub mod images;
 pub mod interrupt;
+pub mod listener;
 pub mod logs;
 pub mod native;
 pub mod ownership;

@@ -61,7 +61,7 @@ impl ProcessId {
     }
 }
 
-fn start_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
     proc_stat(pid).map(|(_, ticks)| ticks)
 }
 

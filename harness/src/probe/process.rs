@@ -14,14 +14,7 @@ pub struct ProcessTable {
 impl ProcessTable {
     pub fn read() -> ProcessTable {
         let mut parents = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        for pid in crate::infra::listener::pids() {
             if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok()))
             {
                 parents.push((pid, ppid));

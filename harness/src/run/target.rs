@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
+use crate::infra::listener::{command_name, listening_pid, taken_by_another};
 use crate::infra::ownership::{OwnedProcess, RunGuard, STOP_GRACE, stop_process};
 use crate::infra::proxy::FaultProxy;
 use crate::infra::{ServiceName, StackUrls};
@@ -159,6 +160,17 @@ impl RunningTarget {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(true) = answers(&ready_url).await {
+                // The port was free when chosen; another process may have
+                // taken it before the target bound it, and answered.
+                if let (Some(owner), Some(pid)) = (listening_pid(port), target.pid)
+                    && taken_by_another(owner, pid)
+                {
+                    target.stop().await;
+                    anyhow::bail!(
+                        "port {port} is answered by process {owner} ({}), not by `{program}`: another process took the port between its choice and the target's start, so the run would measure an application it did not start; run again",
+                        command_name(owner)
+                    );
+                }
                 return Ok(target);
             }
             if Instant::now() > deadline {
