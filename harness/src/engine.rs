@@ -160,7 +160,7 @@ pub async fn run_until(
     }
     let started_unix_ms = unix_ms(SystemTime::now());
     if let Some(at) = start_at
-        && started_unix_ms > at + 1000
+        && started_unix_ms > at + crate::suite::plan::START_TOLERANCE.as_millis() as u64
     {
         tracing::warn!(
             "this shard's load begins {} ms after the agreed instant: it is late, and the merge refuses it unless told --allow-late",
@@ -378,7 +378,8 @@ impl LiveStatus {
     }
 }
 
-fn unix_ms(time: SystemTime) -> u64 {
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }

@@ -380,9 +380,7 @@ async fn prepare_measure_judge(
         _ => plan,
     };
     if let Some(shard) = plan.shard {
-        let now = SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = crate::engine::unix_ms(SystemTime::now());
         let lasts = plan.load.executor.duration() + plan.load.graceful_stop + shard::RESULT_MARGIN;
         shard::Begun {
             shard: shard.shard,

@@ -61,6 +61,40 @@ impl ShardRow {
         self.late_ms
             .map_or_else(|| "-".to_owned(), |ms| format!("+{ms} ms"))
     }
+
+    /// The row's cells in the order of [`HEADER`], as every format shows them.
+    fn cells(&self) -> [String; 7] {
+        [
+            self.shard.clone(),
+            self.requests.to_string(),
+            self.failures.to_string(),
+            self.offset(),
+            self.after_instant(),
+            self.started_by.clone().unwrap_or_else(|| "-".to_owned()),
+            self.status(),
+        ]
+    }
+}
+
+/// The columns of every format's table.
+const HEADER: [&str; 7] = [
+    "shard",
+    "requests",
+    "failures",
+    "began",
+    "after the instant",
+    "by",
+    "status",
+];
+
+impl ShardRow {
+    /// The cells as a terminal line, aligned under [`text_table`]'s header.
+    fn line(cells: &[String; 7]) -> String {
+        format!(
+            "{:<7} {:>10} {:>9} {:>11} {:>17}  {:<9} {}",
+            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
+        )
+    }
 }
 
 /// The rows as a plain-text table, a line each with a header; nothing for
@@ -69,23 +103,9 @@ pub fn text_table(rows: &[ShardRow]) -> Vec<String> {
     if rows.is_empty() {
         return Vec::new();
     }
-    let mut lines = vec![format!(
-        "{:<7} {:>10} {:>9} {:>11} {:>13}  {:<9} status",
-        "shard", "requests", "failures", "began", "after instant", "by"
-    )];
-    for row in rows {
-        lines.push(format!(
-            "{:<7} {:>10} {:>9} {:>11} {:>13}  {:<9} {}",
-            row.shard,
-            row.requests,
-            row.failures,
-            row.offset(),
-            row.after_instant(),
-            row.started_by.as_deref().unwrap_or("-"),
-            row.status()
-        ));
-    }
-    lines
+    std::iter::once(ShardRow::line(&HEADER.map(str::to_owned)))
+        .chain(rows.iter().map(|row| ShardRow::line(&row.cells())))
+        .collect()
 }
 
 /// The rows as a Markdown table.
@@ -93,20 +113,12 @@ pub fn markdown_table(rows: &[ShardRow]) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let mut table = String::from(
-        "| shard | requests | failures | began | after the instant | by | status |\n|---|---:|---:|---:|---:|---|---|\n",
+    let mut table = format!(
+        "| {} |\n|---|---:|---:|---:|---:|---|---|\n",
+        HEADER.join(" | ")
     );
     for row in rows {
-        table.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            row.shard,
-            row.requests,
-            row.failures,
-            row.offset(),
-            row.after_instant(),
-            row.started_by.as_deref().unwrap_or("-"),
-            row.status()
-        ));
+        table.push_str(&format!("| {} |\n", row.cells().join(" | ")));
     }
     table
 }
@@ -116,22 +128,18 @@ pub fn html_section(rows: &[ShardRow], esc: impl Fn(&str) -> String) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let mut body = String::from(
-        r#"<h2 id="shards">Shards</h2><table><tr><th>shard</th><th>requests</th><th>failures</th><th>began</th><th>after the instant</th><th>by</th><th>status</th><th>folder</th></tr>"#,
-    );
+    let mut body = String::from(r#"<h2 id="shards">Shards</h2><table><tr>"#);
+    for name in HEADER.iter().chain(["folder"].iter()) {
+        body.push_str(&format!("<th>{name}</th>"));
+    }
+    body.push_str("</tr>");
     for row in rows {
-        body.push_str(&format!(
-            r#"<tr class="{cls}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(&row.shard),
-            row.requests,
-            row.failures,
-            esc(&row.offset()),
-            esc(&row.after_instant()),
-            esc(row.started_by.as_deref().unwrap_or("-")),
-            esc(&row.status()),
-            esc(&row.folder),
-            cls = if row.merged { "" } else { "fail" },
-        ));
+        let cls = if row.merged { "" } else { "fail" };
+        body.push_str(&format!(r#"<tr class="{cls}">"#));
+        for cell in row.cells().iter().chain([&row.folder]) {
+            body.push_str(&format!("<td>{}</td>", esc(cell)));
+        }
+        body.push_str("</tr>");
     }
     body.push_str("</table>");
     body

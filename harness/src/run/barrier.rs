@@ -21,6 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use super::shard::write_whole;
+use crate::engine::unix_ms;
 use crate::infra::interrupt::InterruptListener;
 use crate::suite::plan::Shard;
 
@@ -87,15 +89,9 @@ impl Ready {
                 std::process::id(),
                 rand::random::<u64>()
             ),
-            ready_unix_ms: unix_ms(),
+            ready_unix_ms: unix_ms(SystemTime::now()),
         }
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn ready_path(dir: &Path, index: u32) -> PathBuf {
@@ -104,14 +100,6 @@ fn ready_path(dir: &Path, index: u32) -> PathBuf {
 
 fn failed_path(dir: &Path, index: u32) -> PathBuf {
     dir.join(format!("failed-{index}.json"))
-}
-
-/// Writes `path` whole or not at all: a reader never sees half of it.
-fn write_whole(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
-    let partial = path.with_extension("json.partial");
-    std::fs::write(&partial, serde_json::to_vec(value)?)
-        .with_context(|| format!("writing {}", partial.display()))?;
-    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The folder's ready and failed files, read; a file being renamed in is
@@ -224,7 +212,7 @@ pub async fn join(
         let failed = Failed {
             shard: me.shard,
             reason: reason.clone(),
-            at_unix_ms: unix_ms(),
+            at_unix_ms: unix_ms(SystemTime::now()),
         };
         if let Err(error) = write_whole(&failed_path(dir, me.shard.index), &failed) {
             tracing::warn!("cannot tell the other shards: {error:#}");

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 
 use super::shard::{BEGUN_FILE, Begun, SHARD_FILE, ShardResult};
+use crate::engine::unix_ms;
 
 /// How deep under the folder given the shards' folders may be
 /// (`<run>/shard-I/<stamp>-<suite>` is two).
@@ -52,26 +53,26 @@ fn walk(dir: &Path, depth: usize, found: &mut Found) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Whether every shard of the run is accounted for: finished, or past the
 /// time its result was due. A shard with no folder yet may still begin.
+/// Which shard a folder holds is read from its small `shard.begun.json`
+/// (a result, large, only where there is none).
 fn settled(folders: &[PathBuf]) -> bool {
     let mut count = None;
     let mut accounted = std::collections::BTreeSet::new();
+    let now = unix_ms(SystemTime::now());
     for folder in folders {
-        if let Ok(result) = ShardResult::read(folder) {
-            count = Some(result.shard.count);
-            accounted.insert(result.shard.index);
-        } else if let Some(begun) = Begun::read(folder) {
-            count = Some(begun.shard.count);
-            if begun.due_unix_ms.is_some_and(|due| due <= now_ms()) {
-                accounted.insert(begun.shard.index);
-            }
+        let finished = folder.join(SHARD_FILE).exists();
+        let (shard, due) = match Begun::read(folder) {
+            Some(begun) => (begun.shard, begun.due_unix_ms),
+            None => match ShardResult::read(folder) {
+                Ok(result) => (result.shard, None),
+                Err(_) => continue,
+            },
+        };
+        count = Some(shard.count);
+        if finished || due.is_some_and(|due| due <= now) {
+            accounted.insert(shard.index);
         }
     }
     count.is_some_and(|count| accounted.len() as u32 >= count)
@@ -125,7 +126,7 @@ mod tests {
             shard: Shard { index, count: 2 },
             run_id: None,
             start_at_unix_ms: None,
-            due_unix_ms: Some((now_ms() as i64 + due_in_ms) as u64),
+            due_unix_ms: Some((unix_ms(SystemTime::now()) as i64 + due_in_ms) as u64),
         }
         .write(dir)
         .unwrap();

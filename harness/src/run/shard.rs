@@ -155,11 +155,7 @@ impl ShardResult {
     /// Writes `shard.json` whole or not at all (a temporary file renamed):
     /// a merge that waits for it on a shared volume never reads half of it.
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
-        let path = dir.join(SHARD_FILE);
-        let partial = dir.join(format!("{SHARD_FILE}.partial"));
-        std::fs::write(&partial, serde_json::to_vec(self)?)
-            .with_context(|| format!("writing {}", partial.display()))?;
-        std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))
+        write_whole(&dir.join(SHARD_FILE), self)
     }
 
     pub fn read(dir: &Path) -> anyhow::Result<ShardResult> {
@@ -180,6 +176,15 @@ impl ShardResult {
         );
         Ok(result)
     }
+}
+
+/// Writes `path` (a `.json` file) whole or not at all, through a temporary
+/// file renamed: a reader on a shared volume never sees half of it.
+pub fn write_whole(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, serde_json::to_vec(value)?)
+        .with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Shards with the folders they were read from.

@@ -40,7 +40,7 @@ pub use self::browser::{BrowserPagePlan, BrowserPlan, PageExtract};
 pub use self::capacity::{CAPACITY_RATE, CapacityPlan};
 pub use self::faults::{FaultAction, FaultPlan, FaultSubject};
 pub use self::load::{Executor, LoadPlan, RateStage, UserStage};
-pub use self::shard::{Shard, ShardPlan};
+pub use self::shard::{START_TOLERANCE, Shard, ShardPlan};
 pub use self::staircase::{Stair, Staircase};
 pub use self::target::{TargetPlan, is_loopback};
 pub use self::task::{

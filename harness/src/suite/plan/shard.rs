@@ -47,6 +47,11 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// How late after the agreed instant a shard's load may begin and still
+/// be on time: the shard warns beyond it, and `perf merge
+/// --start-tolerance` defaults to it.
+pub const START_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A shard of a run: which, and when its load starts on the wall clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ShardPlan {
