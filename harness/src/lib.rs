@@ -19,6 +19,7 @@ pub mod diagnosis;
 pub mod engine;
 pub mod infra;
 pub mod integrity;
+pub mod live;
 pub mod metrics;
 pub mod probe;
 pub mod redact;

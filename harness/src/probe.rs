@@ -195,12 +195,14 @@ struct Connections {
 pub struct Sampler {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<ProbeReport>,
+    latest: tokio::sync::watch::Receiver<Option<ProbeSample>>,
 }
 
 impl Sampler {
     /// Starts sampling; second 0 is `started`.
     pub fn start(targets: ProbeTargets, started: Instant) -> Sampler {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (latest_sender, latest) = tokio::sync::watch::channel(None);
         let task = tokio::spawn(async move {
             let mut report = ProbeReport::default();
             let mut connections = connect(&targets, &mut report.unavailable).await;
@@ -221,6 +223,7 @@ impl Sampler {
                     &mut report.unavailable,
                 )
                 .await;
+                latest_sender.send_replace(Some(sample.clone()));
                 report.samples.push(sample);
                 second += 1;
                 let next = started + Duration::from_secs(second);
@@ -235,7 +238,12 @@ impl Sampler {
             }
             report
         });
-        Sampler { stop, task }
+        Sampler { stop, task, latest }
+    }
+
+    /// The last sample taken, as it changes (for what watches the run live).
+    pub fn latest(&self) -> tokio::sync::watch::Receiver<Option<ProbeSample>> {
+        self.latest.clone()
     }
 
     pub async fn stop(self) -> ProbeReport {

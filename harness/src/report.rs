@@ -71,6 +71,9 @@ pub struct RunReport {
     /// A merged run's shards, one row each (empty for one generator's run).
     #[serde(default)]
     pub shards: Vec<shards::ShardRow>,
+    /// What each receiver of the live series got (`--metrics-out`).
+    #[serde(default)]
+    pub exports: Vec<crate::live::ExportReport>,
 }
 
 /// How a run was cut short.
@@ -117,6 +120,7 @@ impl RunReport {
             interrupted: None,
             capacity: None,
             shards: Vec::new(),
+            exports: Vec::new(),
         }
     }
 }

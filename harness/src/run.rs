@@ -67,6 +67,11 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// A capacity search, whether or not the suite has `[capacity]`.
     pub capacity: bool,
+    /// Receivers of the live series beside the suite's `[metrics-out]`
+    /// (`--metrics-out prometheus-rw=URL`).
+    pub metrics_out: Vec<String>,
+    /// Static labels on the live series (`--metrics-label KEY=VALUE`).
+    pub metrics_labels: Vec<String>,
 }
 
 impl RunOptions {
@@ -89,6 +94,8 @@ impl RunOptions {
             barrier: None,
             run_id: None,
             capacity: false,
+            metrics_out: Vec::new(),
+            metrics_labels: Vec::new(),
         }
     }
 }
@@ -152,6 +159,8 @@ pub fn plan_options(domain: &dyn Domain, options: &RunOptions) -> PlanOptions {
         shard: options.shard,
         judging_only: false,
         capacity: options.capacity,
+        metrics_out: options.metrics_out.clone(),
+        metrics_labels: options.metrics_labels.clone(),
     }
 }
 
@@ -401,6 +410,10 @@ async fn prepare_measure_judge(
         measure::Folder {
             dir,
             redactor: std::sync::Arc::new(redactor.clone()),
+            run_id: options.run_id.clone().unwrap_or_else(|| {
+                dir.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            }),
         },
         options.progress,
         interrupts,

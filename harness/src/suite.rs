@@ -67,6 +67,22 @@ pub struct SuiteFile {
     /// A capacity search instead of the load's own shape: the highest
     /// arrival rate at which every threshold holds.
     pub capacity: Option<CapacitySpec>,
+    /// Where the run streams its per-second series while it runs.
+    #[serde(default)]
+    pub metrics_out: MetricsOutSpec,
+}
+
+/// `[metrics-out]`: receivers of the run's series, sent once a second
+/// while the load runs (`--metrics-out` adds to them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsOutSpec {
+    /// Prometheus remote-write endpoints (`http://host:9090/api/v1/write`).
+    #[serde(default)]
+    pub prometheus_rw: Vec<Spanned<String>>,
+    /// Static labels on every series (`--metrics-label` adds to them).
+    #[serde(default)]
+    pub labels: IndexMap<Spanned<String>, String>,
 }
 
 /// `[capacity]`: the search's settings, each defaulted in `defaults.toml`.

@@ -11,6 +11,7 @@ use axum::routing::get;
 use harness::builder::{BuiltSuite, SuiteBuilder};
 use harness::catalog::Catalog;
 use harness::engine::{EngineInput, run};
+use harness::run::domain::NoDomain;
 use harness::suite::PlanOptions;
 
 #[derive(Default)]
@@ -164,39 +165,6 @@ fn a_built_suite_is_refused_like_a_file() {
         .unwrap_err()
         .to_string();
     assert!(excluded.contains("nope"), "{excluded}");
-}
-
-/// A domain with nothing to seed and no embedded target: the suite runs
-/// against a URL, as a user's own app does.
-struct NoDomain;
-
-impl harness::run::Domain for NoDomain {
-    fn catalog_variables(&self) -> std::collections::BTreeSet<String> {
-        Default::default()
-    }
-
-    fn seed<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: u64,
-        _: Option<u32>,
-    ) -> futures::future::LocalBoxFuture<'a, anyhow::Result<Catalog>> {
-        Box::pin(async { anyhow::bail!("this domain seeds nothing") })
-    }
-
-    fn route_inventory_path(&self) -> Option<&str> {
-        None
-    }
-
-    fn start_embedded<'a>(
-        &'a self,
-        _: &'a harness::infra::StackUrls,
-        _: &'a [String],
-        _: &'a std::path::Path,
-    ) -> futures::future::LocalBoxFuture<'a, anyhow::Result<harness::run::RunningTarget>> {
-        Box::pin(async { anyhow::bail!("this domain has no embedded target") })
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,13 @@ pub struct Args {
     /// in the current directory and must answer on 127.0.0.1.
     #[arg(long, value_name = "COMMAND", conflicts_with = "target")]
     target_command: Option<String>,
+    /// Stream the run's series once a second while it runs (repeatable):
+    /// prometheus-rw=URL sends Prometheus remote write to URL.
+    #[arg(long = "metrics-out", value_name = "KIND=URL")]
+    metrics_out: Vec<String>,
+    /// A static label on every streamed series (repeatable).
+    #[arg(long = "metrics-label", value_name = "KEY=VALUE")]
+    metrics_labels: Vec<String>,
     /// auto, containers, native or external.
     #[arg(long, value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<ProviderChoice>()))]
     infra: Option<ProviderChoice>,
@@ -117,10 +124,11 @@ pub struct Args {
     /// How long a shard waits at the barrier for the others.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration, requires = "barrier")]
     barrier_timeout: Duration,
-    /// The run's name, the same for every shard of it (a CI run's id, a
-    /// Kubernetes run's folder): recorded in shard.json, and the merge
-    /// refuses shards of different runs.
-    #[arg(long, value_name = "ID", env = "AHSP_PERF_RUN_ID", requires = "shard")]
+    /// The run's name: the `run_id` label of its live series (default: its
+    /// folder's name) and, the same for every shard of a sharded run (a CI
+    /// run's id, a Kubernetes run's folder), recorded in shard.json; the
+    /// merge refuses shards of different runs.
+    #[arg(long, value_name = "ID", env = "AHSP_PERF_RUN_ID")]
     run_id: Option<String>,
     /// Search the highest arrival rate at which every threshold holds
     /// (open model, steps judged with intervals), with the suite's
@@ -477,6 +485,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }),
             run_id: args.run_id,
             capacity: args.capacity,
+            metrics_out: args.metrics_out,
+            metrics_labels: args.metrics_labels,
         },
         gate: args.gate.options(
             args.keep_runs as usize,

@@ -43,3 +43,42 @@ pub trait Domain: Send + Sync {
         dir: &'a Path,
     ) -> LocalBoxFuture<'a, anyhow::Result<RunningTarget>>;
 }
+
+/// No domain: nothing to seed and no embedded target. A suite runs against
+/// a URL or a command that starts the application, as a user's own app does
+/// when it is driven from Rust rather than from `cargo xtask perf`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDomain;
+
+impl Domain for NoDomain {
+    fn catalog_variables(&self) -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
+    fn seed<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: u64,
+        _: Option<u32>,
+    ) -> LocalBoxFuture<'a, anyhow::Result<Catalog>> {
+        Box::pin(async { anyhow::bail!("this run has no domain: it seeds nothing") })
+    }
+
+    fn route_inventory_path(&self) -> Option<&str> {
+        None
+    }
+
+    fn start_embedded<'a>(
+        &'a self,
+        _: &'a StackUrls,
+        _: &'a [String],
+        _: &'a Path,
+    ) -> LocalBoxFuture<'a, anyhow::Result<RunningTarget>> {
+        Box::pin(async {
+            anyhow::bail!(
+                "this run has no domain: it has no embedded target, give [target] url or command"
+            )
+        })
+    }
+}

@@ -35,6 +35,7 @@ pub(super) async fn judge(
         interrupts,
         faults,
         capacity,
+        exports,
     } = measured;
     notes.extend(faults.iter().map(FaultWindow::line));
     output.summary.faults = faults;
@@ -129,6 +130,8 @@ pub(super) async fn judge(
         notes.push(capacity.line());
     }
     report.capacity = capacity;
+    notes.extend(exports.iter().filter_map(crate::live::ExportReport::line));
+    report.exports = exports;
     report.notes = notes;
     report.probes = Some(probes);
     report.effective_config = effective_config;

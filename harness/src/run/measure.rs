@@ -33,6 +33,8 @@ pub(super) struct Measured {
     pub faults: Vec<FaultWindow>,
     /// A capacity search's steps, judged as they ended.
     pub capacity: Option<crate::capacity::Searched>,
+    /// What each receiver of the live series got.
+    pub exports: Vec<crate::live::ExportReport>,
 }
 
 /// Where the run writes, and the secrets every line it writes is masked of
@@ -40,6 +42,8 @@ pub(super) struct Measured {
 pub(super) struct Folder<'a> {
     pub dir: &'a Path,
     pub redactor: std::sync::Arc<crate::redact::Redactor>,
+    /// The run's name on its live series (`--run-id`, or the folder's name).
+    pub run_id: String,
 }
 
 pub(super) async fn measure(
@@ -51,7 +55,11 @@ pub(super) async fn measure(
     progress: bool,
     interrupts: &mut InterruptListener,
 ) -> anyhow::Result<Measured> {
-    let Folder { dir, redactor } = folder;
+    let Folder {
+        dir,
+        redactor,
+        run_id,
+    } = folder;
     // Of a sharded run, one shard watches the stack: probes once, not N times.
     let stack = stack.filter(|_| plan.shard.is_none_or(|s| s.shard.owns_probes()));
     let mut processes = match stack {
@@ -72,18 +80,7 @@ pub(super) async fn measure(
         processes.push(("browser".to_owned(), driver.pid));
     }
     // Built only for a suite with browsers: it clones the user pool.
-    let browser_input = driver
-        .as_ref()
-        .map(|_| crate::browser::driver::BrowserInput {
-            plans: plan.browsers.clone(),
-            base_url: input.base_url.clone(),
-            auth: plan.auth.clone(),
-            users: input.users.clone(),
-            global: input.global.clone(),
-            seed: input.seed,
-            dir: dir.to_path_buf(),
-            warm_up: plan.load.warm_up,
-        });
+    let browser_input = driver.as_ref().map(|_| browser_input(plan, &input, dir));
     let mut sources = stack.map(Stack::log_sources).unwrap_or_default();
     sources.extend(
         target
@@ -128,7 +125,13 @@ pub(super) async fn measure(
     // A capacity search steers the load once a second instead of judging
     // abort-on-fail thresholds on the whole run.
     let searched = plan.capacity.as_ref().map(|_| Default::default());
-    let each_second = each_second(plan, searched.as_ref());
+    let exporter = crate::live::Exporter::start(&plan.metrics_out, &run_labels(plan, run_id));
+    let each_second = with_feed(
+        each_second(plan, searched.as_ref()),
+        exporter.as_ref().map(crate::live::Exporter::feed),
+        plan,
+        sampler.latest(),
+    );
     let load = async {
         let engine = engine::run_until(input, Some(live_sender), each_second, stop.clone());
         tokio::pin!(engine);
@@ -166,8 +169,13 @@ pub(super) async fn measure(
     let probes = sampler.stop().await;
     target.stop().await;
     let log_files = logs.stop().await;
+    let output = result?;
+    let exports = match exporter {
+        Some(exporter) => finish_exports(exporter, plan, &output.summary, &probes).await,
+        None => Vec::new(),
+    };
     Ok(Measured {
-        output: result?,
+        output,
         probes,
         log_signatures: crate::probe::logs::scan(&log_files),
         interrupts: interrupts.count(),
@@ -177,7 +185,85 @@ pub(super) async fn measure(
                 std::mem::take(&mut *searched.lock().expect("not poisoned"))
             },
         ),
+        exports,
     })
+}
+
+fn browser_input(
+    plan: &Plan,
+    input: &EngineInput,
+    dir: &Path,
+) -> crate::browser::driver::BrowserInput {
+    crate::browser::driver::BrowserInput {
+        plans: plan.browsers.clone(),
+        base_url: input.base_url.clone(),
+        auth: plan.auth.clone(),
+        users: input.users.clone(),
+        global: input.global.clone(),
+        seed: input.seed,
+        dir: dir.to_path_buf(),
+        warm_up: plan.load.warm_up,
+    }
+}
+
+/// The run's own summary sent as the last snapshot, so that what the
+/// receivers keep last is what `result.json` states; then what each got.
+async fn finish_exports(
+    exporter: crate::live::Exporter,
+    plan: &Plan,
+    summary: &RunSummary,
+    probes: &ProbeReport,
+) -> Vec<crate::live::ExportReport> {
+    let judged = verdict::evaluate(summary, &plan.thresholds);
+    let last = crate::live::Snapshot::of(
+        summary,
+        summary.series.last(),
+        probes.samples.last(),
+        &judged,
+        crate::live::now_unix_ms(),
+        summary.warm_up_seconds + summary.measured_seconds,
+    );
+    exporter.finish(last).await
+}
+
+/// Who the live series belong to.
+fn run_labels(plan: &Plan, run_id: String) -> crate::live::RunLabels {
+    crate::live::RunLabels {
+        suite: plan.name.clone(),
+        run_id,
+        shard: plan.shard.map(|s| s.shard.to_string()),
+        labels: plan.metrics_out.labels.clone(),
+    }
+}
+
+/// `check` (a capacity search or the abort-on-fail thresholds), and then
+/// the run so far pushed to the live receivers.
+fn with_feed(
+    mut check: Option<engine::AbortCheck>,
+    feed: Option<crate::live::Feed>,
+    plan: &Plan,
+    probe: tokio::sync::watch::Receiver<Option<crate::probe::ProbeSample>>,
+) -> Option<engine::AbortCheck> {
+    let Some(feed) = feed else {
+        return check;
+    };
+    let endpoints = plan.endpoints.clone();
+    let thresholds = plan.thresholds.clone();
+    let warm_up = plan.load.warm_up;
+    Some(Box::new(move |aggregator, elapsed| {
+        let stop = check
+            .as_mut()
+            .is_some_and(|check| check(aggregator, elapsed));
+        feed.push(crate::live::snapshot_so_far(
+            aggregator,
+            &endpoints,
+            &thresholds,
+            warm_up,
+            probe.borrow().as_ref(),
+            elapsed,
+        ));
+        stop
+    }))
 }
 
 /// What the engine calls once a second: a capacity search's controller

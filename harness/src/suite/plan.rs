@@ -16,6 +16,7 @@ mod checker;
 mod data;
 mod faults;
 mod load;
+mod metrics_out;
 mod shard;
 mod staircase;
 mod tags;
@@ -40,6 +41,7 @@ pub use self::browser::{BrowserPagePlan, BrowserPlan, PageExtract};
 pub use self::capacity::{CAPACITY_RATE, CapacityPlan};
 pub use self::faults::{FaultAction, FaultPlan, FaultSubject};
 pub use self::load::{Executor, LoadPlan, RateStage, UserStage};
+pub use self::metrics_out::{MetricsOutPlan, RESERVED_LABELS};
 pub use self::shard::{START_TOLERANCE, Shard, ShardPlan};
 pub use self::staircase::{Stair, Staircase};
 pub use self::target::{TargetPlan, is_loopback};
@@ -82,6 +84,11 @@ pub struct PlanOptions {
     /// A capacity search with the defaults when the file has no `[capacity]`
     /// (`perf --capacity`).
     pub capacity: bool,
+    /// Receivers beside the file's `[metrics-out]`, as `KIND=URL`
+    /// (`--metrics-out prometheus-rw=URL`).
+    pub metrics_out: Vec<String>,
+    /// Static labels beside the file's, as `KEY=VALUE` (`--metrics-label`).
+    pub metrics_labels: Vec<String>,
 }
 
 /// A task written in Rust, as the builder declares it: what the plan needs
@@ -147,6 +154,8 @@ pub struct Plan {
     pub gate: Option<Vec<crate::baseline::Metric>>,
     /// A capacity search instead of the load's own shape (`[capacity]`).
     pub capacity: Option<CapacityPlan>,
+    /// Where the run streams its series while it runs (`[metrics-out]`).
+    pub metrics_out: MetricsOutPlan,
 }
 
 impl Plan {
@@ -288,6 +297,7 @@ fn plan(
         None => Vec::new(),
     };
 
+    let metrics_out = metrics_out::check_metrics_out(&mut checker, &file.metrics_out, options);
     let mut secret_patterns = Vec::new();
     for pattern in &file.secrets.patterns {
         match regex::Regex::new(pattern.get_ref()) {
@@ -370,6 +380,7 @@ fn plan(
         only_profiles: file.suite.only_profiles.clone(),
         gate: file.suite.gate.as_ref().map(|gate| gate.get_ref().clone()),
         capacity,
+        metrics_out,
     })
 }
 
