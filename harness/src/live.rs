@@ -1,14 +1,16 @@
-//! Watching a run while it runs. Once a second the engine hands the run so
-//! far to [`Feed::push`] as a [`Snapshot`]: every receiver the suite or the
-//! command line names gets it, off the load's path. Today the receivers are
-//! Prometheus remote-write endpoints ([`remote_write`]). When the load ends,
-//! [`Exporter::finish`] sends the run's own summary as the last snapshot and
-//! reports, per receiver, what was sent and what was dropped.
+//! Watching a run while it runs. Once a second the engine's hook hands the
+//! run so far to [`Feed::second`]: it becomes a [`Snapshot`] for every
+//! Prometheus remote-write receiver the suite or the command line names
+//! ([`remote_write`]) and a frame for the live page (`--live`, [`page`]),
+//! both off the load's path. When the load ends, [`Live::finish`] sends the
+//! run's own summary last and reports, per receiver, what was sent and what
+//! was dropped.
 //!
 //! OpenTelemetry (OTLP) export is deliberately absent: no OTLP receiver can
 //! be installed from the package registries this project is tested with,
 //! and an exporter that no test sends to a real receiver is not shipped.
 
+pub mod page;
 pub mod remote_write;
 pub mod snapshot;
 
@@ -16,12 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 pub use self::snapshot::Snapshot;
 use crate::metrics::summary::{EndpointMeta, RunHeader};
 use crate::metrics::{Aggregator, RunSummary};
 use crate::probe::ProbeSample;
+use crate::report::ExportReport;
 use crate::secret::SecretUrl;
 use crate::suite::plan::{MetricsOutPlan, ThresholdPlan};
 
@@ -53,63 +54,74 @@ impl RunLabels {
     }
 }
 
-/// What one receiver got.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct ExportReport {
-    /// `prometheus-rw`.
-    pub kind: String,
-    /// Masked of any password.
-    pub url: String,
-    /// Samples the run offered it.
-    pub samples: u64,
-    /// Samples it accepted.
-    pub sent: u64,
-    /// Samples lost: a full queue, a backlog past its bound, a refusal, or
-    /// still unsent when the run ended.
-    pub dropped: u64,
-    /// The last failure, if any.
-    pub error: Option<String>,
-}
-
-impl ExportReport {
-    /// The report's note, when something was lost.
-    pub fn line(&self) -> Option<String> {
-        (self.dropped > 0).then(|| {
-            format!(
-                "{} {}: {} of {} samples dropped ({}); the run's own results are whole",
-                self.kind,
-                self.url,
-                self.dropped,
-                self.samples,
-                self.error
-                    .as_deref()
-                    .unwrap_or("no answer before the run ended")
-            )
-        })
-    }
-}
-
-/// Where each second goes: cheap to clone into the engine's once-a-second
-/// hook; pushing never waits.
-#[derive(Debug, Clone)]
+/// Where each second goes: moved into the engine's once-a-second hook;
+/// nothing in it waits.
+#[derive(Debug)]
 pub struct Feed {
     queues: Vec<remote_write::Queue>,
+    page: Option<page::PageFeed>,
+    /// The suite's name and the target (masked), for the page's heading.
+    suite: String,
+    target: String,
+    endpoints: Vec<EndpointMeta>,
+    thresholds: Vec<ThresholdPlan>,
+    warm_up: Duration,
+    planned: Duration,
 }
 
 impl Feed {
-    pub fn push(&self, snapshot: Snapshot) {
-        let snapshot = Arc::new(snapshot);
+    /// The run so far, as the engine's aggregator holds it `elapsed` into
+    /// the load: its phases' totals, its seconds, the probes' last sample
+    /// and the thresholds judged on what was measured.
+    pub fn second(&self, aggregator: &Aggregator, probe: Option<&ProbeSample>, elapsed: Duration) {
+        let header = RunHeader {
+            suite: self.suite.clone(),
+            target: self.target.clone(),
+            warm_up_seconds: self.warm_up.min(elapsed).as_secs_f64(),
+            measured_seconds: elapsed.saturating_sub(self.warm_up).as_secs_f64(),
+            ..RunHeader::default()
+        };
+        let summary = RunSummary::build(
+            header,
+            &self.endpoints,
+            aggregator.warm_up(),
+            aggregator.measured(),
+            Vec::new(),
+        );
+        let judged = crate::verdict::evaluate(&summary, &self.thresholds);
+        let snapshot = Arc::new(Snapshot::of(
+            &summary,
+            aggregator.series().last(),
+            probe,
+            &judged,
+            now_unix_ms(),
+            elapsed.as_secs_f64(),
+        ));
         for queue in &self.queues {
             queue.push(snapshot.clone());
+        }
+        if let Some(page) = &self.page {
+            page.history
+                .lock()
+                .expect("not poisoned")
+                .extend(aggregator.series(), probe);
+            page.frames.send_replace(Some(Arc::new(page::Frame {
+                summary,
+                thresholds: judged,
+                snapshot,
+                planned_seconds: self.planned.as_secs_f64(),
+                ended: false,
+            })));
         }
     }
 }
 
-/// The senders of a run's receivers.
+/// What watches a run: its receivers' senders and its live page.
 #[derive(Debug)]
-pub struct Exporter {
-    feed: Feed,
+pub struct Live {
+    queues: Vec<remote_write::Queue>,
     receivers: Vec<Receiver>,
+    page: Option<page::PageServer>,
 }
 
 #[derive(Debug)]
@@ -119,13 +131,29 @@ struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Exporter {
-    /// Starts a sender per receiver on the current runtime; `None` when
-    /// the run sends nowhere.
-    pub fn start(plan: &MetricsOutPlan, labels: &RunLabels) -> Option<Exporter> {
-        if plan.is_empty() {
-            return None;
+/// The run's own figures at its end, sent last.
+#[derive(Debug, Clone, Copy)]
+pub struct Last<'a> {
+    pub summary: &'a RunSummary,
+    pub probes: &'a crate::probe::ProbeReport,
+    pub thresholds: &'a [crate::verdict::ThresholdResult],
+}
+
+impl Live {
+    /// Starts a sender per receiver and the live page (on `page`, when
+    /// given) on the current runtime; `None` when nothing watches the run.
+    pub async fn start(
+        plan: &MetricsOutPlan,
+        labels: &RunLabels,
+        page: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Option<Live>> {
+        if plan.is_empty() && page.is_none() {
+            return Ok(None);
         }
+        let page = match page {
+            Some(address) => Some(page::PageServer::start(address).await?),
+            None => None,
+        };
         let mut queues = Vec::new();
         let mut receivers = Vec::new();
         for url in &plan.remote_write {
@@ -137,23 +165,74 @@ impl Exporter {
                 task,
             });
         }
-        Some(Exporter {
-            feed: Feed { queues },
+        Ok(Some(Live {
+            queues,
             receivers,
-        })
+            page,
+        }))
     }
 
-    pub fn feed(&self) -> Feed {
-        self.feed.clone()
+    /// The live page's address, when it serves one.
+    pub fn page_url(&self) -> Option<String> {
+        self.page.as_ref().map(page::PageServer::url)
     }
 
-    /// Sends `last` (the run's own summary), waits a bounded time for what
-    /// is queued, and says what each receiver got. Every [`Feed`] cloned
-    /// from this one must be dropped first, or the wait runs to its end.
-    pub async fn finish(self, last: Snapshot) -> Vec<ExportReport> {
-        let Exporter { feed, receivers } = self;
-        feed.push(last);
-        drop(feed);
+    /// The feed the engine's hook pushes into.
+    pub fn feed(
+        &self,
+        suite: &str,
+        target: &str,
+        endpoints: &[EndpointMeta],
+        thresholds: &[ThresholdPlan],
+        warm_up: Duration,
+        planned: Duration,
+    ) -> Feed {
+        Feed {
+            queues: self.queues.clone(),
+            page: self.page.as_ref().map(page::PageServer::feed),
+            suite: suite.to_owned(),
+            target: target.to_owned(),
+            endpoints: endpoints.to_vec(),
+            thresholds: thresholds.to_vec(),
+            warm_up,
+            planned,
+        }
+    }
+
+    /// Sends the run's own figures last (so what the receivers keep last
+    /// is what `result.json` states, and the page shows the end), waits a
+    /// bounded time for what is queued, and says what each receiver got.
+    /// The [`Feed`] must be dropped first, or the wait runs to its end.
+    pub async fn finish(self, last: Last<'_>) -> Vec<ExportReport> {
+        let Live {
+            queues,
+            receivers,
+            page,
+        } = self;
+        let summary = last.summary;
+        let elapsed = summary.warm_up_seconds + summary.measured_seconds;
+        let snapshot = Arc::new(Snapshot::of(
+            summary,
+            summary.series.last(),
+            last.probes.samples.last(),
+            last.thresholds,
+            now_unix_ms(),
+            elapsed,
+        ));
+        for queue in &queues {
+            queue.push(snapshot.clone());
+        }
+        drop(queues);
+        if let Some(page) = page {
+            let frame = page::Frame {
+                summary: summary.clone(),
+                thresholds: last.thresholds.to_vec(),
+                snapshot,
+                planned_seconds: elapsed,
+                ended: true,
+            };
+            page.stop(frame, summary, last.probes).await;
+        }
         let deadline = tokio::time::Instant::now() + FINISH_DEADLINE;
         let mut reports = Vec::new();
         for Receiver { url, counts, task } in receivers {
@@ -174,40 +253,6 @@ impl Exporter {
         }
         reports
     }
-}
-
-/// The run so far, as the engine's aggregator holds it `elapsed` into the
-/// load: its phases' totals, its last complete second, the probes' last
-/// sample and the thresholds judged on what was measured.
-pub fn snapshot_so_far(
-    aggregator: &Aggregator,
-    endpoints: &[EndpointMeta],
-    thresholds: &[ThresholdPlan],
-    warm_up: Duration,
-    probe: Option<&ProbeSample>,
-    elapsed: Duration,
-) -> Snapshot {
-    let header = RunHeader {
-        warm_up_seconds: warm_up.min(elapsed).as_secs_f64(),
-        measured_seconds: elapsed.saturating_sub(warm_up).as_secs_f64(),
-        ..RunHeader::default()
-    };
-    let summary = RunSummary::build(
-        header,
-        endpoints,
-        aggregator.warm_up(),
-        aggregator.measured(),
-        Vec::new(),
-    );
-    let judged = crate::verdict::evaluate(&summary, thresholds);
-    Snapshot::of(
-        &summary,
-        aggregator.series().last(),
-        probe,
-        &judged,
-        now_unix_ms(),
-        elapsed.as_secs_f64(),
-    )
 }
 
 /// The wall clock, in milliseconds since the Unix epoch.

@@ -73,7 +73,7 @@ pub struct RunReport {
     pub shards: Vec<shards::ShardRow>,
     /// What each receiver of the live series got (`--metrics-out`).
     #[serde(default)]
-    pub exports: Vec<crate::live::ExportReport>,
+    pub exports: Vec<ExportReport>,
 }
 
 /// How a run was cut short.
@@ -138,4 +138,40 @@ pub trait Reporter {
 /// The JSON schema of `result.json`, as committed in `harness/schema/result.schema.json`.
 pub fn result_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(RunReport)).expect("a schema serialises")
+}
+
+/// What one receiver got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExportReport {
+    /// `prometheus-rw`.
+    pub kind: String,
+    /// Masked of any password.
+    pub url: String,
+    /// Samples the run offered it.
+    pub samples: u64,
+    /// Samples it accepted.
+    pub sent: u64,
+    /// Samples lost: a full queue, a backlog past its bound, a refusal, or
+    /// still unsent when the run ended.
+    pub dropped: u64,
+    /// The last failure, if any.
+    pub error: Option<String>,
+}
+
+impl ExportReport {
+    /// The report's note, when something was lost.
+    pub fn line(&self) -> Option<String> {
+        (self.dropped > 0).then(|| {
+            format!(
+                "{} {}: {} of {} samples dropped ({}); the run's own results are whole",
+                self.kind,
+                self.url,
+                self.dropped,
+                self.samples,
+                self.error
+                    .as_deref()
+                    .unwrap_or("no answer before the run ended")
+            )
+        })
+    }
 }

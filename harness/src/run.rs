@@ -72,6 +72,8 @@ pub struct RunOptions {
     pub metrics_out: Vec<String>,
     /// Static labels on the live series (`--metrics-label KEY=VALUE`).
     pub metrics_labels: Vec<String>,
+    /// Serve the live page here while the load runs (`--live`; loopback).
+    pub live: Option<std::net::SocketAddr>,
 }
 
 impl RunOptions {
@@ -96,6 +98,7 @@ impl RunOptions {
             capacity: false,
             metrics_out: Vec::new(),
             metrics_labels: Vec::new(),
+            live: None,
         }
     }
 }
@@ -410,12 +413,15 @@ async fn prepare_measure_judge(
         measure::Folder {
             dir,
             redactor: std::sync::Arc::new(redactor.clone()),
+        },
+        measure::Watchers {
+            progress: options.progress,
             run_id: options.run_id.clone().unwrap_or_else(|| {
                 dir.file_name()
                     .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
             }),
+            page: options.live,
         },
-        options.progress,
         interrupts,
     )
     .await?;

@@ -150,7 +150,7 @@ mod reqwest {
     }
 }
 
-fn suite(dir: &Path, base: &str, receivers: &[String]) -> std::path::PathBuf {
+fn suite(dir: &Path, base: &str, receivers: &[String], seconds: u32) -> std::path::PathBuf {
     let list: Vec<String> = receivers.iter().map(|r| format!("\"{r}\"")).collect();
     let path = dir.join("live.toml");
     std::fs::write(
@@ -164,7 +164,7 @@ url = "{base}"
 [load]
 executor = "constant-users"
 users = 4
-duration = "6s"
+duration = "{seconds}s"
 warm-up = "1s"
 think-time = "5ms..10ms"
 [[task]]
@@ -198,7 +198,7 @@ async fn prometheus_stores_the_runs_series_as_result_json_states_them() {
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(dir.path());
     let (base, seen) = server();
-    let path = suite(dir.path(), &base, &[prometheus.write_url()]);
+    let path = suite(dir.path(), &base, &[prometheus.write_url()], 6);
     let run = run_suite(&NoDomain, &path, &options(dir.path(), "live-a"))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -278,7 +278,12 @@ async fn a_receiver_that_dies_or_never_answers_costs_the_run_only_a_count_of_dro
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hole = format!("http://{}/api/v1/write", black_hole.local_addr().unwrap());
     let (base, seen) = server();
-    let path = suite(dir.path(), &base, &[prometheus.write_url(), hole.clone()]);
+    let path = suite(
+        dir.path(),
+        &base,
+        &[prometheus.write_url(), hole.clone()],
+        6,
+    );
     let killer = {
         let pid = prometheus.child.id();
         std::thread::spawn(move || {
@@ -402,5 +407,86 @@ async fn dashboard_answers(prometheus: &Prometheus, run_id: &str) {
             probed || !answer.is_empty(),
             "the dashboard's `{concrete}` found nothing"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_opened_in_chromium_mid_run_shows_the_running_request_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = server();
+    let path = suite(dir.path(), &base, &[], 12);
+    let address: std::net::SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let options = RunOptions {
+        live: Some(address),
+        ..options(dir.path(), "live-page")
+    };
+    let url = format!("http://{address}/");
+    let watch = async {
+        // The page answers from before the load; its figures from the
+        // first second on.
+        let client = ::reqwest::Client::new();
+        for _ in 0..200 {
+            let page = client.get(&url).send().await.ok();
+            if let Some(page) = page
+                && page
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .contains("live-requests")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let driver = harness::browser::driver::Driver::start().await.unwrap();
+        let browser = driver.session().await.unwrap();
+        browser.goto(&url).await.unwrap();
+        let mut readings = Vec::new();
+        for _ in 0..2 {
+            // One read of the page as it is (an event may replace it
+            // between two WebDriver calls).
+            let read = browser
+                .execute(
+                    r#"const s = document.getElementById("live-status");
+                       return [s.dataset.second, document.getElementById("live-requests").textContent];"#,
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let second: u64 = read[0].as_str().unwrap().parse().unwrap();
+            let requests = read[1].as_str().unwrap().to_owned();
+            readings.push((second, requests.parse::<u64>().unwrap()));
+            // The page is not reloaded: what changes comes by its events.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let charts = browser
+            .find_all(fantoccini::Locator::Css("#live svg"))
+            .await
+            .unwrap()
+            .len();
+        let _ = browser.close().await;
+        driver.stop().await;
+        (readings, charts)
+    };
+    let (run, (readings, charts)) = tokio::join!(run_suite(&NoDomain, &path, &options), watch);
+    let run = run.unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!("read off the page: (second, requests) {readings:?}, {charts} charts");
+    assert!(charts >= 3, "the report's charts: {charts}");
+    let [(first_second, _), (later_second, _)] = readings[..] else {
+        unreachable!()
+    };
+    assert!(
+        later_second > first_second,
+        "the page did not update by itself: {readings:?}"
+    );
+    // Each count the page showed is the run's own at that second.
+    let series = &run.report.summary.series;
+    for &(second, requests) in &readings {
+        assert!(requests > 0, "{readings:?}");
+        let point = series.iter().find(|p| p.second == second).unwrap();
+        assert_eq!(point.totals.requests, requests, "second {second}");
     }
 }

@@ -66,6 +66,10 @@ pub struct Args {
     /// A static label on every streamed series (repeatable).
     #[arg(long = "metrics-label", value_name = "KEY=VALUE")]
     metrics_labels: Vec<String>,
+    /// Serve a live page of the run while it runs (charts, thresholds and
+    /// probes, updated each second), on ADDR or a free loopback port.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+    live: Option<std::net::SocketAddr>,
     /// auto, containers, native or external.
     #[arg(long, value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<ProviderChoice>()))]
     infra: Option<ProviderChoice>,
@@ -487,6 +491,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             capacity: args.capacity,
             metrics_out: args.metrics_out,
             metrics_labels: args.metrics_labels,
+            live: args.live,
         },
         gate: args.gate.options(
             args.keep_runs as usize,

@@ -166,7 +166,7 @@ impl Driver {
     }
 
     /// A new session: one Chromium.
-    async fn session(&self) -> anyhow::Result<Client> {
+    pub async fn session(&self) -> anyhow::Result<Client> {
         let mut caps = Capabilities::new();
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert("pageLoadStrategy".into(), json!("normal"));

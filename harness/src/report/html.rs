@@ -7,6 +7,7 @@
 mod browser;
 mod capacity;
 mod charts;
+pub mod live;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -96,6 +97,12 @@ fn heading(report: &RunReport) -> String {
 
 /// Each threshold, what was observed, and the likely causes.
 fn thresholds(report: &RunReport) -> String {
+    thresholds_while(report, false)
+}
+
+/// The thresholds; `running`: of a run still going, where one without data
+/// yet is pending, not failed.
+fn thresholds_while(report: &RunReport, running: bool) -> String {
     let mut body = String::new();
     body.push_str(r#"<h2>Thresholds</h2><table id="thresholds"><thead><tr><th></th><th>threshold</th><th>observed</th><th>detail and likely cause</th></tr></thead><tbody>"#);
     for threshold in &report.thresholds {
@@ -107,8 +114,16 @@ fn thresholds(report: &RunReport) -> String {
         let _ = write!(
             body,
             r#"<tr class="{cls}"><td>{mark}</td><td><code>{source}</code></td><td>{observed}</td><td>{detail}{causes}</td></tr>"#,
-            cls = if threshold.passed { "pass" } else { "fail" },
-            mark = if threshold.passed { "✓" } else { "✗" },
+            cls = match (threshold.passed, running && threshold.observed.is_none()) {
+                (_, true) => "pending",
+                (true, false) => "pass",
+                (false, false) => "fail",
+            },
+            mark = match (threshold.passed, running && threshold.observed.is_none()) {
+                (_, true) => "…",
+                (true, false) => "✓",
+                (false, false) => "✗",
+            },
             source = esc(&threshold.source),
             observed = esc(&threshold.observed_text),
             detail = esc(&threshold.detail),
@@ -540,6 +555,12 @@ fn configuration(report: &RunReport) -> String {
 
 /// The page around the sections: title, style, footer.
 fn page(report: &RunReport, body: &str) -> String {
+    page_with(report, body, "", "")
+}
+
+/// The page around `body`, with a script and styles of its own (the live
+/// page's; the report has none).
+fn page_with(report: &RunReport, body: &str, script: &str, style: &str) -> String {
     let summary = &report.summary;
     format!(
         r#"<!DOCTYPE html>
@@ -559,10 +580,11 @@ tr.fail td {{ background: #fdecea; }} tr.pass td:first-child {{ color: #2a7d2a; 
 .charts {{ display: flex; flex-wrap: wrap; gap: 12px; }}
 .chart {{ margin: 0; border: 1px solid #eee; }}
 .title {{ font-weight: 600; font-size: 13px; }} .tick {{ font-size: 10px; fill: #555; }} .axis, .legend {{ font-size: 11px; }}
+{style}
 </style></head><body>
 {body}
 <footer><p class="meta">written by ahsp-perf; schema {schema}</p></footer>
-</body></html>
+{script}</body></html>
 "#,
         title = esc(&summary.suite),
         schema = esc(&report.schema)

@@ -130,7 +130,7 @@ pub(super) async fn judge(
         notes.push(capacity.line());
     }
     report.capacity = capacity;
-    notes.extend(exports.iter().filter_map(crate::live::ExportReport::line));
+    notes.extend(exports.iter().filter_map(crate::report::ExportReport::line));
     report.exports = exports;
     report.notes = notes;
     report.probes = Some(probes);

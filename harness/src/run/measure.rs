@@ -34,7 +34,7 @@ pub(super) struct Measured {
     /// A capacity search's steps, judged as they ended.
     pub capacity: Option<crate::capacity::Searched>,
     /// What each receiver of the live series got.
-    pub exports: Vec<crate::live::ExportReport>,
+    pub exports: Vec<crate::report::ExportReport>,
 }
 
 /// Where the run writes, and the secrets every line it writes is masked of
@@ -42,8 +42,16 @@ pub(super) struct Measured {
 pub(super) struct Folder<'a> {
     pub dir: &'a Path,
     pub redactor: std::sync::Arc<crate::redact::Redactor>,
+}
+
+/// Who watches the run while it runs.
+pub(super) struct Watchers {
+    /// The progress line on the terminal.
+    pub progress: bool,
     /// The run's name on its live series (`--run-id`, or the folder's name).
     pub run_id: String,
+    /// Where the live page is served (`--live`).
+    pub page: Option<std::net::SocketAddr>,
 }
 
 pub(super) async fn measure(
@@ -52,14 +60,15 @@ pub(super) async fn measure(
     input: EngineInput,
     stack: Option<&Stack>,
     folder: Folder<'_>,
-    progress: bool,
+    watchers: Watchers,
     interrupts: &mut InterruptListener,
 ) -> anyhow::Result<Measured> {
-    let Folder {
-        dir,
-        redactor,
+    let Folder { dir, redactor } = folder;
+    let Watchers {
+        progress,
         run_id,
-    } = folder;
+        page,
+    } = watchers;
     // Of a sharded run, one shard watches the stack: probes once, not N times.
     let stack = stack.filter(|_| plan.shard.is_none_or(|s| s.shard.owns_probes()));
     let mut processes = match stack {
@@ -125,13 +134,8 @@ pub(super) async fn measure(
     // A capacity search steers the load once a second instead of judging
     // abort-on-fail thresholds on the whole run.
     let searched = plan.capacity.as_ref().map(|_| Default::default());
-    let exporter = crate::live::Exporter::start(&plan.metrics_out, &run_labels(plan, run_id));
-    let each_second = with_feed(
-        each_second(plan, searched.as_ref()),
-        exporter.as_ref().map(crate::live::Exporter::feed),
-        plan,
-        sampler.latest(),
-    );
+    let (live, feed) = start_live(plan, run_id, page, &input).await?;
+    let each_second = with_feed(each_second(plan, searched.as_ref()), feed, sampler.latest());
     let load = async {
         let engine = engine::run_until(input, Some(live_sender), each_second, stop.clone());
         tokio::pin!(engine);
@@ -170,8 +174,8 @@ pub(super) async fn measure(
     target.stop().await;
     let log_files = logs.stop().await;
     let output = result?;
-    let exports = match exporter {
-        Some(exporter) => finish_exports(exporter, plan, &output.summary, &probes).await,
+    let exports = match live {
+        Some(live) => finish_live(live, plan, &output.summary, &probes).await,
         None => Vec::new(),
     };
     Ok(Measured {
@@ -206,24 +210,47 @@ fn browser_input(
     }
 }
 
-/// The run's own summary sent as the last snapshot, so that what the
-/// receivers keep last is what `result.json` states; then what each got.
-async fn finish_exports(
-    exporter: crate::live::Exporter,
+/// The live series' senders and the live page, when the run has any, and
+/// the feed the engine's hook pushes into.
+async fn start_live(
+    plan: &Plan,
+    run_id: String,
+    page: Option<std::net::SocketAddr>,
+    input: &EngineInput,
+) -> anyhow::Result<(Option<crate::live::Live>, Option<crate::live::Feed>)> {
+    let Some(live) =
+        crate::live::Live::start(&plan.metrics_out, &run_labels(plan, run_id), page).await?
+    else {
+        return Ok((None, None));
+    };
+    if let Some(url) = live.page_url() {
+        eprintln!("live: {url}");
+    }
+    let feed = live.feed(
+        &plan.name,
+        &input.base_url.to_string(),
+        &plan.endpoints,
+        &plan.thresholds,
+        plan.load.warm_up,
+        plan.load.executor.duration(),
+    );
+    Ok((Some(live), Some(feed)))
+}
+
+/// The run's own figures sent last to what watched it; what each receiver got.
+async fn finish_live(
+    live: crate::live::Live,
     plan: &Plan,
     summary: &RunSummary,
     probes: &ProbeReport,
-) -> Vec<crate::live::ExportReport> {
-    let judged = verdict::evaluate(summary, &plan.thresholds);
-    let last = crate::live::Snapshot::of(
+) -> Vec<crate::report::ExportReport> {
+    let thresholds = verdict::evaluate(summary, &plan.thresholds);
+    live.finish(crate::live::Last {
         summary,
-        summary.series.last(),
-        probes.samples.last(),
-        &judged,
-        crate::live::now_unix_ms(),
-        summary.warm_up_seconds + summary.measured_seconds,
-    );
-    exporter.finish(last).await
+        probes,
+        thresholds: &thresholds,
+    })
+    .await
 }
 
 /// Who the live series belong to.
@@ -237,31 +264,20 @@ fn run_labels(plan: &Plan, run_id: String) -> crate::live::RunLabels {
 }
 
 /// `check` (a capacity search or the abort-on-fail thresholds), and then
-/// the run so far pushed to the live receivers.
+/// the run so far handed to what watches it.
 fn with_feed(
     mut check: Option<engine::AbortCheck>,
     feed: Option<crate::live::Feed>,
-    plan: &Plan,
     probe: tokio::sync::watch::Receiver<Option<crate::probe::ProbeSample>>,
 ) -> Option<engine::AbortCheck> {
     let Some(feed) = feed else {
         return check;
     };
-    let endpoints = plan.endpoints.clone();
-    let thresholds = plan.thresholds.clone();
-    let warm_up = plan.load.warm_up;
     Some(Box::new(move |aggregator, elapsed| {
         let stop = check
             .as_mut()
             .is_some_and(|check| check(aggregator, elapsed));
-        feed.push(crate::live::snapshot_so_far(
-            aggregator,
-            &endpoints,
-            &thresholds,
-            warm_up,
-            probe.borrow().as_ref(),
-            elapsed,
-        ));
+        feed.second(aggregator, probe.borrow().as_ref(), elapsed);
         stop
     }))
 }
