@@ -99,6 +99,10 @@ pub struct FailureRecord {
     pub last_seen_ms: u64,
     /// The first occurrence's message.
     pub sample: String,
+    /// The W3C trace id the first occurrence carried (`[target]
+    /// trace-context`), to find it in the application's traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// What one endpoint saw during an interval (or a whole phase).
@@ -113,6 +117,35 @@ pub struct EndpointStats {
     /// write): neither success of the write nor failure of the service.
     pub conflicts: u64,
     pub failure_kinds: Vec<FailureRecord>,
+    /// The slowest requests that carried a trace id, slowest first, at most
+    /// [`SLOWEST_KEPT`] (empty without `[target] trace-context`).
+    pub slowest: Vec<SlowRequest>,
+}
+
+/// How many of an endpoint's slowest traced requests are kept.
+pub const SLOWEST_KEPT: usize = 5;
+
+/// One slow request and the trace id it carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SlowRequest {
+    pub micros: u64,
+    pub trace_id: u128,
+    /// Milliseconds since the run began.
+    pub at_ms: u64,
+}
+
+/// The 32 lower-case hex digits of a W3C trace id.
+pub fn trace_hex(trace_id: u128) -> String {
+    format!("{trace_id:032x}")
+}
+
+fn keep_slowest(slowest: &mut Vec<SlowRequest>, request: SlowRequest) {
+    if slowest.len() == SLOWEST_KEPT && slowest.last().is_some_and(|s| s.micros >= request.micros) {
+        return;
+    }
+    let at = slowest.partition_point(|s| s.micros >= request.micros);
+    slowest.insert(at, request);
+    slowest.truncate(SLOWEST_KEPT);
 }
 
 impl EndpointStats {
@@ -124,6 +157,7 @@ impl EndpointStats {
             bytes: 0,
             conflicts: 0,
             failure_kinds: Vec::new(),
+            slowest: Vec::new(),
         }
     }
 
@@ -137,6 +171,9 @@ impl EndpointStats {
         for record in &other.failure_kinds {
             merge_failure(&mut self.failure_kinds, record);
         }
+        for request in &other.slowest {
+            keep_slowest(&mut self.slowest, *request);
+        }
     }
 
     fn reset(&mut self) {
@@ -146,6 +183,7 @@ impl EndpointStats {
         self.bytes = 0;
         self.conflicts = 0;
         self.failure_kinds.clear();
+        self.slowest.clear();
     }
 }
 
@@ -161,6 +199,7 @@ fn merge_failure(into: &mut Vec<FailureRecord>, record: &FailureRecord) {
             if record.first_seen_ms < existing.first_seen_ms {
                 existing.first_seen_ms = record.first_seen_ms;
                 existing.sample.clone_from(&record.sample);
+                existing.trace_id.clone_from(&record.trace_id);
             }
             existing.last_seen_ms = existing.last_seen_ms.max(record.last_seen_ms);
             existing.count += record.count;
@@ -287,6 +326,8 @@ pub struct Recorder {
     /// When each request in flight was sent; `None` for a free slot.
     in_flight: Vec<Option<std::time::Instant>>,
     free_slots: Vec<usize>,
+    /// The trace id of the request [`Recorder::record`] records next.
+    trace: Option<u128>,
 }
 
 impl Recorder {
@@ -296,7 +337,15 @@ impl Recorder {
             spare: None,
             in_flight: Vec::new(),
             free_slots: Vec::new(),
+            trace: None,
         }
+    }
+
+    /// The next request recorded carried this trace id: it is kept if the
+    /// request is among its endpoint's slowest, or its kind's first failure.
+    pub fn traced(&mut self, trace_id: u128) -> &mut Recorder {
+        self.trace = Some(trace_id);
+        self
     }
 
     /// Notes a request sent at `started`; [`Recorder::land`] it when it ends.
@@ -351,6 +400,17 @@ impl Recorder {
         at_ms: u64,
     ) {
         let stats = &mut self.current.endpoints[endpoint];
+        let trace = self.trace.take();
+        if let Some(trace_id) = trace {
+            keep_slowest(
+                &mut stats.slowest,
+                SlowRequest {
+                    micros: latency_micros,
+                    trace_id,
+                    at_ms,
+                },
+            );
+        }
         stats
             .latency
             .saturating_record(latency_micros.max(LOWEST_MICROS));
@@ -372,6 +432,7 @@ impl Recorder {
                         first_seen_ms: at_ms,
                         last_seen_ms: at_ms,
                         sample: message.chars().take(300).collect(),
+                        trace_id: trace.map(trace_hex),
                     }),
                 }
             }
@@ -577,6 +638,51 @@ mod tests {
             prop_assert!(same(&left, &right));
             prop_assert!(same(&left, &swapped));
         }
+    }
+
+    #[test]
+    fn traced_requests_keep_the_slowest_few_and_the_first_failures_trace() {
+        let mut recorder = Recorder::new(1);
+        recorder.set_phase(Phase::Measured);
+        for (micros, trace) in [(5_000, 1u128), (9_000, 2), (1_000, 3), (7_000, 4)] {
+            recorder
+                .traced(trace)
+                .record(0, micros, 0, Outcome::Success, 1);
+        }
+        // Not traced: never among the slowest, however slow.
+        recorder.record(0, 90_000, 0, Outcome::Success, 1);
+        let kind = FailureKind::Status(502);
+        for trace in [7u128, 8] {
+            recorder.traced(trace).record(
+                0,
+                8_000,
+                0,
+                Outcome::Failure {
+                    kind: &kind,
+                    message: "bad gateway",
+                },
+                2,
+            );
+        }
+        let mut other = Recorder::new(1);
+        other.set_phase(Phase::Measured);
+        other.traced(9).record(0, 20_000, 0, Outcome::Success, 3);
+        let mut merged = recorder.take_interval();
+        merged.merge(&other.take_interval());
+        let stats = &merged.endpoints[0];
+        let kept: Vec<(u64, u128)> = stats
+            .slowest
+            .iter()
+            .map(|s| (s.micros, s.trace_id))
+            .collect();
+        assert_eq!(
+            kept,
+            [(20_000, 9), (9_000, 2), (8_000, 7), (8_000, 8), (7_000, 4)]
+        );
+        assert_eq!(
+            stats.failure_kinds[0].trace_id.as_deref(),
+            Some("00000000000000000000000000000007")
+        );
     }
 
     #[test]

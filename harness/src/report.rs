@@ -13,6 +13,7 @@ pub mod markdown;
 pub mod progress;
 pub mod shards;
 pub mod terminal;
+pub mod traces;
 
 use serde::{Deserialize, Serialize};
 

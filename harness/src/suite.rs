@@ -302,6 +302,10 @@ pub struct TargetSpec {
     /// outliers, not client aborts.
     #[serde(default, with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
+    /// Send a W3C `traceparent` with each request and keep the trace ids
+    /// of each endpoint's slowest requests and first failures.
+    #[serde(default)]
+    pub trace_context: bool,
 }
 
 /// Which data the run seeds, or where variables come from when it does not.

@@ -86,6 +86,27 @@ async fn the_django_example_started_by_command_logs_in_and_passes() {
     let log = std::fs::read_to_string(run.target_log.expect("a started target")).unwrap()
         + &std::fs::read_to_string(run.dir.join("target.stderr.log")).unwrap();
     assert!(log.contains("Booting worker"), "{log}");
+    // Trace context: each slowest request the report names by its trace id
+    // is in the app's own access log with that id.
+    let mut traced = 0;
+    for endpoint in &summary.endpoints {
+        for request in &endpoint.slowest {
+            traced += 1;
+            assert!(
+                log.contains(&format!("traceparent=00-{}-", request.trace_id)),
+                "{} {}: trace {} is not in the app's log",
+                endpoint.meta.name,
+                request.latency_ms,
+                request.trace_id
+            );
+        }
+    }
+    assert!(traced >= 3, "the report names {traced} traced requests");
+    let rendered = harness::report::terminal::render(&run.report);
+    assert!(
+        rendered.contains("slowest requests, by trace id"),
+        "{rendered}"
+    );
     for file in files(&run.dir) {
         let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
         assert!(

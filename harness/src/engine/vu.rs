@@ -245,6 +245,16 @@ impl VirtualUser {
                 headers.push((REFERER, value));
             }
         }
+        // W3C trace context: a new trace per request, sampled, so that the
+        // application's tracing keeps it and its slowest can be looked up.
+        let trace = plan.trace_context.then(|| {
+            let trace: u128 = self.rng.random::<u128>() | 1;
+            let span: u64 = self.rng.random::<u64>() | 1;
+            if let Ok(value) = HeaderValue::from_str(&format!("00-{trace:032x}-{span:016x}-01")) {
+                headers.push((http::HeaderName::from_static("traceparent"), value));
+            }
+            trace
+        });
         let method = match http_task.method {
             crate::suite::plan::Method::Get => http::Method::GET,
             crate::suite::plan::Method::Post => http::Method::POST,
@@ -264,7 +274,11 @@ impl VirtualUser {
         let response = match result {
             Ok(response) => response,
             Err(error) => {
-                shared.recorder.borrow_mut().record(
+                let mut recorder = shared.recorder.borrow_mut();
+                if let Some(trace) = trace {
+                    recorder.traced(trace);
+                }
+                recorder.record(
                     task.endpoint,
                     latency,
                     0,
@@ -284,6 +298,9 @@ impl VirtualUser {
         };
         let verdict = self.judge(plan.auth.as_ref(), http_task, &response, &path);
         let mut recorder = shared.recorder.borrow_mut();
+        if let Some(trace) = trace {
+            recorder.traced(trace);
+        }
         match &verdict {
             Judgement::Ok => {
                 let extracted = self.extract(http_task, &response);

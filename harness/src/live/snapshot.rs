@@ -386,6 +386,7 @@ mod tests {
             first_seen_ms: 0,
             last_seen_ms: 0,
             sample: String::new(),
+            trace_id: None,
         });
         measured.endpoints[0] = stats;
         warm_up.endpoints[0].requests = 5;

@@ -68,6 +68,8 @@ impl KeptSecond {
                     bytes: kept.bytes,
                     conflicts: kept.conflicts,
                     failure_kinds: kept.failure_kinds.clone(),
+                    // A shard's slowest requests stay in its own report.
+                    slowest: Vec::new(),
                 })
                 .collect(),
             counters: self.counters.clone(),

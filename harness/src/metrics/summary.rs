@@ -95,9 +95,24 @@ pub struct EndpointSummary {
     pub failures_per_second: f64,
     pub latency_ms: Latency,
     pub failure_kinds: Vec<FailureRecord>,
+    /// The slowest requests that carried a W3C trace id (`[target]
+    /// trace-context`), slowest first: what to look up in the
+    /// application's traces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slowest: Vec<TracedRequest>,
     /// Base64 of HdrHistogram's V2 compressed encoding, in microseconds.
     #[schemars(with = "String")]
     pub histogram: HistogramData,
+}
+
+/// A request and the trace id it carried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TracedRequest {
+    pub latency_ms: f64,
+    /// 32 hex digits, as in its `traceparent` header.
+    pub trace_id: String,
+    /// When it completed, in seconds since the load began.
+    pub at_seconds: f64,
 }
 
 impl EndpointSummary {
@@ -121,6 +136,15 @@ impl EndpointSummary {
             failures_per_second: per_second(stats.failures),
             latency_ms: Latency::of(&stats.latency),
             failure_kinds,
+            slowest: stats
+                .slowest
+                .iter()
+                .map(|slow| TracedRequest {
+                    latency_ms: slow.micros as f64 / 1000.0,
+                    trace_id: super::trace_hex(slow.trace_id),
+                    at_seconds: slow.at_ms as f64 / 1000.0,
+                })
+                .collect(),
             histogram: HistogramData(stats.latency.clone()),
         }
     }

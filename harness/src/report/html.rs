@@ -183,10 +183,17 @@ fn failures(summary: &RunSummary) -> String {
                 failure.record.first_seen_ms as f64 / 1000.0,
                 failure.record.last_seen_ms as f64 / 1000.0,
                 esc(&failure.record.sample)
+                    + &failure
+                        .record
+                        .trace_id
+                        .as_deref()
+                        .map(|trace| format!(" <small>trace <code>{}</code></small>", esc(trace)))
+                        .unwrap_or_default()
             );
         }
         body.push_str("</tbody></table>");
     }
+    body.push_str(&super::traces::html_section(summary, esc));
     body
 }
 

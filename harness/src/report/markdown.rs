@@ -100,6 +100,7 @@ pub fn render(report: &RunReport) -> String {
         );
     }
     let _ = writeln!(out, "\n</details>");
+    out.push_str(&super::traces::markdown_table(summary));
     if let Some(browser) = &summary.browser {
         let _ = writeln!(
             out,

@@ -128,6 +128,9 @@ fn failures(report: &RunReport, out: &mut String) {
                 record.last_seen_ms as f64 / 1000.0,
                 clip(&record.sample, 90)
             );
+            if let Some(trace) = &record.trace_id {
+                let _ = writeln!(out, "  {:<44} first one's trace {trace}", "");
+            }
         }
         if failures.len() > 20 {
             let _ = writeln!(
@@ -136,6 +139,9 @@ fn failures(report: &RunReport, out: &mut String) {
                 failures.len() - 20
             );
         }
+    }
+    for line in super::traces::text_lines(summary) {
+        let _ = writeln!(out, "{line}");
     }
 }
 

@@ -156,6 +156,8 @@ pub struct Plan {
     pub capacity: Option<CapacityPlan>,
     /// Where the run streams its series while it runs (`[metrics-out]`).
     pub metrics_out: MetricsOutPlan,
+    /// Each request carries a W3C `traceparent` (`[target] trace-context`).
+    pub trace_context: bool,
 }
 
 impl Plan {
@@ -381,6 +383,7 @@ fn plan(
         gate: file.suite.gate.as_ref().map(|gate| gate.get_ref().clone()),
         capacity,
         metrics_out,
+        trace_context: file.target.trace_context,
     })
 }
 
