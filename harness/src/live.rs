@@ -255,6 +255,25 @@ impl Live {
     }
 }
 
+/// The engine's once-a-second hook: `check` (a capacity search or the
+/// abort-on-fail thresholds), then the run so far handed to what watches it.
+pub fn each_second(
+    mut check: Option<crate::engine::AbortCheck>,
+    feed: Option<Feed>,
+    probe: tokio::sync::watch::Receiver<Option<ProbeSample>>,
+) -> Option<crate::engine::AbortCheck> {
+    let Some(feed) = feed else {
+        return check;
+    };
+    Some(Box::new(move |aggregator, elapsed| {
+        let stop = check
+            .as_mut()
+            .is_some_and(|check| check(aggregator, elapsed));
+        feed.second(aggregator, probe.borrow().as_ref(), elapsed);
+        stop
+    }))
+}
+
 /// The wall clock, in milliseconds since the Unix epoch.
 pub fn now_unix_ms() -> i64 {
     crate::engine::unix_ms(std::time::SystemTime::now()) as i64

@@ -14,6 +14,8 @@ use harness::engine::{EngineInput, run};
 use harness::run::domain::NoDomain;
 use harness::suite::PlanOptions;
 
+mod support;
+
 #[derive(Default)]
 struct Seen {
     cart: AtomicU64,
@@ -46,20 +48,7 @@ fn server() -> (String, Arc<Seen>) {
                 "home"
             }),
         );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (format!("http://{address}"), seen)
+    (support::serve(app), seen)
 }
 
 fn checkout() -> SuiteBuilder {

@@ -19,6 +19,8 @@ use harness::engine::{EngineInput, run};
 use harness::metrics::FailureKind;
 use harness::suite::{Plan, PlanOptions};
 
+mod support;
+
 #[derive(Default)]
 struct Seen {
     /// Route → requests.
@@ -146,21 +148,7 @@ fn server() -> (String, Arc<Seen>) {
         .route("/slow/", get(slow))
         .route("/stops-answering/", get(stops_answering))
         .with_state(seen.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (format!("http://{address}"), seen)
+    (support::serve(app), seen)
 }
 
 fn users(n: usize, good_password: bool) -> Vec<EngineUser> {

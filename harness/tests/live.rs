@@ -15,6 +15,8 @@ use axum::routing::get;
 use harness::run::domain::NoDomain;
 use harness::run::{RunOptions, run_suite};
 
+mod support;
+
 /// Requests the server answered, for the run's own count to be checked.
 fn server() -> (String, Arc<AtomicU64>) {
     let seen = Arc::new(AtomicU64::new(0));
@@ -35,20 +37,7 @@ fn server() -> (String, Arc<AtomicU64>) {
                 "slow"
             }),
         );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (format!("http://{address}"), seen)
+    (support::serve(app), seen)
 }
 
 /// Debian's Prometheus on a free loopback port, its data in `dir`.

@@ -45,6 +45,14 @@ pub struct Args {
     /// run together, their seconds kept for a merge) at the same total load.
     #[arg(long, value_name = "N")]
     shards: Option<u32>,
+    /// Stream the engine's live series while it runs (`prometheus-rw=URL`,
+    /// as `perf --metrics-out`): what watching a run costs the engine.
+    #[arg(
+        long = "metrics-out",
+        value_name = "KIND=URL",
+        conflicts_with = "shards"
+    )]
+    metrics_out: Vec<String>,
     /// Serve on this port instead of starting the minimal server (for `serve-minimal`).
     #[arg(long, hide = true)]
     serve_only: Option<u16>,
@@ -134,6 +142,9 @@ fn rerun_in_release(args: &Args) -> anyhow::Result<()> {
     if let Some(n) = args.shards {
         command.arg("--shards").arg(n.to_string());
     }
+    for out in &args.metrics_out {
+        command.arg("--metrics-out").arg(out);
+    }
     let status = command.status()?;
     std::process::exit(status.code().unwrap_or(1));
 }
@@ -166,9 +177,10 @@ async fn measure_path(args: &Args, path: CostPath) -> anyhow::Result<Measured> {
         if wrk_first {
             wrk = measured.measure_wrk(&url, args.connections, duration).await;
         }
-        let engine = measure_engine(&url, args.connections, duration, None).await?;
+        let engine =
+            measure_engine(&url, args.connections, duration, None, &args.metrics_out).await?;
         if let Some(n) = args.shards {
-            let sharded = measure_engine(&url, args.connections, duration, Some(n)).await?;
+            let sharded = measure_engine(&url, args.connections, duration, Some(n), &[]).await?;
             measured.sharded.push(sharded);
         }
         if !wrk_first {
@@ -441,6 +453,7 @@ async fn measure_engine(
     connections: u32,
     duration: Duration,
     shards: Option<u32>,
+    metrics_out: &[String],
 ) -> anyhow::Result<Cost> {
     let suite = format!(
         "[suite]\nname = \"loadgen\"\n[target]\nurl = \"{url}\"\n[load]\nexecutor = \"constant-users\"\nusers = {connections}\nduration = \"{}\"\n[[task]]\nname = \"/\"\nget = \"/\"\n",
@@ -455,19 +468,61 @@ async fn measure_engine(
                 shard: Shard { index, count },
                 start_at_unix_ms: None,
             }),
+            metrics_out: metrics_out.to_vec(),
             ..PlanOptions::default()
         };
         let plan = Plan::from_source(&suite, "bench-loadgen", &options)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let input = EngineInput {
-            plan: Arc::new(plan),
+            plan: Arc::new(plan.clone()),
             base_url: url.into(),
             users: Vec::new(),
             global: Arc::default(),
             seed: 1,
             custom_tasks: Default::default(),
         };
-        runs.spawn(engine::run(input, None, None));
+        let live = harness::live::Live::start(
+            &plan.metrics_out,
+            &harness::live::RunLabels {
+                suite: plan.name.clone(),
+                run_id: "bench-loadgen".to_owned(),
+                shard: None,
+                labels: Default::default(),
+            },
+            None,
+        )
+        .await?;
+        let feed = live.as_ref().map(|live| {
+            live.feed(
+                &plan.name,
+                url,
+                &plan.endpoints,
+                &plan.thresholds,
+                plan.load.warm_up,
+                plan.load.executor.duration(),
+            )
+        });
+        let hook = harness::live::each_second(None, feed, tokio::sync::watch::channel(None).1);
+        let input = EngineInput {
+            plan: Arc::new(plan),
+            ..input
+        };
+        runs.spawn(async move {
+            let output = engine::run(input, None, hook).await?;
+            if let Some(live) = live {
+                let exports = live
+                    .finish(harness::live::Last {
+                        summary: &output.summary,
+                        probes: &Default::default(),
+                        thresholds: &[],
+                    })
+                    .await;
+                for export in exports.iter().filter_map(|e| e.line()) {
+                    eprintln!("{export}");
+                }
+            }
+            anyhow::Ok(output)
+        });
     }
     let mut requests = 0;
     let mut p99_ms = f64::NAN;

@@ -135,7 +135,8 @@ pub(super) async fn measure(
     // abort-on-fail thresholds on the whole run.
     let searched = plan.capacity.as_ref().map(|_| Default::default());
     let (live, feed) = start_live(plan, run_id, page, &input).await?;
-    let each_second = with_feed(each_second(plan, searched.as_ref()), feed, sampler.latest());
+    let each_second =
+        crate::live::each_second(each_second(plan, searched.as_ref()), feed, sampler.latest());
     let load = async {
         let engine = engine::run_until(input, Some(live_sender), each_second, stop.clone());
         tokio::pin!(engine);
@@ -261,25 +262,6 @@ fn run_labels(plan: &Plan, run_id: String) -> crate::live::RunLabels {
         shard: plan.shard.map(|s| s.shard.to_string()),
         labels: plan.metrics_out.labels.clone(),
     }
-}
-
-/// `check` (a capacity search or the abort-on-fail thresholds), and then
-/// the run so far handed to what watches it.
-fn with_feed(
-    mut check: Option<engine::AbortCheck>,
-    feed: Option<crate::live::Feed>,
-    probe: tokio::sync::watch::Receiver<Option<crate::probe::ProbeSample>>,
-) -> Option<engine::AbortCheck> {
-    let Some(feed) = feed else {
-        return check;
-    };
-    Some(Box::new(move |aggregator, elapsed| {
-        let stop = check
-            .as_mut()
-            .is_some_and(|check| check(aggregator, elapsed));
-        feed.second(aggregator, probe.borrow().as_ref(), elapsed);
-        stop
-    }))
 }
 
 /// What the engine calls once a second: a capacity search's controller
