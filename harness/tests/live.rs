@@ -72,7 +72,7 @@ impl Prometheus {
         let base = format!("http://127.0.0.1:{port}");
         let prometheus = Prometheus { child, base };
         for _ in 0..300 {
-            if reqwest::blocking_ready(&format!("{}/-/ready", prometheus.base)) {
+            if answers_ok(&format!("{}/-/ready", prometheus.base)) {
                 return prometheus;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -120,23 +120,19 @@ impl Drop for Prometheus {
     }
 }
 
-/// The `reqwest` blocking client is not built here: a readiness probe on a
-/// plain socket instead.
-mod reqwest {
-    pub use ::reqwest::*;
-
-    pub fn blocking_ready(url: &str) -> bool {
-        let url = ::url::Url::parse(url).unwrap();
-        let address = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
-        let Ok(mut stream) = std::net::TcpStream::connect(address) else {
-            return false;
-        };
-        use std::io::{Read as _, Write as _};
-        let _ = write!(stream, "GET {} HTTP/1.0\r\nHost: x\r\n\r\n", url.path());
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
-    }
+/// Whether `GET url` answers 200, on a plain socket (the test's own
+/// runtime is not running yet where it is asked).
+fn answers_ok(url: &str) -> bool {
+    use std::io::{Read as _, Write as _};
+    let url = url::Url::parse(url).unwrap();
+    let address = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return false;
+    };
+    let _ = write!(stream, "GET {} HTTP/1.0\r\nHost: x\r\n\r\n", url.path());
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
 }
 
 fn suite(dir: &Path, base: &str, receivers: &[String], seconds: u32) -> std::path::PathBuf {
@@ -416,7 +412,7 @@ async fn the_live_page_opened_in_chromium_mid_run_shows_the_running_request_coun
     let watch = async {
         // The page answers from before the load; its figures from the
         // first second on.
-        let client = ::reqwest::Client::new();
+        let client = reqwest::Client::new();
         for _ in 0..200 {
             let page = client.get(&url).send().await.ok();
             if let Some(page) = page

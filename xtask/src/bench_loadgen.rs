@@ -473,14 +473,6 @@ async fn measure_engine(
         };
         let plan = Plan::from_source(&suite, "bench-loadgen", &options)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let input = EngineInput {
-            plan: Arc::new(plan.clone()),
-            base_url: url.into(),
-            users: Vec::new(),
-            global: Arc::default(),
-            seed: 1,
-            custom_tasks: Default::default(),
-        };
         let live = harness::live::Live::start(
             &plan.metrics_out,
             &harness::live::RunLabels {
@@ -505,7 +497,11 @@ async fn measure_engine(
         let hook = harness::live::each_second(None, feed, tokio::sync::watch::channel(None).1);
         let input = EngineInput {
             plan: Arc::new(plan),
-            ..input
+            base_url: url.into(),
+            users: Vec::new(),
+            global: Arc::default(),
+            seed: 1,
+            custom_tasks: Default::default(),
         };
         runs.spawn(async move {
             let output = engine::run(input, None, hook).await?;
