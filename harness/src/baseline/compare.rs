@@ -22,8 +22,9 @@
 //! Every judged row states its resolution, the smallest change it would
 //! catch `power` of the time, and whether it is decided (WORSE, better, or
 //! "same" with the whole interval within the threshold). Too little data is
-//! "not enough data", never a pass or a WORSE; a machine that differs from
-//! the baseline's turns a WORSE into "machine differs".
+//! "not enough data", never a pass or a WORSE; a slower machine than the
+//! baseline's turns a WORSE its slowdown could explain into "machine
+//! differs" (one far beyond it stands).
 
 use serde::{Deserialize, Serialize};
 
@@ -308,17 +309,21 @@ pub fn compare(
                 .to_owned(),
         );
     }
-    let mut faster = false;
+    let mut machine = Allowance {
+        faster: false,
+        explains: f64::INFINITY,
+    };
     if pairing == Pairing::Saved
         && let (Some(then), Some(now)) = (busiest(baseline), busiest(current))
     {
         comparison.machine = then.differences(now, &settings.machine);
+        machine.explains = then.slowdown(now) * (1.0 + settings.relative);
         // Faster even at its busiest than the baseline at its quickest.
         if let Some(said) =
             quickest(baseline).and_then(|then| then.much_faster(now, &settings.machine))
         {
             comparison.machine.push(said);
-            faster = true;
+            machine.faster = true;
         }
     }
     if baseline
@@ -326,7 +331,7 @@ pub fn compare(
         .chain(current)
         .any(|run| run.capacity.is_some())
     {
-        compare_capacity(&mut comparison, baseline, current, settings, faster);
+        compare_capacity(&mut comparison, baseline, current, settings, &machine);
         return comparison;
     }
     let Some(first) = baseline.first() else {
@@ -358,7 +363,7 @@ pub fn compare(
                 continue;
             }
             let row = compare_metric(key, metric, &sides, settings);
-            comparison.push(row, faster);
+            comparison.push(row, &machine);
         }
     }
     if let Some(last) = current.last() {
@@ -372,20 +377,55 @@ pub fn compare(
     comparison
 }
 
+impl Row {
+    /// How many times worse the figure is at the least its intervals allow
+    /// (current's low over baseline's high for latencies, the reverse for
+    /// throughput and capacity); `None` for error rates, which a slower
+    /// machine can move by any amount (timeouts).
+    fn least_worsening(&self) -> Option<f64> {
+        let ratio = |worse: f64, better: f64| (better > 0.0).then(|| worse / better);
+        match self.metric {
+            Metric::P50 | Metric::P95 | Metric::P99 => ratio(
+                self.current.low.unwrap_or(self.current.value),
+                self.baseline.high.unwrap_or(self.baseline.value),
+            ),
+            Metric::Throughput | Metric::Capacity => ratio(
+                self.baseline.low.unwrap_or(self.baseline.value),
+                self.current.high.unwrap_or(self.current.value),
+            ),
+            Metric::ErrorRate => None,
+        }
+    }
+}
+
 impl Comparison {
-    /// Adds a judged row. A slower machine excuses a WORSE; a much faster
-    /// one (`faster`) could mask it, so then only a WORSE stands.
-    fn push(&mut self, mut row: Row, faster: bool) {
+    /// Adds a judged row. A slower machine excuses a WORSE that its
+    /// slowdown could explain (`machine.explains`): a CPU probe 1.5× slower
+    /// cannot explain a query 40× slower. A much faster machine could mask
+    /// a regression, so then only a WORSE stands.
+    fn push(&mut self, mut row: Row, machine: &Allowance) {
+        let explainable = row
+            .least_worsening()
+            .is_none_or(|least| least <= machine.explains);
         let excused = match row.verdict {
-            Verdict::Worse => !self.machine.is_empty() && !faster,
+            Verdict::Worse => !self.machine.is_empty() && !machine.faster && explainable,
             Verdict::NotEnoughData => false,
-            _ => faster,
+            _ => machine.faster,
         };
         if excused {
             row.verdict = Verdict::MachineDiffers;
         }
         self.rows.push(row);
     }
+}
+
+/// What a machine unlike the baseline's may excuse.
+struct Allowance {
+    /// Much faster than the baseline's: only a WORSE can be trusted.
+    faster: bool,
+    /// The largest worsening (a ratio) the slower machine could explain:
+    /// its slowdown, beyond the gate's own threshold.
+    explains: f64,
 }
 
 /// Every run's capacity search, or `None` when some run is not one.
@@ -401,7 +441,7 @@ fn compare_capacity(
     baseline: &[RunFigures],
     current: &[RunFigures],
     settings: &GateSettings,
-    faster: bool,
+    machine: &Allowance,
 ) {
     let (Some(then), Some(now)) = (searched(baseline), searched(current)) else {
         comparison.notes.push(
@@ -426,7 +466,7 @@ fn compare_capacity(
         Ok(evidence) => decide(key, Metric::Capacity, evidence, settings),
         Err(why) => Row::not_enough(key, Metric::Capacity, rough(&then), rough(&now), why),
     };
-    comparison.push(row, faster);
+    comparison.push(row, machine);
 }
 
 fn quickest(runs: &[RunFigures]) -> Option<&Fingerprint> {

@@ -305,6 +305,35 @@ fn a_busier_machine_makes_a_worse_figure_inconclusive() {
     assert!(c.machine[0].contains("CPU probe"), "{:?}", c.machine);
 }
 
+/// Seen in CI: a CPU probe 1.5× slower than the baseline's turned a query
+/// 44× slower into "machine differs", and the gate passed it.
+#[test]
+fn a_slower_machine_excuses_only_what_its_slowdown_could_explain() {
+    let on = |mut run: RunFigures, cpu: f64| {
+        run.machine = Some(machine(cpu));
+        run
+    };
+    let then = [on(run_of(20.0, 20, 1), 10.0)];
+    let judged = |ms: f64| {
+        compare(
+            "b",
+            "s",
+            &then,
+            &[on(run_of(ms, 20, 2), 15.0)],
+            &GateSettings::default(),
+            Pairing::Saved,
+        )
+    };
+    let explained = judged(32.0);
+    assert!(
+        explained.passed() && explained.inconclusive(),
+        "{explained:#?}"
+    );
+    let beyond = judged(800.0);
+    assert!(!beyond.passed(), "{beyond:#?}");
+    assert!(!beyond.machine.is_empty(), "the machine is still said");
+}
+
 #[test]
 fn a_much_faster_machine_leaves_only_a_worse_verdict_standing() {
     let on = |mut run: RunFigures, cpu: f64| {

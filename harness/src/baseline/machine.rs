@@ -110,6 +110,15 @@ impl Fingerprint {
 }
 
 impl Fingerprint {
+    /// How many times slower `now` is than `self`, by the CPU probe and the
+    /// cores it has (1 when it is no slower): what it could make a figure
+    /// look worse by, at most, in a run that holds its users fixed.
+    pub fn slowdown(&self, now: &Fingerprint) -> f64 {
+        let cpu = now.cpu_probe_ms / self.cpu_probe_ms.max(f64::MIN_POSITIVE);
+        let cores = self.cores as f64 / now.cores.max(1) as f64;
+        cpu.max(cores).max(1.0)
+    }
+
     /// How much faster `now` is than `self`, in words, when it is beyond
     /// `margin.faster`: a regression could hide behind the speed-up, so
     /// nothing but a WORSE can be trusted.

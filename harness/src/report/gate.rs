@@ -41,7 +41,7 @@ pub fn render_markdown(comparison: &Comparison, settings: &GateSettings) -> Stri
         let _ = writeln!(
             out,
             "**The machine differs from the baseline's:** {}. A figure the difference could \
-             explain (one that looks worse on a slower machine; any but a WORSE on a much \
+             explain (one that looks worse on a slower machine, by no more than its slowdown; any but a WORSE on a much \
              faster one) is marked \"machine differs\", not judged: compare on one machine \
              with --ab, or save the baseline again here.\n",
             comparison.machine.join("; ")
