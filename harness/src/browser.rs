@@ -15,6 +15,7 @@ pub mod driver;
 mod variables;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -203,6 +204,28 @@ impl Recorder {
         }
     }
 
+    /// What the views so far say, the recorder left as it is: the live
+    /// feed's copy, once a second (a few pages' histograms cloned).
+    pub fn so_far(&self, users: u32) -> BrowserSummary {
+        BrowserSummary {
+            users,
+            browser_version: String::new(),
+            logins_attempted: self.logins_attempted,
+            logins_succeeded: self.logins_succeeded,
+            warm_up_views: self.warm_up_views,
+            pages: self
+                .pages
+                .iter()
+                .map(|record| PageSummary {
+                    series: record.seconds.values().cloned().collect(),
+                    ..record.summary.clone()
+                })
+                .collect(),
+            errors: self.errors.clone(),
+            stopped: self.stopped.clone(),
+        }
+    }
+
     pub fn finish(self, users: u32, browser_version: String) -> BrowserSummary {
         BrowserSummary {
             users,
@@ -221,6 +244,44 @@ impl Recorder {
             errors: self.errors,
             stopped: self.stopped,
         }
+    }
+}
+
+/// The recorder every browser user of a run records into, shared with
+/// the live feed, which reads the views so far once a second.
+#[derive(Debug, Clone)]
+pub struct BrowserWatch {
+    recorder: Arc<Mutex<Recorder>>,
+    users: u32,
+}
+
+impl BrowserWatch {
+    /// A recorder for `users` browser users viewing `pages`, from `started`.
+    pub fn new(pages: &[String], users: u32, started: Instant, warm_up: Duration) -> BrowserWatch {
+        BrowserWatch {
+            recorder: Arc::new(Mutex::new(Recorder::new(pages, started, warm_up))),
+            users,
+        }
+    }
+
+    /// The browsers' figures so far.
+    pub fn so_far(&self) -> BrowserSummary {
+        self.recorder
+            .lock()
+            .expect("not poisoned")
+            .so_far(self.users)
+    }
+
+    pub(crate) fn recorder(&self) -> Arc<Mutex<Recorder>> {
+        self.recorder.clone()
+    }
+
+    /// The run's figures, when every user has ended; what the live feed
+    /// still holds is left empty.
+    pub(crate) fn finish(&self, browser_version: String) -> BrowserSummary {
+        let mut recorder = self.recorder.lock().expect("not poisoned");
+        let ended = Recorder::new(&[], recorder.started, recorder.warm_up);
+        std::mem::replace(&mut *recorder, ended).finish(self.users, browser_version)
     }
 }
 

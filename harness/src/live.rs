@@ -67,9 +67,16 @@ pub struct Feed {
     thresholds: Vec<ThresholdPlan>,
     warm_up: Duration,
     planned: Duration,
+    /// The browsers' recorder, read each second, when the suite has any.
+    browsers: Option<crate::browser::BrowserWatch>,
 }
 
 impl Feed {
+    /// Each second carries the browsers' figures so far too.
+    pub fn with_browsers(self, browsers: Option<crate::browser::BrowserWatch>) -> Feed {
+        Feed { browsers, ..self }
+    }
+
     /// The run so far, as the engine's aggregator holds it `elapsed` into
     /// the load: its phases' totals, its seconds, the probes' last sample
     /// and the thresholds judged on what was measured.
@@ -81,13 +88,17 @@ impl Feed {
             measured_seconds: elapsed.saturating_sub(self.warm_up).as_secs_f64(),
             ..RunHeader::default()
         };
-        let summary = RunSummary::build(
+        let mut summary = RunSummary::build(
             header,
             &self.endpoints,
             aggregator.warm_up(),
             aggregator.measured(),
             Vec::new(),
         );
+        summary.browser = self
+            .browsers
+            .as_ref()
+            .map(crate::browser::BrowserWatch::so_far);
         let judged = crate::verdict::evaluate(&summary, &self.thresholds);
         let snapshot = Arc::new(Snapshot::of(
             &summary,
@@ -196,6 +207,7 @@ impl Live {
             thresholds: thresholds.to_vec(),
             warm_up,
             planned,
+            browsers: None,
         }
     }
 

@@ -36,6 +36,15 @@ fn server() -> (String, Arc<AtomicU64>) {
                 slow.fetch_add(1, Ordering::Relaxed);
                 "slow"
             }),
+        )
+        // For the browser user: a page, not counted with the HTTP load's.
+        .route(
+            "/page",
+            get(|| async {
+                axum::response::Html(
+                    "<!doctype html><title>page</title><h1 id=ready>A page for the browser</h1>",
+                )
+            }),
         );
     (support::serve(app), seen)
 }
@@ -135,8 +144,22 @@ fn answers_ok(url: &str) -> bool {
     answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
 }
 
-fn suite(dir: &Path, base: &str, receivers: &[String], seconds: u32) -> std::path::PathBuf {
+/// A suite of 4 HTTP users for `seconds`, sending to `receivers`; with
+/// `browser`, one browser user too, viewing `/page` in Chromium.
+fn suite(
+    dir: &Path,
+    base: &str,
+    receivers: &[String],
+    seconds: u32,
+    browser: bool,
+) -> std::path::PathBuf {
     let list: Vec<String> = receivers.iter().map(|r| format!("\"{r}\"")).collect();
+    let browser = if browser {
+        "[[browser]]\nname = \"reader\"\nusers = 1\npause = \"200ms\"\n\
+         [[browser.page]]\nname = \"/page\"\npath = \"/page\"\nready = \"#ready\"\n"
+    } else {
+        ""
+    };
     let path = dir.join("live.toml");
     std::fs::write(
         &path,
@@ -163,7 +186,7 @@ get = "/slow"
 [metrics-out]
 prometheus-rw = [{}]
 labels = {{ team = "estimating" }}
-"#,
+{browser}"#,
             list.join(", ")
         ),
     )
@@ -183,7 +206,7 @@ async fn prometheus_stores_the_runs_series_as_result_json_states_them() {
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(dir.path());
     let (base, seen) = server();
-    let path = suite(dir.path(), &base, &[prometheus.write_url()], 6);
+    let path = suite(dir.path(), &base, &[prometheus.write_url()], 6, true);
     let run = run_suite(&NoDomain, &path, &options(dir.path(), "live-a"))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
@@ -252,6 +275,34 @@ async fn prometheus_stores_the_runs_series_as_result_json_states_them() {
         let judged = report.thresholds.iter().find(|t| t.source == source);
         assert_eq!(judged.map(|t| t.passed), Some(*value == 1.0), "{source}");
     }
+
+    // The browser's views and timings, as result.json states them, sent
+    // while the run ran too.
+    let browser = summary.browser.as_ref().expect("the browser user ran");
+    let page = &browser.pages[0];
+    assert!(page.views > 0, "{browser:?}");
+    let views = prometheus
+        .query(r#"ahsp_perf_browser_views_total{run_id="live-a",page="/page"}"#)
+        .await;
+    assert_eq!(views.len(), 1, "{views:?}");
+    assert_eq!(views[0].1, page.views as f64);
+    let load = prometheus
+        .query(r#"ahsp_perf_browser_timing_seconds{run_id="live-a",page="/page",timing="load",quantile="0.95"}"#)
+        .await;
+    assert_eq!(load.len(), 1, "{load:?}");
+    let expected_ms = page.load.0.value_at_quantile(0.95) as f64 / 1000.0;
+    assert!(
+        (load[0].1 * 1000.0 - expected_ms).abs() < 1e-6,
+        "Prometheus has {} ms, result.json {expected_ms} ms",
+        load[0].1 * 1000.0
+    );
+    let seconds_with_views = prometheus
+        .query(r#"count_over_time(ahsp_perf_browser_views_total{run_id="live-a"}[5m])"#)
+        .await;
+    assert!(
+        seconds_with_views[0].1 >= 3.0,
+        "seconds of browser views stored: {seconds_with_views:?}"
+    );
     dashboard_answers(&prometheus, "live-a").await;
 }
 
@@ -268,6 +319,7 @@ async fn a_receiver_that_dies_or_never_answers_costs_the_run_only_a_count_of_dro
         &base,
         &[prometheus.write_url(), hole.clone()],
         6,
+        false,
     );
     let killer = {
         let pid = prometheus.child.id();
@@ -399,7 +451,8 @@ async fn dashboard_answers(prometheus: &Prometheus, run_id: &str) {
 async fn the_live_page_opened_in_chromium_mid_run_shows_the_running_request_count() {
     let dir = tempfile::tempdir().unwrap();
     let (base, _) = server();
-    let path = suite(dir.path(), &base, &[], 12);
+    // With a browser user: its views show on the page too.
+    let path = suite(dir.path(), &base, &[], 12, true);
     let address: std::net::SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -430,13 +483,16 @@ async fn the_live_page_opened_in_chromium_mid_run_shows_the_running_request_coun
         let browser = driver.session().await.unwrap();
         browser.goto(&url).await.unwrap();
         let mut readings = Vec::new();
+        let mut browser_views = 0;
         for _ in 0..2 {
             // One read of the page as it is (an event may replace it
             // between two WebDriver calls).
             let read = browser
                 .execute(
-                    r#"const s = document.getElementById("live-status");
-                       return [s.dataset.second, document.getElementById("live-requests").textContent];"#,
+                    r##"const s = document.getElementById("live-status");
+                       const views = document.querySelector("#browser-pages tbody tr td:nth-child(2)");
+                       return [s.dataset.second, document.getElementById("live-requests").textContent,
+                               views ? views.textContent : "0"];"##,
                     vec![],
                 )
                 .await
@@ -444,6 +500,7 @@ async fn the_live_page_opened_in_chromium_mid_run_shows_the_running_request_coun
             let second: u64 = read[0].as_str().unwrap().parse().unwrap();
             let requests = read[1].as_str().unwrap().to_owned();
             readings.push((second, requests.parse::<u64>().unwrap()));
+            browser_views = read[2].as_str().unwrap().parse::<u64>().unwrap();
             // The page is not reloaded: what changes comes by its events.
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -454,11 +511,20 @@ async fn the_live_page_opened_in_chromium_mid_run_shows_the_running_request_coun
             .len();
         let _ = browser.close().await;
         driver.stop().await;
-        (readings, charts)
+        (readings, charts, browser_views)
     };
-    let (run, (readings, charts)) = tokio::join!(run_suite(&NoDomain, &path, &options), watch);
+    let (run, (readings, charts, browser_views)) =
+        tokio::join!(run_suite(&NoDomain, &path, &options), watch);
     let run = run.unwrap_or_else(|e| panic!("{e:#}"));
-    eprintln!("read off the page: (second, requests) {readings:?}, {charts} charts");
+    eprintln!(
+        "read off the page: (second, requests) {readings:?}, {charts} charts, {browser_views} browser views"
+    );
+    // The browser's views so far, mid-run: some, and no more than in the end.
+    let views = run.report.summary.browser.as_ref().unwrap().pages[0].views;
+    assert!(
+        (1..=views).contains(&browser_views),
+        "the page showed {browser_views} browser views; the run made {views}"
+    );
     assert!(charts >= 3, "the report's charts: {charts}");
     let [(first_second, _), (later_second, _)] = readings[..] else {
         unreachable!()

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::variables::{BrowserVars, extract_value};
-use super::{BrowserSummary, Keep, Recorder, ResourceTiming, ViewOutcome, ViewTimings};
+use super::{
+    BrowserSummary, BrowserWatch, Keep, Recorder, ResourceTiming, ViewOutcome, ViewTimings,
+};
 use crate::catalog::Scope;
 use crate::engine::vu::EngineUser;
 use crate::infra::ownership::{OwnedProcess, RunGuard};
@@ -285,20 +287,30 @@ pub struct BrowserInput {
     pub warm_up: Duration,
 }
 
-/// Runs every browser user until `stop` turns true, from `started` (the
-/// load's first second); returns what they measured.
+impl BrowserInput {
+    /// The recorder this input's users record into, from `started` (the
+    /// load's first second): hand it to [`run`], and to what watches the
+    /// run live.
+    pub fn watch(&self, started: Instant) -> BrowserWatch {
+        let pages: Vec<String> = self
+            .plans
+            .iter()
+            .flat_map(|b| b.pages.iter().map(|p| p.name.clone()))
+            .collect();
+        let users = self.plans.iter().map(|plan| plan.users).sum();
+        BrowserWatch::new(&pages, users, started, self.warm_up)
+    }
+}
+
+/// Runs every browser user until `stop` turns true, recording into
+/// `watch`; returns what they measured.
 pub async fn run(
     driver: &Driver,
     input: BrowserInput,
-    started: Instant,
+    watch: &BrowserWatch,
     stop: watch::Receiver<bool>,
 ) -> BrowserSummary {
-    let pages: Vec<String> = input
-        .plans
-        .iter()
-        .flat_map(|b| b.pages.iter().map(|p| p.name.clone()))
-        .collect();
-    let recorder = Arc::new(Mutex::new(Recorder::new(&pages, started, input.warm_up)));
+    let recorder = watch.recorder();
     let shots = input.dir.join("browser");
     let _ = std::fs::create_dir_all(&shots);
     let input = Arc::new(input);
@@ -331,12 +343,8 @@ pub async fn run(
             version = v;
         }
     }
-    // Every user has ended (joined above), and with it every other handle.
-    let recorder = Arc::try_unwrap(recorder)
-        .expect("every browser user has ended")
-        .into_inner()
-        .expect("not poisoned");
-    recorder.finish(number, version)
+    // Every user has ended (joined above).
+    watch.finish(version)
 }
 
 struct BrowserUser {

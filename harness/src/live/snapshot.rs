@@ -17,7 +17,7 @@ pub const AGGREGATED: &str = "Aggregated";
 /// Every series the harness writes but the probes' (see [`probe_series`]),
 /// with what it means: the Grafana dashboard's queries are checked
 /// against this list.
-pub const SERIES: [(&str, &str); 16] = [
+pub const SERIES: [(&str, &str); 20] = [
     (
         "ahsp_perf_requests_total",
         "requests completed since the load began, by endpoint (warm-up included)",
@@ -69,6 +69,22 @@ pub const SERIES: [(&str, &str); 16] = [
     (
         "ahsp_perf_threshold_passing",
         "1 while a threshold holds on the run so far, 0 when it is broken",
+    ),
+    (
+        "ahsp_perf_browser_views_total",
+        "measured page views in real browsers, by page (failed ones included)",
+    ),
+    (
+        "ahsp_perf_browser_failed_views_total",
+        "page views that failed, by page",
+    ),
+    (
+        "ahsp_perf_browser_timing_seconds",
+        "the measured views' quantiles so far (0.5, 0.95, 0.99, 1) by page and timing (ttfb, dcl, load, lcp, tbt)",
+    ),
+    (
+        "ahsp_perf_browser_users_stopped",
+        "browser users that stopped before the load ended",
     ),
 ];
 
@@ -202,6 +218,9 @@ impl Snapshot {
                 if threshold.passed { 1.0 } else { 0.0 },
             );
         }
+        if let Some(browser) = &summary.browser {
+            browser_points(&mut push, browser);
+        }
         if let Some(probe) = probe {
             probe_points(&mut push, probe);
         }
@@ -282,6 +301,50 @@ fn second_points(
                         ("quantile", label.to_owned()),
                     ],
                     ms / 1000.0,
+                );
+            }
+        }
+    }
+}
+
+/// The browsers' page views so far: counts, and each timing's quantiles.
+fn browser_points(
+    push: &mut impl FnMut(&str, Vec<(&'static str, String)>, f64),
+    browser: &crate::metrics::browser::BrowserSummary,
+) {
+    push(
+        "ahsp_perf_browser_users_stopped",
+        vec![],
+        browser.stopped.len() as f64,
+    );
+    for page in &browser.pages {
+        let named = || vec![("page", page.page.clone())];
+        push("ahsp_perf_browser_views_total", named(), page.views as f64);
+        push(
+            "ahsp_perf_browser_failed_views_total",
+            named(),
+            page.failed as f64,
+        );
+        let timings = [
+            ("ttfb", &page.ttfb),
+            ("dcl", &page.dcl),
+            ("load", &page.load),
+            ("lcp", &page.lcp),
+            ("tbt", &page.tbt),
+        ];
+        for (timing, histogram) in timings {
+            if histogram.0.is_empty() {
+                continue;
+            }
+            for (quantile, label) in QUANTILES {
+                let mut labels = named();
+                labels.push(("timing", timing.to_owned()));
+                labels.push(("quantile", label.to_owned()));
+                let micros = histogram.0.value_at_quantile(quantile);
+                push(
+                    "ahsp_perf_browser_timing_seconds",
+                    labels,
+                    micros as f64 / 1e6,
                 );
             }
         }
@@ -500,5 +563,64 @@ mod tests {
             ),
             Some(1.0)
         );
+    }
+
+    /// What the browsers measured so far (read from their recorder, which
+    /// they keep recording into) is in each second's series.
+    #[test]
+    fn the_browsers_views_so_far_are_series_of_their_own() {
+        use crate::browser::{BrowserWatch, ViewOutcome, ViewTimings};
+        use std::time::{Duration, Instant};
+        let watch = BrowserWatch::new(&["home".to_owned()], 2, Instant::now(), Duration::ZERO);
+        let view = |outcome| {
+            watch
+                .recorder()
+                .lock()
+                .expect("not poisoned")
+                .view(0, Instant::now(), outcome);
+        };
+        for lcp_ms in [100.0, 200.0, 300.0] {
+            view(ViewOutcome::Measured(ViewTimings {
+                ttfb_ms: 10.0,
+                lcp_ms,
+                ..Default::default()
+            }));
+        }
+        view(ViewOutcome::Failed {
+            reason: "not ready in 10s".into(),
+            timings: None,
+        });
+        let mut summary = summary();
+        summary.browser = Some(watch.so_far());
+        let snapshot = Snapshot::of(&summary, None, None, &[], 0, 0.0);
+        let home = [("page", "home")];
+        assert_eq!(
+            snapshot.value("ahsp_perf_browser_views_total", &home),
+            Some(4.0)
+        );
+        assert_eq!(
+            snapshot.value("ahsp_perf_browser_failed_views_total", &home),
+            Some(1.0)
+        );
+        let lcp = |quantile| {
+            snapshot
+                .value(
+                    "ahsp_perf_browser_timing_seconds",
+                    &[("page", "home"), ("timing", "lcp"), ("quantile", quantile)],
+                )
+                .expect("written")
+        };
+        assert!((lcp("0.5") - 0.2).abs() < 0.001, "{}", lcp("0.5"));
+        assert!((lcp("1") - 0.3).abs() < 0.001, "{}", lcp("1"));
+        for point in &snapshot.points {
+            assert!(
+                SERIES.iter().any(|(name, _)| *name == point.name),
+                "{} is in no list",
+                point.name
+            );
+        }
+        // Reading it so far takes nothing from the run's own figures.
+        let ended = watch.finish("Chromium".into());
+        assert_eq!((ended.pages[0].views, ended.pages[0].failed), (4, 1));
     }
 }

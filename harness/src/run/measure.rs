@@ -123,10 +123,11 @@ pub(super) async fn measure(
     let faults_stop = StopSignal::default();
     let (browsers_stop, browsers_stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
+    let browser_watch = browser_input.as_ref().map(|input| input.watch(started));
     let browsers = async {
-        match (&driver, browser_input) {
-            (Some(driver), Some(input)) => {
-                Some(crate::browser::driver::run(driver, input, started, browsers_stopped).await)
+        match (&driver, browser_input, &browser_watch) {
+            (Some(driver), Some(input), Some(watch)) => {
+                Some(crate::browser::driver::run(driver, input, watch, browsers_stopped).await)
             }
             _ => None,
         }
@@ -135,6 +136,7 @@ pub(super) async fn measure(
     // abort-on-fail thresholds on the whole run.
     let searched = plan.capacity.as_ref().map(|_| Default::default());
     let (live, feed) = start_live(plan, run_id, page, &input).await?;
+    let feed = feed.map(|feed| feed.with_browsers(browser_watch.clone()));
     let each_second =
         crate::live::each_second(each_second(plan, searched.as_ref()), feed, sampler.latest());
     let load = async {

@@ -1,5 +1,5 @@
-//! The live page: the report's own sections (thresholds, endpoints, the
-//! charts over time, what the probes saw) drawn on the run so far, with a
+//! The live page: the report's own sections (thresholds, endpoints, pages
+//! in real browsers, the charts over time, what the probes saw) drawn on the run so far, with a
 //! status line in place of the verdict; one small script replaces the body
 //! with each second's as the server sends it (server-sent events).
 
@@ -56,6 +56,9 @@ pub fn body(report: &RunReport, progress: &Progress) -> String {
     }
     body.push_str(&thresholds_while(report, !progress.ended));
     body.push_str(&endpoints(summary));
+    if let Some(browser) = &summary.browser {
+        body.push_str(&super::browser::section(report, browser, None));
+    }
     body.push_str(&over_time(summary, &shades, &busiest));
     body.push_str(&below_http(report, &shades));
     body
