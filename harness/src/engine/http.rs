@@ -250,7 +250,7 @@ impl Client {
                 self.cookie_header.push_str(value);
             }
         }
-        self.write_request(&method, path_and_query, headers, &body)?;
+        self.write_request(&method, path_and_query, headers, &body, has_cookies)?;
         let head_only = method == http::Method::HEAD;
         let timeout = self.timeout;
         let (origin, slot, timer) = (&self.origin, &mut self.connection, &mut self.timer);
@@ -289,7 +289,9 @@ impl Client {
         path_and_query: &str,
         headers: &[(HeaderName, HeaderValue)],
         body: &Bytes,
+        has_cookies: bool,
     ) -> Result<(), TransportError> {
+        use std::io::Write as _;
         if path_and_query.is_empty() || path_and_query.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(TransportError {
                 kind: FailureKind::Transport,
@@ -304,7 +306,7 @@ impl Client {
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(self.origin.host.as_bytes());
         out.extend_from_slice(b"\r\n");
-        if !self.cookie_header.is_empty() && self.cookies.iter_any().next().is_some() {
+        if has_cookies && !self.cookie_header.is_empty() {
             out.extend_from_slice(b"cookie: ");
             out.extend_from_slice(self.cookie_header.as_bytes());
             out.extend_from_slice(b"\r\n");
@@ -328,9 +330,7 @@ impl Client {
                 | http::Method::TRACE
         );
         if !has_length && (!body.is_empty() || carries) {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(body.len().to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            let _ = write!(out, "content-length: {}\r\n", body.len());
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
