@@ -228,21 +228,8 @@ impl Recorder {
 
     pub fn finish(self, users: u32, browser_version: String) -> BrowserSummary {
         BrowserSummary {
-            users,
             browser_version,
-            logins_attempted: self.logins_attempted,
-            logins_succeeded: self.logins_succeeded,
-            warm_up_views: self.warm_up_views,
-            pages: self
-                .pages
-                .into_iter()
-                .map(|mut record| {
-                    record.summary.series = record.seconds.into_values().collect();
-                    record.summary
-                })
-                .collect(),
-            errors: self.errors,
-            stopped: self.stopped,
+            ..self.so_far(users)
         }
     }
 }

@@ -120,6 +120,13 @@ impl Prometheus {
             })
             .collect()
     }
+
+    /// The value of a query that must name exactly one series.
+    async fn only(&self, query: &str) -> f64 {
+        let answer = self.query(query).await;
+        assert_eq!(answer.len(), 1, "{query}: {answer:?}");
+        answer[0].1
+    }
 }
 
 impl Drop for Prometheus {
@@ -240,7 +247,7 @@ async fn prometheus_stores_the_runs_series_as_result_json_states_them() {
     // The p95 the report states, to the microsecond.
     for endpoint in ["/slow", "Aggregated"] {
         let p95 = prometheus
-            .query(&format!(
+            .only(&format!(
                 r#"ahsp_perf_run_latency_seconds{{run_id="live-a",endpoint="{endpoint}",quantile="0.95"}}"#
             ))
             .await;
@@ -248,11 +255,10 @@ async fn prometheus_stores_the_runs_series_as_result_json_states_them() {
             "Aggregated" => summary.total.latency_ms.p95,
             name => summary.endpoint(name).unwrap().latency_ms.p95,
         };
-        assert_eq!(p95.len(), 1, "{endpoint}: {p95:?}");
         assert!(
-            (p95[0].1 * 1000.0 - expected).abs() < 1e-9,
+            (p95 * 1000.0 - expected).abs() < 1e-9,
             "{endpoint}: Prometheus has {} ms, result.json {expected} ms",
-            p95[0].1 * 1000.0
+            p95 * 1000.0
         );
     }
 
@@ -282,19 +288,17 @@ async fn prometheus_stores_the_runs_series_as_result_json_states_them() {
     let page = &browser.pages[0];
     assert!(page.views > 0, "{browser:?}");
     let views = prometheus
-        .query(r#"ahsp_perf_browser_views_total{run_id="live-a",page="/page"}"#)
+        .only(r#"ahsp_perf_browser_views_total{run_id="live-a",page="/page"}"#)
         .await;
-    assert_eq!(views.len(), 1, "{views:?}");
-    assert_eq!(views[0].1, page.views as f64);
+    assert_eq!(views, page.views as f64);
     let load = prometheus
-        .query(r#"ahsp_perf_browser_timing_seconds{run_id="live-a",page="/page",timing="load",quantile="0.95"}"#)
+        .only(r#"ahsp_perf_browser_timing_seconds{run_id="live-a",page="/page",timing="load",quantile="0.95"}"#)
         .await;
-    assert_eq!(load.len(), 1, "{load:?}");
     let expected_ms = page.load.0.value_at_quantile(0.95) as f64 / 1000.0;
     assert!(
-        (load[0].1 * 1000.0 - expected_ms).abs() < 1e-6,
+        (load * 1000.0 - expected_ms).abs() < 1e-6,
         "Prometheus has {} ms, result.json {expected_ms} ms",
-        load[0].1 * 1000.0
+        load * 1000.0
     );
     let seconds_with_views = prometheus
         .query(r#"count_over_time(ahsp_perf_browser_views_total{run_id="live-a"}[5m])"#)

@@ -287,6 +287,12 @@ fn machine(cpu: f64) -> Fingerprint {
     }
 }
 
+/// `run`, measured on a machine whose CPU probe takes `cpu` ms.
+fn on(mut run: RunFigures, cpu: f64) -> RunFigures {
+    run.machine = Some(machine(cpu));
+    run
+}
+
 #[test]
 fn a_busier_machine_makes_a_worse_figure_inconclusive() {
     let mut then = run_of(20.0, 20, 1);
@@ -309,10 +315,6 @@ fn a_busier_machine_makes_a_worse_figure_inconclusive() {
 /// 44× slower into "machine differs", and the gate passed it.
 #[test]
 fn a_slower_machine_excuses_only_what_its_slowdown_could_explain() {
-    let on = |mut run: RunFigures, cpu: f64| {
-        run.machine = Some(machine(cpu));
-        run
-    };
     let then = [on(run_of(20.0, 20, 1), 10.0)];
     let judged = |ms: f64| {
         compare(
@@ -336,10 +338,6 @@ fn a_slower_machine_excuses_only_what_its_slowdown_could_explain() {
 
 #[test]
 fn a_much_faster_machine_leaves_only_a_worse_verdict_standing() {
-    let on = |mut run: RunFigures, cpu: f64| {
-        run.machine = Some(machine(cpu));
-        run
-    };
     let then = [on(run_of(20.0, 20, 1), 10.0)];
     let same = compare(
         "b",

@@ -470,9 +470,10 @@ mod tests {
         format!("http://{address}/")
     }
 
-    async fn get(client: &mut Client) -> Result<Response, TransportError> {
+    /// `GET path`, its body counted, not kept (an error's is kept all the same).
+    async fn get(client: &mut Client, path: &str) -> Result<Response, TransportError> {
         client
-            .send(http::Method::GET, "/", &[], Bytes::new(), false)
+            .send(http::Method::GET, path, &[], Bytes::new(), false)
             .await
     }
 
@@ -484,10 +485,10 @@ mod tests {
         let origin = std::sync::Arc::new(Origin::resolve(&answers_once().await).await.unwrap());
         let timeout = Duration::from_millis(300);
         let mut client = Client::new(origin, timeout);
-        assert_eq!(get(&mut client).await.unwrap().body_len, 2);
+        assert_eq!(get(&mut client, "/").await.unwrap().body_len, 2);
         tokio::time::sleep(Duration::from_millis(150)).await;
         let started = std::time::Instant::now();
-        let error = get(&mut client).await.unwrap_err();
+        let error = get(&mut client, "/").await.unwrap_err();
         assert!(matches!(error.kind, FailureKind::Timeout), "{error:?}");
         assert!(
             started.elapsed() >= timeout,
@@ -499,7 +500,7 @@ mod tests {
             "a timed-out connection was kept"
         );
         // A new connection, answered at once, is not cut off by the old timer.
-        assert_eq!(get(&mut client).await.unwrap().body_len, 2);
+        assert_eq!(get(&mut client, "/").await.unwrap().body_len, 2);
     }
 
     /// A loopback server answering each request by its path from
@@ -610,10 +611,7 @@ mod tests {
         let form = fetch(&mut client, http::Method::POST, "/form").await;
         assert_eq!(form.location(), Some("/length"));
         // Not kept, the body is counted; an error's is kept all the same.
-        let closed = client
-            .send(http::Method::GET, "/close", &[], Bytes::new(), false)
-            .await
-            .unwrap();
+        let closed = get(&mut client, "/close").await.unwrap();
         assert_eq!(
             (closed.status.as_u16(), closed.text().as_ref()),
             (500, "until the end")
@@ -674,18 +672,12 @@ mod tests {
         let (base, _, _) = scripted(&ANSWERS).await;
         let origin = std::sync::Arc::new(Origin::resolve(&base).await.unwrap());
         let mut client = Client::new(origin, Duration::from_secs(5));
-        let short = client
-            .send(http::Method::GET, "/close-short", &[], Bytes::new(), true)
-            .await
-            .unwrap_err();
+        let short = get(&mut client, "/close-short").await.unwrap_err();
         assert!(
             matches!(short.kind, FailureKind::ConnectionReset),
             "{short:?}"
         );
-        let garbage = client
-            .send(http::Method::GET, "/garbage", &[], Bytes::new(), true)
-            .await
-            .unwrap_err();
+        let garbage = get(&mut client, "/garbage").await.unwrap_err();
         assert!(
             matches!(garbage.kind, FailureKind::Transport),
             "{garbage:?}"

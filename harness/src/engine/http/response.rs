@@ -241,23 +241,24 @@ fn parse_head(input: &[u8], head_only: bool) -> Result<Option<(Head, usize)>, Tr
             .map_err(|_| invalid(format!("a header named {:?}", header.name)))?;
         let value = HeaderValue::from_bytes(header.value)
             .map_err(|_| invalid(format!("a value of {name} that is not one")))?;
-        let text = value.to_str().unwrap_or("");
+        // Read as text only for the three headers that shape the body.
+        let text = || value.to_str().unwrap_or("");
         if name == http::header::CONTENT_LENGTH {
-            let parsed: u64 = text
+            let parsed: u64 = text()
                 .trim()
                 .parse()
-                .map_err(|_| invalid(format!("content-length {text:?}")))?;
+                .map_err(|_| invalid(format!("content-length {:?}", text())))?;
             if length.is_some_and(|known| known != parsed) {
                 return Err(invalid("two different content-lengths"));
             }
             length = Some(parsed);
         } else if name == http::header::TRANSFER_ENCODING {
-            chunked = text
+            chunked = text()
                 .rsplit(',')
                 .next()
                 .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
         } else if name == http::header::CONNECTION {
-            for token in text.split(',').map(str::trim) {
+            for token in text().split(',').map(str::trim) {
                 close |= token.eq_ignore_ascii_case("close");
                 keep_alive |= token.eq_ignore_ascii_case("keep-alive");
             }
