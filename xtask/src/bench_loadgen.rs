@@ -279,6 +279,20 @@ impl Measured {
             median(ratios.clone()),
             ratios.len()
         );
+        // The tail beside wrk's, pair by pair: both saw the same server in
+        // the same minute, so the ratio is what the engine adds or saves.
+        let p99_ratios: Vec<f64> = self
+            .engine
+            .iter()
+            .zip(&self.wrk)
+            .map(|(engine, wrk)| engine.p99_ms / wrk.p99_ms)
+            .collect();
+        if let Some(p99) = RatioEstimate::of(&p99_ratios) {
+            println!(
+                "  p99 ahsp-perf / wrk: {:.2}× ({:.2}–{:.2}, one-sided 97.5 % over {} pairs)",
+                p99.ratio, p99.low, p99.high, p99.pairs
+            );
+        }
     }
 
     /// Prints the judgement against the budget; the path's name when it is over.

@@ -18,6 +18,11 @@
 //! finer than the change; the figures go to
 //! `target/perf/calibration/calibration-APP-MODES.json`. With
 //! `--until-decided BUDGET` every comparison adds runs until decided.
+//! Every comparison is also appended to a ledger as soon as it is judged
+//! (`--ledger`, `benches/calibration.jsonl` by default, committed);
+//! `--summary` totals the ledger into the README's table.
+
+mod ledger;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,7 +31,7 @@ use harness::baseline::{Comparison, Metric, Verdict};
 use harness::run::SetOutcome;
 use harness::run::set::Arm;
 use harness::run::{RunOptions, SetOptions, run_set};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use suites::ahsp::{Ahsp, EmbeddedCommand};
 
 use crate::project_root;
@@ -61,10 +66,19 @@ pub struct Args {
     /// this budget is spent.
     #[arg(long, value_name = "BUDGET", value_parser = humantime::parse_duration)]
     until_decided: Option<std::time::Duration>,
+    /// The ledger each comparison is appended to as soon as it is judged
+    /// (relative to the project root).
+    #[arg(long, default_value = "benches/calibration.jsonl")]
+    ledger: PathBuf,
+    /// Run nothing: total the ledger per setting and print the table.
+    #[arg(long)]
+    summary: bool,
 }
 
-/// What one mode measured.
-#[derive(Debug, Default, Serialize)]
+/// What one mode measured. A figure missing from a ledger line (written
+/// before the figure was counted) reads as zero.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct ModeFigures {
     pairs: usize,
     /// Rows judged (not "not enough data") on figures nothing changed.
@@ -86,6 +100,9 @@ struct ModeFigures {
     /// than the change made, and of those, the pairs that caught it.
     p95_within_resolution: usize,
     p95_caught_within_resolution: usize,
+    /// The same for p99.
+    p99_within_resolution: usize,
+    p99_caught_within_resolution: usize,
     /// Runs a side the comparisons used, all pairs together.
     runs_per_side: usize,
     /// False alarms by `endpoint metric`.
@@ -103,7 +120,48 @@ struct Calibration {
     modes: BTreeMap<String, ModeFigures>,
 }
 
+impl ModeFigures {
+    /// Adds another tally of the same setting to this one.
+    fn add(&mut self, other: &ModeFigures) {
+        self.pairs += other.pairs;
+        self.judged += other.judged;
+        self.false_alarms += other.false_alarms;
+        self.pairs_with_false_alarm += other.pairs_with_false_alarm;
+        self.machine_differs += other.machine_differs;
+        self.unclear += other.unclear;
+        self.detected_p95 += other.detected_p95;
+        self.detected_p50 += other.detected_p50;
+        self.detected_p99 += other.detected_p99;
+        self.judged_p95 += other.judged_p95;
+        self.p95_within_resolution += other.p95_within_resolution;
+        self.p95_caught_within_resolution += other.p95_caught_within_resolution;
+        self.p99_within_resolution += other.p99_within_resolution;
+        self.p99_caught_within_resolution += other.p99_caught_within_resolution;
+        self.runs_per_side += other.runs_per_side;
+        for (figure, count) in &other.by_figure {
+            *self.by_figure.entry(figure.clone()).or_default() += count;
+        }
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let ledger_path = project_root().join(&args.ledger);
+    if args.summary {
+        let totals = ledger::read(&ledger_path)?;
+        print!("{}", ledger::table(&totals));
+        for (setting, total) in &totals {
+            eprintln!(
+                "{} {}: {} pair(s) from {} to {}, build(s) {}",
+                setting.app,
+                setting.mode,
+                total.figures.pairs,
+                total.first,
+                total.last,
+                total.builds.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        return Ok(());
+    }
     let root = project_root().join("target/perf/calibration");
     let django = args.app == "django-ahsp";
     let suite = args.suite.clone().unwrap_or_else(|| {
@@ -198,9 +256,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
             };
             check_ran(&outcome)?;
+            let mut this = ModeFigures::default();
             for (_, comparison) in &outcome.comparisons {
-                tally(&mut figures, comparison, slowed);
+                tally(&mut this, comparison, slowed);
             }
+            figures.add(&this);
+            let setting = ledger::Setting {
+                app: args.app.clone(),
+                noisy: calibration.noisy,
+                profile: args.profile.clone(),
+                mode: mode.clone(),
+                runs: args.runs,
+                until_decided: calibration.until_decided.clone(),
+                confidence_permille: (calibration.confidence * 1000.0).round() as u32,
+                relative_permille: (calibration.relative * 1000.0).round() as u32,
+            };
+            ledger::append(&ledger_path, &ledger::Entry::now(setting, this))?;
         }
         print_mode(mode, &figures, slowed.is_some());
         calibration.modes.insert(mode.clone(), figures);
@@ -265,9 +336,19 @@ fn tally(figures: &mut ModeFigures, comparison: &Comparison, slowed_by: Option<u
                 figures.judged_p95 += 1;
             }
             let change = f64::from(slowed_by.unwrap_or(0)) / 100.0;
-            if row.metric == Metric::P95 && row.resolution.is_some_and(|r| r < change) {
-                figures.p95_within_resolution += 1;
-                figures.p95_caught_within_resolution += usize::from(row.verdict == Verdict::Worse);
+            let caught = usize::from(row.verdict == Verdict::Worse);
+            if row.resolution.is_some_and(|r| r < change) {
+                match row.metric {
+                    Metric::P95 => {
+                        figures.p95_within_resolution += 1;
+                        figures.p95_caught_within_resolution += caught;
+                    }
+                    Metric::P99 => {
+                        figures.p99_within_resolution += 1;
+                        figures.p99_caught_within_resolution += caught;
+                    }
+                    _ => {}
+                }
             }
             continue;
         }
@@ -318,7 +399,7 @@ fn print_mode(mode: &str, figures: &ModeFigures, detecting: bool) {
     );
     if detecting {
         eprintln!(
-            "{mode}: rekap-rab p95 WORSE in {} of {} pairs ({}; judged in {}), p99 WORSE in {} ({}), p50 WORSE in {} ({}); p95 caught in {} of the {} pairs whose stated resolution was finer than the change ({})",
+            "{mode}: rekap-rab p95 WORSE in {} of {} pairs ({}; judged in {}), p99 WORSE in {} ({}), p50 WORSE in {} ({}); p95 caught in {} of the {} pairs whose stated resolution was finer than the change ({}), p99 in {} of {} ({})",
             figures.detected_p95,
             figures.pairs,
             rate(figures.detected_p95, figures.pairs),
@@ -332,6 +413,12 @@ fn print_mode(mode: &str, figures: &ModeFigures, detecting: bool) {
             rate(
                 figures.p95_caught_within_resolution,
                 figures.p95_within_resolution
+            ),
+            figures.p99_caught_within_resolution,
+            figures.p99_within_resolution,
+            rate(
+                figures.p99_caught_within_resolution,
+                figures.p99_within_resolution
             ),
         );
     }
