@@ -73,6 +73,11 @@ pub struct Args {
     /// Run nothing: total the ledger per setting and print the table.
     #[arg(long)]
     summary: bool,
+    /// Count the ledger's comparisons of the same setting towards
+    /// `--pairs` and run only the ones missing: the same command, run
+    /// again after an interruption or in another session, carries on.
+    #[arg(long)]
+    top_up: bool,
 }
 
 /// What one mode measured. A figure missing from a ledger line (written
@@ -224,6 +229,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "unknown mode `{other}` (interleaved, busy-baseline, detect-20, detect-50)"
             ),
         };
+        let setting = ledger::Setting {
+            app: args.app.clone(),
+            noisy: calibration.noisy,
+            profile: args.profile.clone(),
+            mode: mode.clone(),
+            runs: args.runs,
+            until_decided: calibration.until_decided.clone(),
+            confidence_permille: (calibration.confidence * 1000.0).round() as u32,
+            relative_permille: (calibration.relative * 1000.0).round() as u32,
+        };
+        let pairs = if args.top_up && ledger_path.exists() {
+            let done = ledger::read(&ledger_path)?
+                .get(&setting)
+                .map_or(0, |total| total.figures.pairs);
+            eprintln!("{mode}: the ledger has {done} of {} pair(s)", args.pairs);
+            args.pairs.saturating_sub(done)
+        } else {
+            args.pairs
+        };
+        if pairs == 0 {
+            continue;
+        }
         if mode == "busy-baseline" {
             let _ = std::fs::remove_dir_all(root.join("baselines"));
             let mut saving = SetOptions {
@@ -233,8 +260,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             saving.gate.save_baseline = Some("calibration".into());
             check_ran(&run_set(&domain, std::slice::from_ref(&suite), &saving).await?)?;
         }
-        for pair in 0..args.pairs {
-            eprintln!("{mode}: pair {} of {}", pair + 1, args.pairs);
+        for pair in 0..pairs {
+            eprintln!("{mode}: pair {} of {pairs}", pair + 1);
             let outcome = match slowed {
                 None if mode == "busy-baseline" => {
                     let _neighbour = Neighbour::start()?;
@@ -261,20 +288,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 tally(&mut this, comparison, slowed);
             }
             figures.add(&this);
-            let setting = ledger::Setting {
-                app: args.app.clone(),
-                noisy: calibration.noisy,
-                profile: args.profile.clone(),
-                mode: mode.clone(),
-                runs: args.runs,
-                until_decided: calibration.until_decided.clone(),
-                confidence_permille: (calibration.confidence * 1000.0).round() as u32,
-                relative_permille: (calibration.relative * 1000.0).round() as u32,
-            };
-            ledger::append(&ledger_path, &ledger::Entry::now(setting, this))?;
+            ledger::append(&ledger_path, &ledger::Entry::now(setting.clone(), this))?;
         }
         print_mode(mode, &figures, slowed.is_some());
         calibration.modes.insert(mode.clone(), figures);
+    }
+    if calibration.modes.is_empty() {
+        eprintln!("the ledger has every pair asked for: nothing to run (`--summary` totals it)");
+        return Ok(());
     }
     std::fs::create_dir_all(&root)?;
     let path = root.join(format!(
