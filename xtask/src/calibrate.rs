@@ -25,7 +25,7 @@
 mod ledger;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use harness::baseline::{Comparison, Metric, Verdict};
 use harness::run::SetOutcome;
@@ -152,20 +152,7 @@ impl ModeFigures {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let ledger_path = project_root().join(&args.ledger);
     if args.summary {
-        let totals = ledger::read(&ledger_path)?;
-        print!("{}", ledger::table(&totals));
-        for (setting, total) in &totals {
-            eprintln!(
-                "{} {}: {} pair(s) from {} to {}, build(s) {}",
-                setting.app,
-                setting.mode,
-                total.figures.pairs,
-                total.first,
-                total.last,
-                total.builds.iter().cloned().collect::<Vec<_>>().join(", ")
-            );
-        }
-        return Ok(());
+        return ledger::print_summary(&ledger_path);
     }
     let root = project_root().join("target/perf/calibration");
     let django = args.app == "django-ahsp";
@@ -239,15 +226,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             confidence_permille: (calibration.confidence * 1000.0).round() as u32,
             relative_permille: (calibration.relative * 1000.0).round() as u32,
         };
-        let pairs = if args.top_up && ledger_path.exists() {
-            let done = ledger::read(&ledger_path)?
-                .get(&setting)
-                .map_or(0, |total| total.figures.pairs);
-            eprintln!("{mode}: the ledger has {done} of {} pair(s)", args.pairs);
-            args.pairs.saturating_sub(done)
-        } else {
-            args.pairs
-        };
+        let pairs = pairs_to_run(&args, &setting, &ledger_path)?;
         if pairs == 0 {
             continue;
         }
@@ -319,6 +298,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         path.display()
     );
     Ok(())
+}
+
+/// `--pairs`, less those the ledger already has of this setting with `--top-up`.
+fn pairs_to_run(args: &Args, setting: &ledger::Setting, ledger: &Path) -> anyhow::Result<usize> {
+    if !args.top_up || !ledger.exists() {
+        return Ok(args.pairs);
+    }
+    let done = ledger::read(ledger)?
+        .get(setting)
+        .map_or(0, |total| total.figures.pairs);
+    eprintln!(
+        "{}: the ledger has {done} of {} pair(s)",
+        setting.mode, args.pairs
+    );
+    Ok(args.pairs.saturating_sub(done))
 }
 
 fn arm_options(base: &SetOptions, arm: &Arm) -> SetOptions {

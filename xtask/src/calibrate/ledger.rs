@@ -98,6 +98,25 @@ pub fn read(path: &Path) -> anyhow::Result<BTreeMap<Setting, Total>> {
     Ok(totals)
 }
 
+/// `gate-calibration --summary`: the table on stdout, where each row's
+/// comparisons came from on stderr.
+pub fn print_summary(path: &Path) -> anyhow::Result<()> {
+    let totals = read(path)?;
+    print!("{}", table(&totals));
+    for (setting, total) in &totals {
+        eprintln!(
+            "{} {}: {} pair(s) from {} to {}, build(s) {}",
+            setting.app,
+            setting.mode,
+            total.figures.pairs,
+            total.first,
+            total.last,
+            total.builds.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// The README's calibration table: one row per setting.
 pub fn table(totals: &BTreeMap<Setting, Total>) -> String {
     let mut out = String::from(
