@@ -27,7 +27,7 @@ mod ledger;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use harness::baseline::{Comparison, Metric, Verdict};
+use harness::baseline::{Comparison, Metric, Row, Verdict};
 use harness::run::SetOutcome;
 use harness::run::set::Arm;
 use harness::run::{RunOptions, SetOptions, run_set};
@@ -267,7 +267,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 tally(&mut this, comparison, slowed);
             }
             figures.add(&this);
-            ledger::append(&ledger_path, &ledger::Entry::now(setting.clone(), this))?;
+            let rows = notable_rows(&outcome, slowed.is_some());
+            ledger::append(
+                &ledger_path,
+                &ledger::Entry::now(setting.clone(), this, rows),
+            )?;
         }
         print_mode(mode, &figures, slowed.is_some());
         calibration.modes.insert(mode.clone(), figures);
@@ -298,6 +302,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         path.display()
     );
     Ok(())
+}
+
+/// The rows a ledger line keeps whole: the slowed endpoint's quantiles and
+/// every WORSE.
+fn notable_rows(outcome: &SetOutcome, detecting: bool) -> Vec<Row> {
+    outcome
+        .comparisons
+        .iter()
+        .flat_map(|(_, comparison)| &comparison.rows)
+        .filter(|row| {
+            let slowed_quantile = detecting
+                && row.endpoint == SLOWED
+                && matches!(row.metric, Metric::P50 | Metric::P95 | Metric::P99);
+            slowed_quantile || row.verdict == Verdict::Worse
+        })
+        .cloned()
+        .collect()
 }
 
 /// `--pairs`, less those the ledger already has of this setting with `--top-up`.

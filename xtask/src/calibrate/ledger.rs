@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+use harness::baseline::Row;
 use serde::{Deserialize, Serialize};
 
 use super::ModeFigures;
@@ -35,15 +36,20 @@ pub struct Entry {
     pub build: String,
     pub setting: Setting,
     pub figures: ModeFigures,
+    /// The rows worth reading again, whole: the slowed endpoint's
+    /// quantiles (with what each could detect) and every WORSE.
+    #[serde(default)]
+    pub rows: Vec<Row>,
 }
 
 impl Entry {
-    pub fn now(setting: Setting, figures: ModeFigures) -> Entry {
+    pub fn now(setting: Setting, figures: ModeFigures, rows: Vec<Row>) -> Entry {
         Entry {
             at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             build: env!("AHSP_PERF_BUILD").to_owned(),
             setting,
             figures,
+            rows,
         }
     }
 }
@@ -219,8 +225,16 @@ mod tests {
     fn comparisons_of_one_setting_add_up_and_others_stay_apart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/ledger.jsonl");
-        append(&path, &Entry::now(setting("detect-50"), detected(true))).unwrap();
-        append(&path, &Entry::now(setting("detect-50"), detected(false))).unwrap();
+        append(
+            &path,
+            &Entry::now(setting("detect-50"), detected(true), Vec::new()),
+        )
+        .unwrap();
+        append(
+            &path,
+            &Entry::now(setting("detect-50"), detected(false), Vec::new()),
+        )
+        .unwrap();
         let mut alarm = ModeFigures {
             pairs: 1,
             judged: 10,
@@ -230,7 +244,11 @@ mod tests {
             ..ModeFigures::default()
         };
         alarm.by_figure.insert("GET /dashboard/ p95".into(), 1);
-        append(&path, &Entry::now(setting("interleaved"), alarm)).unwrap();
+        append(
+            &path,
+            &Entry::now(setting("interleaved"), alarm, Vec::new()),
+        )
+        .unwrap();
 
         let totals = read(&path).unwrap();
         assert_eq!(totals.len(), 2);
@@ -259,7 +277,11 @@ mod tests {
     fn a_line_that_does_not_parse_is_named_by_its_number() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.jsonl");
-        append(&path, &Entry::now(setting("interleaved"), detected(true))).unwrap();
+        append(
+            &path,
+            &Entry::now(setting("interleaved"), detected(true), Vec::new()),
+        )
+        .unwrap();
         std::fs::write(
             &path,
             // Line 2 is blank (skipped), line 3 is not an entry.
