@@ -216,16 +216,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "unknown mode `{other}` (interleaved, busy-baseline, detect-20, detect-50)"
             ),
         };
-        let setting = ledger::Setting {
-            app: args.app.clone(),
-            noisy: calibration.noisy,
-            profile: args.profile.clone(),
-            mode: mode.clone(),
-            runs: args.runs,
-            until_decided: calibration.until_decided.clone(),
-            confidence_permille: (calibration.confidence * 1000.0).round() as u32,
-            relative_permille: (calibration.relative * 1000.0).round() as u32,
-        };
+        let setting = setting_of(&args, &calibration, mode);
         let pairs = pairs_to_run(&args, &setting, &ledger_path)?;
         if pairs == 0 {
             continue;
@@ -319,6 +310,20 @@ fn notable_rows(outcome: &SetOutcome, detecting: bool) -> Vec<Row> {
         })
         .cloned()
         .collect()
+}
+
+/// What a ledger line of this mode is run with.
+fn setting_of(args: &Args, calibration: &Calibration, mode: &str) -> ledger::Setting {
+    ledger::Setting {
+        app: args.app.clone(),
+        noisy: calibration.noisy,
+        profile: args.profile.clone(),
+        mode: mode.to_owned(),
+        runs: args.runs,
+        until_decided: calibration.until_decided.clone(),
+        confidence_permille: (calibration.confidence * 1000.0).round() as u32,
+        relative_permille: (calibration.relative * 1000.0).round() as u32,
+    }
 }
 
 /// `--pairs`, less those the ledger already has of this setting with `--top-up`.
