@@ -2,8 +2,11 @@
 //! commit it was built from (`0.1.0+g1a2b3c4d5e6f`), so that shards built
 //! from different commits are not merged as one run. Rebuilt when the
 //! checkout moves to another commit; without git (a source tarball) the
-//! version alone. Uncommitted changes are not marked: watching the index
-//! would rebuild on every `git status`.
+//! version alone. A build whose tracked sources differ from that commit is
+//! marked (`0.1.0+g1a2b3c4d5e6f.dirty`), so a calibration ledger or a shard
+//! never names a commit its binary was not built from: the sources the
+//! binary is built from are watched, and a change to them reruns this as it
+//! recompiles the crate anyway. New files not yet added to git are not seen.
 
 use std::process::Command;
 
@@ -16,9 +19,34 @@ fn git(args: &[&str]) -> Option<String> {
         .filter(|text| !text.is_empty())
 }
 
+/// What xtask's binaries are built from (the `include_str!`s included),
+/// relative to the workspace root.
+const SOURCES: [&str; 6] = [
+    "harness/src",
+    "harness/images",
+    "fixtures/src",
+    "fixtures/migrations",
+    "xtask/src",
+    "Cargo.lock",
+];
+
+/// Whether a tracked source file differs from HEAD (`git diff` refreshes
+/// file stats in memory and writes nothing, so it cannot race the user's git).
+fn sources_differ_from_head() -> bool {
+    let Ok(status) = Command::new("git")
+        .args(["diff", "--quiet", "HEAD", "--"])
+        .args(SOURCES.iter().map(|source| format!("../{source}")))
+        .status()
+    else {
+        return false;
+    };
+    status.code() == Some(1)
+}
+
 fn main() {
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
     let build = match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(commit) if sources_differ_from_head() => format!("{version}+g{commit}.dirty"),
         Some(commit) => format!("{version}+g{commit}"),
         None => version,
     };
@@ -34,6 +62,9 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
     println!("cargo:rerun-if-changed=build.rs");
+    for source in SOURCES {
+        println!("cargo:rerun-if-changed=../{source}");
+    }
     if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
         let mut watched = vec![format!("{git_dir}/HEAD"), format!("{git_dir}/packed-refs")];
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
