@@ -1,6 +1,3 @@
-import functools
-import os
-import time
 from decimal import Decimal
 
 from django.contrib.auth.decorators import login_required
@@ -40,27 +37,6 @@ ORDER BY k.urutan, k.id, s.urutan, s.id, p.urutan, p.id
 """
 
 
-# A regression to calibrate the gate on (`cargo xtask gate-calibration
-# --target django-ahsp`): AHSP_EXAMPLE_SLOWDOWN=50 makes the rekap page
-# sleep half its own time after each request, so its whole distribution,
-# tails included, moves by that share.
-SLOWDOWN = float(os.environ.get("AHSP_EXAMPLE_SLOWDOWN") or 0) / 100.0
-
-
-def slowed(view):
-    if SLOWDOWN <= 0:
-        return view
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        started = time.perf_counter()
-        response = view(*args, **kwargs)
-        time.sleep((time.perf_counter() - started) * SLOWDOWN)
-        return response
-
-    return wrapper
-
-
 def visible_projects(user):
     return Project.objects.filter(Q(owner=user) | Q(members__user=user)).distinct()
 
@@ -79,7 +55,6 @@ def dashboard(request):
 
 
 @login_required
-@slowed
 def rekap_rab(request, project_id):
     project = project_of(request.user, project_id)
     with connection.cursor() as cursor:
