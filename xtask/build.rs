@@ -21,7 +21,8 @@ fn git(args: &[&str]) -> Option<String> {
 
 /// What xtask's binaries are built from (the `include_str!`s included),
 /// relative to the workspace root.
-const SOURCES: [&str; 6] = [
+const SOURCES: [&str; 7] = [
+    "xtask/build.rs",
     "harness/src",
     "harness/images",
     "fixtures/src",
@@ -33,14 +34,13 @@ const SOURCES: [&str; 6] = [
 /// Whether a tracked source file differs from HEAD (`git diff` refreshes
 /// file stats in memory and writes nothing, so it cannot race the user's git).
 fn sources_differ_from_head() -> bool {
-    let Ok(status) = Command::new("git")
-        .args(["diff", "--quiet", "HEAD", "--"])
-        .args(SOURCES.iter().map(|source| format!("../{source}")))
-        .status()
-    else {
-        return false;
-    };
-    status.code() == Some(1)
+    let sources: Vec<String> = SOURCES
+        .iter()
+        .map(|source| format!("../{source}"))
+        .collect();
+    let mut args = vec!["diff", "--name-only", "HEAD", "--"];
+    args.extend(sources.iter().map(String::as_str));
+    git(&args).is_some()
 }
 
 fn main() {
